@@ -1,0 +1,285 @@
+//! Server configuration: one [`Config`] with a default for every setting.
+//!
+//! The configuration file (TOML) only overrides; every key is optional and an unknown key is an
+//! error, reported with the file, line and column. Semantic checks (a zero outbox, a listen address
+//! that does not parse) are collected and reported together, so an operator fixes a file in one go.
+//!
+//! Config is not runtime: these structs describe what the operator asked for; the server and the
+//! stages build their runtime state from them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listener, connection limits, timeouts and buffers.
+    pub server: ServerConfig,
+    /// Per-client rate limiting of lines.
+    pub rate_limit: RateLimitConfig,
+    /// The stage pipeline.
+    pub pipeline: PipelineConfig,
+    /// Rooms.
+    pub rooms: RoomsConfig,
+}
+
+/// `[server]`: the listener and per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Longest accepted line in bytes, without the line ending.
+    pub max_line_bytes: usize,
+    /// Most connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long a client may take to choose a username.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How long one write to a client may take before the client is dropped.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// How long a graceful shutdown may take before connections are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Most lines queued for one client; a client over it is disconnected as too slow.
+    pub outbox_lines: usize,
+    /// Most bytes queued for one client; a client over it is disconnected as too slow.
+    pub outbox_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            max_line_bytes: 2048,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            outbox_lines: 1024,
+            outbox_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What the rate limiter does with a line over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitPolicy {
+    /// Drop the line and tell the sender.
+    #[default]
+    Reject,
+    /// Hold the sender's lines back until the limit allows them, up to `burst` held lines, then
+    /// reject (IRC servers call this "fakelag").
+    Delay,
+}
+
+/// `[rate_limit]`: lines per client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained lines per second per client; `0` turns rate limiting off.
+    pub per_second: u32,
+    /// Lines a client may send at once after being quiet.
+    pub burst: u32,
+    /// `reject` or `delay`.
+    pub policy: RateLimitPolicy,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_second: 5,
+            burst: 10,
+            policy: RateLimitPolicy::Reject,
+        }
+    }
+}
+
+/// `[pipeline]`: the worker pool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Filter workers; `0` means one per core.
+    pub workers: usize,
+}
+
+impl PipelineConfig {
+    /// The worker count with `0` resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// `[rooms]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// The room every client starts in.
+    pub default: String,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            default: "lobby".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, and the line and column where the file is at fault.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for syntax errors, unknown keys and wrongly typed values;
+    /// [`ConfigError::Invalid`] listing every semantic problem.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::parse(path, text, &e))?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The listen address, parsed.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when it is not `IP:PORT`.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                path: PathBuf::from("[server] listen"),
+                problems: vec![format!(
+                    "`{}` is not an address such as 127.0.0.1:8080",
+                    self.server.listen
+                )],
+            })
+    }
+
+    /// Checks values that parse but make no sense, collecting every problem.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let s = &self.server;
+        if s.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "[server] listen: `{}` is not an address such as 127.0.0.1:8080",
+                s.listen
+            ));
+        }
+        let positive = [
+            ("[server] max_line_bytes", s.max_line_bytes),
+            ("[server] max_connections", s.max_connections),
+            ("[server] outbox_lines", s.outbox_lines),
+            ("[server] outbox_bytes", s.outbox_bytes),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if s.outbox_bytes < s.max_line_bytes + 64 {
+            problems.push(format!(
+                "[server] outbox_bytes: must hold at least one full line ({} bytes)",
+                s.max_line_bytes + 64
+            ));
+        }
+        let r = &self.rate_limit;
+        if r.per_second > 0 && r.burst == 0 {
+            problems.push("[rate_limit] burst: must be at least 1 when per_second > 0".into());
+        }
+        if crate::names::validate_room_name(&self.rooms.default).is_err() {
+            problems.push(format!(
+                "[rooms] default: `{}` is not a room name (1-32 of a-z 0-9 _ -)",
+                self.rooms.default
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+/// The 1-based line and column of a byte offset in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("chatpipe.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.max_line_bytes, 2048);
+        assert_eq!(c.rate_limit.per_second, 5);
+        assert_eq!(c.rooms.default, "lobby");
+    }
+
+    #[test]
+    fn durations_and_overrides_parse() {
+        let c = parse("[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"2m\"\n").unwrap();
+        assert_eq!(c.server.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("chatpipe.toml:3:1:"), "{text}");
+        assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_is_reported_with_position() {
+        let err = parse("[rate_limit]\npolicy = \"sometimes\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("chatpipe.toml:2:10:"), "{text}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_collected() {
+        let err = parse("[server]\nlisten = \"nowhere\"\noutbox_lines = 0\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("listen"), "{text}");
+        assert!(text.contains("outbox_lines"), "{text}");
+    }
+}

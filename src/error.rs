@@ -1,0 +1,70 @@
+//! Typed errors of the library. The binary adds context at its edge.
+
+use std::path::{Path, PathBuf};
+
+/// A configuration or filter file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the expected shape.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the fault.
+        line: usize,
+        /// 1-based column of the fault.
+        column: usize,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// The file parsed, but some values make no sense.
+    #[error("{}: {}", path.display(), problems.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// Turns a TOML error into a [`ConfigError::Parse`] with line and column.
+    pub(crate) fn parse(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+        let (line, column) = err
+            .span()
+            .map_or((1, 1), |span| crate::config::line_col(text, span.start));
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: err.message().trim().to_owned(),
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pipeline cannot be assembled.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::UnknownStage),
+}

@@ -1,0 +1,165 @@
+//! The events that flow from sessions through the pipeline into the hub.
+//!
+//! A session turns every line it reads into an [`Event`] carrying the sending [`Client`], a
+//! per-client sequence number and the time the line arrived. Stages rewrite the event's [`Body`]
+//! as it moves along: a raw [`Body::Line`] becomes a [`Body::Chat`], a [`Body::Command`] or a
+//! [`Body::Notice`] for the sender. Whatever leaves the last stage goes to the hub.
+//!
+//! Invariant: for one client, events enter the pipeline in `seq` order and every stage keeps that
+//! order, so a client's `/quit` can never overtake the chat line it sent before.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::time::Instant;
+
+/// Identifies one connection for its whole life. Never reused while the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a client may do. Moderators and admins are exempt from some filters and may use the
+/// moderation commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An ordinary user or guest.
+    #[default]
+    User,
+    /// May moderate rooms.
+    Moderator,
+    /// May do everything.
+    Admin,
+}
+
+impl Role {
+    /// The lower-case name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The parts of a client's identity that change while it is connected.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The current username, as the client typed it.
+    pub name: Arc<str>,
+    /// The room the client is in.
+    pub room: Arc<str>,
+    /// The client's role.
+    pub role: Role,
+}
+
+/// One connected client as the pipeline and the hub see it.
+///
+/// Shared (`Arc<Client>`) by the session, every event it produces and the hub. The hub is the only
+/// writer of [`ClientInfo`]; stages read it to judge a message (a filter exempt in one room needs
+/// to know the sender's room). The mutex is held for a clone of three fields, never across an
+/// `.await`.
+#[derive(Debug)]
+pub struct Client {
+    id: ClientId,
+    addr: SocketAddr,
+    info: Mutex<ClientInfo>,
+}
+
+impl Client {
+    /// A client with the given identity.
+    pub fn new(id: ClientId, addr: SocketAddr, info: ClientInfo) -> Self {
+        Client {
+            id,
+            addr,
+            info: Mutex::new(info),
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The peer address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of the client's name, room and role.
+    pub fn info(&self) -> ClientInfo {
+        self.lock().clone()
+    }
+
+    /// The client's current name.
+    pub fn name(&self) -> Arc<str> {
+        self.lock().name.clone()
+    }
+
+    /// Changes the name, room or role. Only the hub calls this.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut ClientInfo)) {
+        change(&mut self.lock());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClientInfo> {
+        // A panic while holding this lock cannot leave ClientInfo half-written (every update is a
+        // field assignment), so a poisoned lock is safe to use.
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One unit of work in the pipeline: something a client did.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Who did it.
+    pub client: Arc<Client>,
+    /// Per-client sequence number, starting at 0 with the first line after the handshake.
+    pub seq: u64,
+    /// When the session read the line.
+    pub received_at: Instant,
+    /// What happened.
+    pub body: Body,
+}
+
+impl Event {
+    /// The same event with another body.
+    pub fn with_body(self, body: Body) -> Event {
+        Event { body, ..self }
+    }
+}
+
+/// What an [`Event`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// A raw line as read from the socket, before parsing.
+    Line(String),
+    /// A chat line for the sender's room.
+    Chat(String),
+    /// An action (`/me waves`), shown as `* NAME waves`.
+    Action(String),
+    /// A command for the hub.
+    Command(Command),
+    /// A `SERVER:` line for the sender only (an error, a refusal, help text).
+    Notice(String),
+    /// The client is gone: end of stream, a broken connection or a write failure.
+    Left(String),
+}
+
+/// A command that the hub carries out. Commands answered without the hub (such as `/help`) never
+/// become one of these; the parse stage turns them into a [`Body::Notice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/quit`: leave the chat.
+    Quit,
+    /// `/nick NEW`: change the username.
+    Nick(String),
+    /// `/who`: list the members of the sender's room.
+    Who,
+}

@@ -1,0 +1,208 @@
+//! [`FilterChain`]: the filters a message passes through, in order, and [`FilterSet`], the
+//! handle through which the chain is replaced atomically on reload.
+//!
+//! Invariant: a message is judged wholly by one chain. A worker loads the current chain once per
+//! message ([`FilterSet::current`]); a reload builds the complete new chain first and swaps it in
+//! with one atomic store, so no message sees half of the old rules and half of the new.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::filter::{Filter, Message, Verdict};
+
+/// What a chain decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Deliver this text (possibly rewritten).
+    Deliver(String),
+    /// Do not deliver; tell the sender this.
+    Blocked {
+        /// The filter that blocked it.
+        filter: String,
+        /// What the sender is told.
+        notice: String,
+    },
+    /// Do not deliver and do not tell the sender.
+    Silenced {
+        /// The filter that dropped it.
+        filter: String,
+    },
+}
+
+/// An ordered list of filters.
+#[derive(Clone, Default)]
+pub struct FilterChain {
+    filters: Vec<Arc<dyn Filter>>,
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.filters.iter().map(|x| x.name()))
+            .finish()
+    }
+}
+
+impl FilterChain {
+    /// A chain of these filters, applied in order.
+    pub fn new(filters: Vec<Arc<dyn Filter>>) -> Self {
+        FilterChain { filters }
+    }
+
+    /// True when the chain has no filters.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// The filters' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.filters.iter().map(|f| f.name()).collect()
+    }
+
+    /// Runs `text` through every filter: a rewrite feeds the next filter; a block or silent drop
+    /// ends the chain.
+    pub fn judge(&self, text: String, sender: &crate::event::ClientInfo) -> Outcome {
+        let mut text = text;
+        for filter in &self.filters {
+            let message = Message {
+                text: &text,
+                sender,
+            };
+            match filter.check(&message) {
+                Verdict::Pass => {}
+                Verdict::Rewrite(new) => {
+                    tracing::debug!(filter = filter.name(), "filter rewrote a line");
+                    text = new;
+                }
+                Verdict::Block(notice) => {
+                    return Outcome::Blocked {
+                        filter: filter.name().to_owned(),
+                        notice,
+                    };
+                }
+                Verdict::Silent => {
+                    return Outcome::Silenced {
+                        filter: filter.name().to_owned(),
+                    };
+                }
+            }
+        }
+        Outcome::Deliver(text)
+    }
+}
+
+/// The live filter chain, shared by every worker, and its parts.
+///
+/// The chain is `first` (custom filters a program added to run before the rules), then the rule
+/// filters loaded from the filters directory (replaced by [`FilterSet::replace_rules`]), then
+/// `last` (custom filters added to run after them). Cheap to clone; all clones share one chain.
+#[derive(Clone, Default)]
+pub struct FilterSet {
+    current: Arc<ArcSwap<FilterChain>>,
+    /// The parts the chain is built from. Held only while rebuilding, never across an `.await`.
+    parts: Arc<Mutex<Parts>>,
+}
+
+#[derive(Default)]
+struct Parts {
+    first: Vec<Arc<dyn Filter>>,
+    rules: Vec<Arc<dyn Filter>>,
+    last: Vec<Arc<dyn Filter>>,
+}
+
+impl std::fmt::Debug for FilterSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FilterSet").field(&**self.current.load()).finish()
+    }
+}
+
+impl FilterSet {
+    /// An empty set: every message passes.
+    pub fn new() -> Self {
+        FilterSet::default()
+    }
+
+    /// The chain in force now. Load it once per message.
+    pub fn current(&self) -> Arc<FilterChain> {
+        self.current.load_full()
+    }
+
+    /// Adds a custom filter that runs before the rule filters.
+    pub fn push_first(&self, filter: Arc<dyn Filter>) {
+        self.rebuild(|parts| parts.first.push(filter));
+    }
+
+    /// Adds a custom filter that runs after the rule filters.
+    pub fn push_last(&self, filter: Arc<dyn Filter>) {
+        self.rebuild(|parts| parts.last.push(filter));
+    }
+
+    /// Replaces the rule filters in one atomic swap.
+    pub fn replace_rules(&self, rules: Vec<Arc<dyn Filter>>) {
+        self.rebuild(|parts| parts.rules = rules);
+    }
+
+    fn rebuild(&self, change: impl FnOnce(&mut Parts)) {
+        // Poisoning: `change` only pushes or assigns, so Parts is consistent even after a panic.
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut parts);
+        let filters = parts
+            .first
+            .iter()
+            .chain(&parts.rules)
+            .chain(&parts.last)
+            .cloned()
+            .collect();
+        // Stored while the lock is held, so two concurrent rebuilds cannot store out of order.
+        self.current.store(Arc::new(FilterChain::new(filters)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ClientInfo, Role};
+    use crate::filters::filter_fn;
+
+    fn sender() -> ClientInfo {
+        ClientInfo {
+            name: "alice".into(),
+            room: "lobby".into(),
+            role: Role::User,
+        }
+    }
+
+    #[test]
+    fn rewrites_feed_the_next_filter_and_blocks_stop_the_chain() {
+        let set = FilterSet::new();
+        set.push_first(filter_fn("upper", |m| Verdict::Rewrite(m.text.to_uppercase())));
+        set.push_last(filter_fn("no-x", |m| {
+            if m.text.contains('X') {
+                Verdict::Block("no x".into())
+            } else {
+                Verdict::Pass
+            }
+        }));
+        let chain = set.current();
+        assert_eq!(chain.judge("abc".into(), &sender()), Outcome::Deliver("ABC".into()));
+        assert_eq!(
+            chain.judge("xyz".into(), &sender()),
+            Outcome::Blocked {
+                filter: "no-x".into(),
+                notice: "no x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rules_sit_between_first_and_last_and_swap_atomically() {
+        let set = FilterSet::new();
+        set.push_first(filter_fn("a", |_| Verdict::Pass));
+        set.push_last(filter_fn("z", |_| Verdict::Pass));
+        let before = set.current();
+        set.replace_rules(vec![filter_fn("m", |_| Verdict::Silent)]);
+        assert_eq!(before.names(), ["a", "z"], "a loaded chain never changes");
+        assert_eq!(set.current().names(), ["a", "m", "z"]);
+    }
+}

@@ -1,0 +1,101 @@
+//! The [`Filter`] trait: a synchronous, per-message rule.
+//!
+//! A filter sees one chat line and its sender and returns a [`Verdict`]. Filters hold no mutable
+//! state of their own (`&self`, `Send + Sync`), which is what lets the worker pool run them on many
+//! messages at once; anything that needs memory across messages or time is a
+//! [`Stage`](crate::pipeline::Stage) instead.
+
+use std::sync::Arc;
+
+use crate::event::ClientInfo;
+
+/// One chat line as a filter sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The text, after earlier filters' rewrites.
+    pub text: &'a str,
+    /// The sender's name, room and role when the line was judged.
+    pub sender: &'a ClientInfo,
+}
+
+/// What a filter decides about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through unchanged.
+    Pass,
+    /// Let it through with this text instead (masking).
+    Rewrite(String),
+    /// Nobody sees it; the sender gets `SERVER: ` and this notice.
+    Block(String),
+    /// Nobody sees it and the sender is not told.
+    Silent,
+}
+
+/// A per-message rule. See the module documentation.
+///
+/// # Example
+/// ```
+/// use chatpipe::filters::{Filter, Message, Verdict};
+///
+/// /// Blocks lines that are all capitals.
+/// struct NoShouting;
+///
+/// impl Filter for NoShouting {
+///     fn name(&self) -> &str {
+///         "no-shouting"
+///     }
+///     fn check(&self, message: &Message<'_>) -> Verdict {
+///         let letters = message.text.chars().filter(|c| c.is_alphabetic());
+///         if letters.clone().count() >= 5 && letters.clone().all(char::is_uppercase) {
+///             Verdict::Block("Please don't shout.".into())
+///         } else {
+///             Verdict::Pass
+///         }
+///     }
+/// }
+/// ```
+pub trait Filter: Send + Sync + 'static {
+    /// The filter's name, used in logs, metrics and notices.
+    fn name(&self) -> &str;
+
+    /// Judges one message.
+    fn check(&self, message: &Message<'_>) -> Verdict;
+}
+
+/// A filter made from a closure; see [`filter_fn`].
+pub struct FnFilter<F> {
+    name: String,
+    check: F,
+}
+
+impl<F> Filter for FnFilter<F>
+where
+    F: Fn(&Message<'_>) -> Verdict + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self, message: &Message<'_>) -> Verdict {
+        (self.check)(message)
+    }
+}
+
+/// Makes a filter from a closure.
+///
+/// ```
+/// use chatpipe::filters::{filter_fn, Verdict};
+///
+/// let no_spoilers = filter_fn("no-spoilers", |m| {
+///     if m.text.contains("snape") { Verdict::Block("No spoilers!".into()) } else { Verdict::Pass }
+/// });
+/// ```
+pub fn filter_fn<F>(name: impl Into<String>, check: F) -> Arc<dyn Filter>
+where
+    F: Fn(&Message<'_>) -> Verdict + Send + Sync + 'static,
+{
+    Arc::new(FnFilter {
+        name: name.into(),
+        check,
+    })
+}

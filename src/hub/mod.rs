@@ -1,0 +1,12 @@
+//! The hub: the single owner of rooms, members and names, and the fan-out to clients.
+//!
+//! The hub is an actor. It consumes the pipeline's output stream and a small channel of
+//! registration requests; nothing else touches room state, so no lock guards it. Its narrow
+//! interface ([`HubHandle::register`] plus the event stream it consumes) is what a distributed
+//! backend would have to provide to replace it.
+
+mod outbox;
+mod room_hub;
+
+pub use outbox::{Batch, Outbox, OutboxFull};
+pub use room_hub::{HubHandle, RegisterError, RoomHub};

@@ -1,0 +1,69 @@
+//! The wire format of everything the server writes (wire protocol version 1).
+//!
+//! Keeping every line shape in one module keeps the protocol reviewable in one place and lets the
+//! tests and the load generator use the same definitions as the server.
+
+use bytes::Bytes;
+
+/// The prefix of every line the server says on its own behalf.
+pub const SERVER_PREFIX: &str = "SERVER: ";
+
+/// Asked on connect.
+pub const GREETING: &str = "Welcome to chatpipe! Please enter your username:";
+/// Asked again after a refused username.
+pub const ASK_AGAIN: &str = "Please enter your username:";
+/// Said to every client when the server shuts down.
+pub const SHUTTING_DOWN: &str = "Chat server is shutting down";
+/// Said to a client whose outbox overflowed.
+pub const TOO_SLOW: &str = "Disconnected: too slow to keep up";
+/// Said to a client over the rate limit.
+pub const RATE_LIMITED: &str = "Rate limit exceeded. Please slow down.";
+/// Said to a client that sends `/quit`.
+pub const GOODBYE: &str = "Goodbye!";
+
+/// `SERVER: TEXT\n`, one such line per line of `text`.
+pub fn server_line(text: &str) -> Bytes {
+    let mut out = String::with_capacity(text.len() + SERVER_PREFIX.len() + 1);
+    for line in text.lines() {
+        out.push_str(SERVER_PREFIX);
+        out.push_str(line);
+        out.push('\n');
+    }
+    Bytes::from(out)
+}
+
+/// `NAME: TEXT\n`.
+pub fn chat_line(name: &str, text: &str) -> Bytes {
+    Bytes::from(format!("{name}: {text}\n"))
+}
+
+/// `* NAME ACTION\n`.
+pub fn action_line(name: &str, action: &str) -> Bytes {
+    Bytes::from(format!("* {name} {action}\n"))
+}
+
+/// `NAME has joined the chat\n`.
+pub fn joined_line(name: &str) -> Bytes {
+    Bytes::from(format!("{name} has joined the chat\n"))
+}
+
+/// `NAME has left the chat\n`.
+pub fn left_line(name: &str) -> Bytes {
+    Bytes::from(format!("{name} has left the chat\n"))
+}
+
+/// `OLD is now known as NEW\n`.
+pub fn renamed_line(old: &str, new: &str) -> Bytes {
+    Bytes::from(format!("{old} is now known as {new}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lines_prefix_every_line() {
+        assert_eq!(server_line("a\nb"), Bytes::from("SERVER: a\nSERVER: b\n"));
+        assert_eq!(chat_line("al", "hi"), Bytes::from("al: hi\n"));
+    }
+}

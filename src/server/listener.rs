@@ -1,0 +1,78 @@
+//! The accept loop: admission, then one session per connection.
+//!
+//! A connection permit is taken *before* `accept`, so at `max_connections` the server stops
+//! accepting (clients wait in the kernel's backlog) instead of accepting and failing, and never
+//! spins on `EMFILE`. Accept errors are retried with a growing pause, never fatal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::session::{SessionShared, run_session};
+use crate::event::ClientId;
+
+/// First pause after a failed accept; doubled on each further failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Keepalive probes find peers that vanished without a FIN (a pulled cable, a dead NAT entry).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown begins.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
+    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut next_id = 0u64;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let permit = tokio::select! {
+            _ = shared.stop_reading.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // never closed; here for completeness
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shared.stop_reading.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, addr) = match accepted {
+            Ok(accepted) => {
+                backoff = FIRST_BACKOFF;
+                accepted
+            }
+            Err(error) => {
+                tracing::warn!(%error, pause = ?backoff, "accept failed; retrying");
+                tokio::select! {
+                    _ = shared.stop_reading.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        configure(&socket);
+        next_id += 1;
+        let id = ClientId(next_id);
+        tracing::debug!(client = %id, peer = %addr, "connection accepted");
+        shared
+            .tasks
+            .spawn(run_session(shared.clone(), id, socket, addr, permit));
+    }
+    tracing::info!("listener closed");
+}
+
+/// `TCP_NODELAY` (the writer batches; Nagle would only add latency) and keepalive.
+fn configure(socket: &TcpStream) {
+    if let Err(error) = socket.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    if let Err(error) = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot set TCP keepalive");
+    }
+}

@@ -1,0 +1,145 @@
+//! The network side: listener, sessions, line codec, and the shutdown sequence.
+//!
+//! [`Server::run`] wires everything together:
+//!
+//! ```text
+//! accept ─► session (reader) ─► pipeline input (bounded) ─► stages ─► RoomHub ─► outboxes ─► writers
+//! ```
+//!
+//! Shutdown, when the future given to `run` completes:
+//! 1. stop accepting and stop reading (sessions drop their handles on the pipeline input);
+//! 2. the pipeline drains: every line read before the signal reaches the hub;
+//! 3. the hub's input ends, so it queues `SERVER: Chat server is shutting down` behind everything
+//!    else for every client and closes each outbox;
+//! 4. the writers flush and close their sockets;
+//! 5. `run` returns once every task has ended, or when the grace period is over, after cutting
+//!    the remaining writers off.
+
+pub mod codec;
+mod listener;
+mod session;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::hub::RoomHub;
+use crate::pipeline::{PipelineBuilder, StageContext};
+
+pub use session::MAX_NAME_ATTEMPTS;
+
+/// Events queued between the sessions and the first stage. When it is full, readers wait, so a
+/// saturated pipeline slows clients through TCP backpressure instead of growing a queue.
+const PIPELINE_INPUT_CAPACITY: usize = 4096;
+
+/// How long the writers get after the grace period has cut them, before `run` gives up waiting.
+const CUT_WAIT: Duration = Duration::from_secs(1);
+
+/// A chat server: configuration plus a pipeline. See the module documentation.
+pub struct Server {
+    config: Config,
+    pipeline: PipelineBuilder,
+}
+
+impl Server {
+    /// A server with the standard pipeline for `config`.
+    pub fn new(config: Config) -> Self {
+        let pipeline = PipelineBuilder::standard(&config);
+        Server { config, pipeline }
+    }
+
+    /// Changes the pipeline: add stages or filters.
+    ///
+    /// ```
+    /// use chatpipe::{Config, Server};
+    /// use chatpipe::filters::{filter_fn, Verdict};
+    ///
+    /// let server = Server::new(Config::default())
+    ///     .pipeline(|p| p.filter(filter_fn("polite", |_| Verdict::Pass)));
+    /// ```
+    pub fn pipeline(mut self, change: impl FnOnce(PipelineBuilder) -> PipelineBuilder) -> Self {
+        self.pipeline = change(self.pipeline);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds the configured listen address.
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when the address is bad or in use.
+    pub async fn bind(&self) -> Result<TcpListener, ServerError> {
+        let addr = self.config.listen_addr()?;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: self.config.server.listen.clone(),
+                source,
+            })
+    }
+
+    /// Serves `listener` until `shutdown` completes, then shuts down gracefully (see the module
+    /// documentation) and returns.
+    ///
+    /// # Errors
+    /// [`ServerError::Pipeline`] when the pipeline cannot be assembled.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let pipeline = self.pipeline.build()?;
+        let tasks = TaskTracker::new();
+        let stop_reading = CancellationToken::new();
+        let cut = CancellationToken::new();
+
+        let (input, input_rx) = mpsc::channel(PIPELINE_INPUT_CAPACITY);
+        let ctx = StageContext {
+            tasks: tasks.clone(),
+        };
+        let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
+        let (hub, hub_handle) = RoomHub::new(&self.config.rooms.default);
+        tasks.spawn(hub.run(output));
+
+        let shared = Arc::new(session::SessionShared {
+            config: self.config.server.clone(),
+            default_room: Arc::from(self.config.rooms.default.as_str()),
+            hub: hub_handle,
+            pipeline: input,
+            stop_reading: stop_reading.clone(),
+            cut: cut.clone(),
+            tasks: tasks.clone(),
+        });
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("listening on {addr}");
+        }
+        tasks.spawn(listener::accept_loop(listener, shared));
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop_reading.cancel();
+        tasks.close();
+        let grace = self.config.server.shutdown_grace;
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            cut.cancel();
+            if tokio::time::timeout(CUT_WAIT, tasks.wait()).await.is_err() {
+                tracing::warn!(tasks = tasks.len(), "some tasks did not stop");
+            }
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

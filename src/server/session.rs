@@ -1,0 +1,238 @@
+//! The reader half of a session: handshake, then lines into the pipeline.
+//!
+//! A session never touches room state. It runs the username handshake (asking the hub to register
+//! the name), then turns every line it reads into an [`Event`] for the pipeline. Bad input is
+//! answered directly into the client's outbox and loses nothing else. When the client goes (end
+//! of stream, a read error, or the writer giving up) the session sends [`Body::Left`] through the
+//! pipeline, behind the client's last lines, so `bye` then EOF still delivers `bye` first.
+//!
+//! On server shutdown the session stops reading and sends nothing more: the hub tells every
+//! registered client; the session itself tells a client still in its handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::codec::{Frame, LineCodec, clean_text};
+use super::writer::{WriterContext, write_loop};
+use crate::config::ServerConfig;
+use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
+use crate::hub::{HubHandle, Outbox, RegisterError};
+use crate::names::validate_username;
+use crate::protocol::{self, server_line};
+
+/// Username attempts before the connection is closed.
+pub const MAX_NAME_ATTEMPTS: usize = 5;
+
+/// The read buffer a connection starts with. Chat lines are short; the buffer grows (up to one
+/// maximum line) only for a client that sends long ones, so an idle client stays cheap.
+const INITIAL_READ_BUFFER: usize = 256;
+
+/// What every session shares.
+pub(crate) struct SessionShared {
+    pub(crate) config: ServerConfig,
+    pub(crate) default_room: Arc<str>,
+    pub(crate) hub: HubHandle,
+    pub(crate) pipeline: mpsc::Sender<Event>,
+    /// Cancelled when shutdown begins: stop reading.
+    pub(crate) stop_reading: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: stop writing.
+    pub(crate) cut: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+type Frames = FramedRead<OwnedReadHalf, LineCodec>;
+
+/// Serves one connection until it closes. The writer runs as its own task.
+pub(crate) async fn run_session(
+    shared: Arc<SessionShared>,
+    id: ClientId,
+    socket: TcpStream,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let (read_half, write_half) = socket.into_split();
+    let config = &shared.config;
+    let outbox = Outbox::new(config.outbox_lines, config.outbox_bytes);
+    let closed = CancellationToken::new();
+    shared.tasks.spawn(write_loop(
+        write_half,
+        outbox.clone(),
+        WriterContext {
+            client: id,
+            write_timeout: config.write_timeout,
+            cut: shared.cut.clone(),
+            closed: closed.clone(),
+            permit: Some(permit),
+        },
+    ));
+    let mut frames = FramedRead::with_capacity(
+        read_half,
+        LineCodec::new(config.max_line_bytes),
+        INITIAL_READ_BUFFER,
+    );
+    let _ = outbox.push(server_line(protocol::GREETING));
+
+    let handshake = tokio::time::timeout(
+        config.handshake_timeout,
+        handshake(&shared, id, addr, &mut frames, &outbox),
+    );
+    let client = tokio::select! {
+        _ = shared.stop_reading.cancelled() => {
+            outbox.close(Some(server_line(protocol::SHUTTING_DOWN)), false);
+            return;
+        }
+        _ = closed.cancelled() => return,
+        result = handshake => match result {
+            Ok(Ok(client)) => client,
+            Ok(Err(end)) => {
+                tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
+                outbox.close(end.farewell().map(server_line), false);
+                return;
+            }
+            Err(_) => {
+                tracing::info!(client = %id, peer = %addr, "handshake timed out");
+                outbox.close(Some(server_line("Timed out waiting for a username. Goodbye.")), false);
+                return;
+            }
+        },
+    };
+    read_lines(&shared, client, &mut frames, &outbox, &closed).await;
+}
+
+/// Why a handshake ended without a registered client.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeEnd {
+    #[error("client went away")]
+    Gone,
+    #[error("too many invalid usernames")]
+    TooManyAttempts,
+    #[error("server shutting down")]
+    ShuttingDown,
+}
+
+impl HandshakeEnd {
+    fn farewell(&self) -> Option<&'static str> {
+        match self {
+            HandshakeEnd::Gone => None,
+            HandshakeEnd::TooManyAttempts => Some("Too many invalid usernames. Goodbye."),
+            HandshakeEnd::ShuttingDown => Some(protocol::SHUTTING_DOWN),
+        }
+    }
+}
+
+async fn handshake(
+    shared: &SessionShared,
+    id: ClientId,
+    addr: SocketAddr,
+    frames: &mut Frames,
+    outbox: &Outbox,
+) -> Result<Arc<Client>, HandshakeEnd> {
+    for attempt in 1..=MAX_NAME_ATTEMPTS {
+        let problem = match frames.next().await {
+            None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
+            Some(Ok(Frame::TooLong)) => "Invalid username: that line is far too long".to_owned(),
+            Some(Ok(Frame::InvalidUtf8)) => "Invalid username: not valid UTF-8".to_owned(),
+            Some(Ok(Frame::Line(line))) => {
+                let name = line.trim();
+                match validate_username(name) {
+                    Err(e) => format!("Invalid username: {e}"),
+                    Ok(()) => {
+                        let client = Arc::new(Client::new(
+                            id,
+                            addr,
+                            ClientInfo {
+                                name: Arc::from(name),
+                                room: shared.default_room.clone(),
+                                role: Role::User,
+                            },
+                        ));
+                        match shared.hub.register(client.clone(), outbox.clone()).await {
+                            Ok(()) => return Ok(client),
+                            Err(RegisterError::ShuttingDown) => {
+                                return Err(HandshakeEnd::ShuttingDown);
+                            }
+                            Err(e @ RegisterError::NameTaken(_)) => format!("Invalid username: {e}"),
+                        }
+                    }
+                }
+            }
+        };
+        let _ = outbox.push(server_line(&problem));
+        if attempt < MAX_NAME_ATTEMPTS {
+            let _ = outbox.push(server_line(protocol::ASK_AGAIN));
+        }
+    }
+    Err(HandshakeEnd::TooManyAttempts)
+}
+
+/// Reads lines into the pipeline until the client goes or shutdown begins.
+async fn read_lines(
+    shared: &SessionShared,
+    client: Arc<Client>,
+    frames: &mut Frames,
+    outbox: &Outbox,
+    closed: &CancellationToken,
+) {
+    let max = shared.config.max_line_bytes;
+    let mut seq = 0;
+    let reason = loop {
+        let frame = tokio::select! {
+            _ = shared.stop_reading.cancelled() => return,
+            _ = closed.cancelled() => break "connection closed".to_owned(),
+            frame = frames.next() => frame,
+        };
+        let line = match frame {
+            None => break "end of stream".to_owned(),
+            Some(Err(error)) => break format!("read error: {error}"),
+            Some(Ok(Frame::Line(line))) => line,
+            Some(Ok(Frame::TooLong)) => {
+                let notice = format!("Line too long (the limit is {max} bytes); it was discarded.");
+                let _ = outbox.push(server_line(&notice));
+                continue;
+            }
+            Some(Ok(Frame::InvalidUtf8)) => {
+                let _ = outbox.push(server_line("Invalid UTF-8; the line was discarded."));
+                continue;
+            }
+        };
+        let line = match clean_text(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(cleaned) => cleaned,
+        };
+        let event = Event {
+            client: client.clone(),
+            seq,
+            received_at: Instant::now(),
+            body: Body::Line(line),
+        };
+        seq += 1;
+        if !send(shared, event).await {
+            return;
+        }
+    };
+    let event = Event {
+        client: client.clone(),
+        seq,
+        received_at: Instant::now(),
+        body: Body::Left(reason),
+    };
+    send(shared, event).await;
+}
+
+/// Sends into the pipeline, waiting while it is full (which stops reading from this client, so
+/// TCP pushes back on it). False when shutdown began or the pipeline is gone.
+async fn send(shared: &SessionShared, event: Event) -> bool {
+    tokio::select! {
+        _ = shared.stop_reading.cancelled() => false,
+        sent = shared.pipeline.send(event) => sent.is_ok(),
+    }
+}
