@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn durations_and_overrides_parse() {
-        let c = parse("[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"2m\"\n").unwrap();
+        let c =
+            parse("[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"2m\"\n").unwrap();
         assert_eq!(c.server.handshake_timeout, Duration::from_millis(500));
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(120));
     }

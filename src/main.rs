@@ -7,7 +7,11 @@ use chatpipe::{Config, Server};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "chatpipe", version, about = "A chat server with a pipeline of moderation stages")]
+#[command(
+    name = "chatpipe",
+    version,
+    about = "A chat server with a pipeline of moderation stages"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -60,7 +64,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async {
         let server = Server::new(config);
         let listener = server.bind().await.map_err(|e| e.to_string())?;

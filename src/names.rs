@@ -98,7 +98,11 @@ mod tests {
         assert_eq!(validate_username(&"a".repeat(33)), Err(NameError::TooLong));
         assert_eq!(validate_username(&"a".repeat(32)), Ok(()));
         assert_eq!(validate_username("al ice"), Err(NameError::BadCharacter));
-        assert_eq!(validate_username("аlice"), Err(NameError::BadCharacter), "Cyrillic а");
+        assert_eq!(
+            validate_username("аlice"),
+            Err(NameError::BadCharacter),
+            "Cyrillic а"
+        );
         assert_eq!(validate_username("SeRvEr"), Err(NameError::Reserved));
         assert_eq!(NameKey::new("Alice"), NameKey::new("aLICE"));
     }
@@ -106,7 +110,10 @@ mod tests {
     #[test]
     fn room_names() {
         assert_eq!(validate_room_name("lobby"), Ok(()));
-        assert_eq!(validate_room_name("Lobby"), Err(NameError::BadRoomCharacter));
+        assert_eq!(
+            validate_room_name("Lobby"),
+            Err(NameError::BadRoomCharacter)
+        );
         assert_eq!(validate_room_name(""), Err(NameError::Empty));
     }
 }

@@ -106,7 +106,9 @@ impl Fixture {
             } else if let Some(name) = line.strip_suffix('>') {
                 (name, Body::Line(String::new()))
             } else {
-                return Err(syntax(format!("expected `NAME> TEXT` or `NAME left`, got `{raw}`")));
+                return Err(syntax(format!(
+                    "expected `NAME> TEXT` or `NAME left`, got `{raw}`"
+                )));
             };
             fixture.client(sender);
             fixture.steps.push(Step {

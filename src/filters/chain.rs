@@ -113,7 +113,9 @@ struct Parts {
 
 impl std::fmt::Debug for FilterSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("FilterSet").field(&**self.current.load()).finish()
+        f.debug_tuple("FilterSet")
+            .field(&**self.current.load())
+            .finish()
     }
 }
 
@@ -176,7 +178,9 @@ mod tests {
     #[test]
     fn rewrites_feed_the_next_filter_and_blocks_stop_the_chain() {
         let set = FilterSet::new();
-        set.push_first(filter_fn("upper", |m| Verdict::Rewrite(m.text.to_uppercase())));
+        set.push_first(filter_fn("upper", |m| {
+            Verdict::Rewrite(m.text.to_uppercase())
+        }));
         set.push_last(filter_fn("no-x", |m| {
             if m.text.contains('X') {
                 Verdict::Block("no x".into())
@@ -185,7 +189,10 @@ mod tests {
             }
         }));
         let chain = set.current();
-        assert_eq!(chain.judge("abc".into(), &sender()), Outcome::Deliver("ABC".into()));
+        assert_eq!(
+            chain.judge("abc".into(), &sender()),
+            Outcome::Deliver("ABC".into())
+        );
         assert_eq!(
             chain.judge("xyz".into(), &sender()),
             Outcome::Blocked {

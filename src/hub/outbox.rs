@@ -192,8 +192,12 @@ mod tests {
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("bye\n")), false);
         outbox.push(line("ignored\n")).unwrap();
-        assert!(matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q) if q.len() == 1));
-        assert!(matches!(outbox.next_batch(VecDeque::new()).await, Batch::Close(Some(l)) if l == line("bye\n")));
+        assert!(
+            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q) if q.len() == 1)
+        );
+        assert!(
+            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Close(Some(l)) if l == line("bye\n"))
+        );
     }
 
     #[tokio::test]
@@ -201,7 +205,10 @@ mod tests {
         let outbox = Outbox::new(10, 1000);
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("slow\n")), true);
-        assert!(matches!(outbox.next_batch(VecDeque::new()).await, Batch::Close(Some(_))));
+        assert!(matches!(
+            outbox.next_batch(VecDeque::new()).await,
+            Batch::Close(Some(_))
+        ));
     }
 
     #[tokio::test]

@@ -325,7 +325,10 @@ impl RoomHub {
     }
 
     fn shut_down(&mut self) {
-        tracing::info!(connections = self.members.len(), "hub stopping: telling every client");
+        tracing::info!(
+            connections = self.members.len(),
+            "hub stopping: telling every client"
+        );
         let notice = protocol::server_line(protocol::SHUTTING_DOWN);
         for member in self.members.values() {
             // Queued lines go first; the notice is written last even into a full outbox.

@@ -65,9 +65,7 @@ pub fn parse_line(line: &str) -> Option<Body> {
         ("who", "") => Body::Command(Command::Who),
         ("me", "") => usage("/me ACTION"),
         ("me", action) => Body::Action(action.to_owned()),
-        ("nick", new) if new.is_empty() || new.contains(char::is_whitespace) => {
-            usage("/nick NEW")
-        }
+        ("nick", new) if new.is_empty() || new.contains(char::is_whitespace) => usage("/nick NEW"),
         ("nick", new) => match validate_username(new) {
             Ok(()) => Body::Command(Command::Nick(new.to_owned())),
             Err(e) => Body::Notice(format!("Invalid username: {e}")),
@@ -114,7 +112,10 @@ mod tests {
         assert_eq!(parse_line("/quit"), Some(Body::Command(Command::Quit)));
         assert_eq!(parse_line("/QUIT"), Some(Body::Command(Command::Quit)));
         assert_eq!(parse_line("/who"), Some(Body::Command(Command::Who)));
-        assert_eq!(parse_line("/me waves  hi"), Some(Body::Action("waves  hi".into())));
+        assert_eq!(
+            parse_line("/me waves  hi"),
+            Some(Body::Action("waves  hi".into()))
+        );
         assert_eq!(
             parse_line("/nick Bob_2"),
             Some(Body::Command(Command::Nick("Bob_2".into())))

@@ -133,7 +133,8 @@ pub fn clean_text(text: &str) -> Cow<'_, str> {
 }
 
 fn needs_cleaning(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Skips the rest of an escape sequence whose ESC was just read: CSI (`ESC [ … final`), OSC and
@@ -199,7 +200,10 @@ mod tests {
         buf.extend_from_slice(b"ijklmnop");
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"qr\nok\n");
-        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::Line("ok".into())));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Line("ok".into()))
+        );
     }
 
     #[test]
@@ -208,7 +212,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"abcd\r"[..]);
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"\n");
-        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::Line("abcd".into())));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Line("abcd".into()))
+        );
     }
 
     #[test]
@@ -223,7 +230,10 @@ mod tests {
         let mut codec = LineCodec::new(16);
         let mut buf = BytesMut::from(&b"bye"[..]);
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
-        assert_eq!(codec.decode_eof(&mut buf).unwrap(), Some(Frame::Line("bye".into())));
+        assert_eq!(
+            codec.decode_eof(&mut buf).unwrap(),
+            Some(Frame::Line("bye".into()))
+        );
         assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
     }
 

@@ -133,7 +133,10 @@ impl Server {
         tasks.close();
         let grace = self.config.server.shutdown_grace;
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            tracing::warn!(
+                ?grace,
+                "grace period over; closing the remaining connections"
+            );
             cut.cancel();
             if tokio::time::timeout(CUT_WAIT, tasks.wait()).await.is_err() {
                 tracing::warn!(tasks = tasks.len(), "some tasks did not stop");

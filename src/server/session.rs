@@ -160,7 +160,9 @@ async fn handshake(
                             Err(RegisterError::ShuttingDown) => {
                                 return Err(HandshakeEnd::ShuttingDown);
                             }
-                            Err(e @ RegisterError::NameTaken(_)) => format!("Invalid username: {e}"),
+                            Err(e @ RegisterError::NameTaken(_)) => {
+                                format!("Invalid username: {e}")
+                            }
                         }
                     }
                 }

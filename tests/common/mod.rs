@@ -1,0 +1,164 @@
+//! Helpers for integration tests: a real server on 127.0.0.1:0 and line-oriented TCP clients.
+//! Every wait has a timeout; nothing sleeps to synchronise.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chatpipe::{Config, Server};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for an expected line before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A config for tests: ephemeral port, no rate limit unless a test sets one.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.rate_limit.per_second = 0;
+    config
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), chatpipe::ServerError>>,
+}
+
+impl TestServer {
+    /// Starts `server` on an ephemeral port.
+    pub async fn start(server: Server) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// Starts a server with `config` and the standard pipeline.
+    pub async fn with_config(config: Config) -> TestServer {
+        TestServer::start(Server::new(config)).await
+    }
+
+    /// Connects a client that has not logged in.
+    pub async fn connect(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// Connects and logs in as `name`, consuming the greeting and the own join notice.
+    pub async fn login(&self, name: &str) -> TestClient {
+        let mut client = self.connect().await;
+        client.expect_contains("Please enter your username").await;
+        client.send(name).await;
+        client.expect(&format!("{name} has joined the chat")).await;
+        client
+    }
+
+    /// Triggers shutdown and waits (with a timeout) for `run` to return.
+    pub async fn shutdown(mut self) {
+        self.trigger_shutdown();
+        let result = tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("run did not return after shutdown");
+        result.unwrap().unwrap();
+    }
+
+    /// Triggers shutdown without waiting.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A line-oriented TCP client.
+pub struct TestClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl TestClient {
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = stream.into_split();
+        TestClient {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// Sends `line` and a newline.
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    /// Sends bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    /// The next line, without its newline; `None` at end of stream. Fails after [`WAIT`].
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .expect("timed out waiting for a line")
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        if line.ends_with('\n') {
+            line.pop();
+        }
+        Some(line)
+    }
+
+    /// Asserts the next line is exactly `expected`.
+    pub async fn expect(&mut self, expected: &str) {
+        let line = self.next_line().await;
+        assert_eq!(line.as_deref(), Some(expected));
+    }
+
+    /// Skips lines until one contains `needle`; returns it. Fails at EOF or after [`WAIT`].
+    pub async fn expect_contains(&mut self, needle: &str) -> String {
+        loop {
+            match self.next_line().await {
+                Some(line) if line.contains(needle) => return line,
+                Some(_) => continue,
+                None => panic!("end of stream while waiting for {needle:?}"),
+            }
+        }
+    }
+
+    /// Asserts the server closes the connection next (no more lines).
+    pub async fn expect_eof(&mut self) {
+        let line = self.next_line().await;
+        assert_eq!(line, None, "expected end of stream");
+    }
+
+    /// Closes the write side (EOF to the server) but keeps reading.
+    pub async fn close_write(&mut self) {
+        self.writer.shutdown().await.unwrap();
+    }
+
+    /// Resets the connection abruptly (RST instead of FIN).
+    pub fn reset(self) {
+        let stream = self.reader.into_inner().reunite(self.writer).unwrap();
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream);
+    }
+}
