@@ -55,7 +55,7 @@ impl Stage for NoRepeatStage {
     }
 }
 
-fn main() {
+pub fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
