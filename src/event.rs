@@ -150,6 +150,30 @@ pub enum Body {
     Notice(String),
     /// The client is gone: end of stream, a broken connection or a write failure.
     Left(String),
+    /// A filter asks the hub to act on the sender.
+    Sanction(Sanction),
+    /// A `SERVER:` line for the moderators online (a filter's warning).
+    Alert(String),
+}
+
+/// A moderation action a filter asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sanction {
+    /// The filter that asked.
+    pub filter: String,
+    /// What to do.
+    pub kind: SanctionKind,
+    /// What the sender is told.
+    pub notice: String,
+}
+
+/// What a [`Sanction`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanctionKind {
+    /// The sender may not speak for this long.
+    Mute(std::time::Duration),
+    /// The sender is disconnected.
+    Kick,
 }
 
 /// A command that the hub carries out. Commands answered without the hub (such as `/help`) never

@@ -38,6 +38,6 @@ pub mod testing;
 
 pub use config::Config;
 pub use error::{ConfigError, ServerError};
-pub use event::{Body, Client, ClientId, ClientInfo, Command, Event, Role};
+pub use event::{Body, Client, ClientId, ClientInfo, Command, Event, Role, Sanction, SanctionKind};
 pub use pipeline::{EventStream, Pipeline, PipelineBuilder, Stage, StageContext};
 pub use server::Server;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::event::{Body, Client, ClientId, ClientInfo, Command, Event, Role};
+use crate::event::{Body, Client, ClientId, ClientInfo, Command, Event, Role, SanctionKind};
 use crate::filters::{Filter, Message, Verdict};
 use crate::pipeline::{EventStream, Pipeline, Stage, StageContext};
 
@@ -214,6 +214,8 @@ pub fn run_filter(filter: &dyn Filter, text: &str) -> Verdict {
     filter.check(&Message {
         text,
         sender: &sender,
+        client: ClientId(1),
+        received_at: tokio::time::Instant::now(),
     })
 }
 
@@ -231,5 +233,12 @@ pub fn describe(event: &Event) -> String {
         Body::Command(Command::Quit) => format!("{name} /quit"),
         Body::Command(Command::Who) => format!("{name} /who"),
         Body::Command(Command::Nick(new)) => format!("{name} /nick {new}"),
+        Body::Sanction(s) => match s.kind {
+            SanctionKind::Mute(d) => {
+                format!("{name} muted for {d:?} by {}: {}", s.filter, s.notice)
+            }
+            SanctionKind::Kick => format!("{name} kicked by {}: {}", s.filter, s.notice),
+        },
+        Body::Alert(text) => format!("moderators <- SERVER: {text}"),
     }
 }

@@ -28,6 +28,55 @@ pub enum Outcome {
         /// The filter that dropped it.
         filter: String,
     },
+    /// Do not deliver; mute the sender.
+    Muted {
+        /// The filter that muted.
+        filter: String,
+        /// For how long.
+        duration: std::time::Duration,
+        /// What the sender is told.
+        notice: String,
+    },
+    /// Do not deliver; disconnect the sender.
+    Kicked {
+        /// The filter that kicked.
+        filter: String,
+        /// What the sender is told.
+        notice: String,
+    },
+}
+
+impl Outcome {
+    /// The word a filter fixture test uses for this outcome, or the delivered text.
+    pub fn as_expectation(&self) -> &str {
+        match self {
+            Outcome::Deliver(text) => text,
+            Outcome::Blocked { .. } => "blocked",
+            Outcome::Silenced { .. } => "silent",
+            Outcome::Muted { .. } => "muted",
+            Outcome::Kicked { .. } => "kicked",
+        }
+    }
+
+    /// The filter that stopped the message, if one did.
+    pub fn filter(&self) -> Option<&str> {
+        match self {
+            Outcome::Deliver(_) => None,
+            Outcome::Blocked { filter, .. }
+            | Outcome::Silenced { filter }
+            | Outcome::Muted { filter, .. }
+            | Outcome::Kicked { filter, .. } => Some(filter),
+        }
+    }
+}
+
+/// A chain's decision and the warnings raised on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// What happens to the message.
+    pub outcome: Outcome,
+    /// `(filter, reason)` for each filter that let the message pass with a warning.
+    pub warnings: Vec<(String, String)>,
 }
 
 /// An ordered list of filters.
@@ -60,35 +109,50 @@ impl FilterChain {
         self.filters.iter().map(|f| f.name()).collect()
     }
 
-    /// Runs `text` through every filter: a rewrite feeds the next filter; a block or silent drop
-    /// ends the chain.
-    pub fn judge(&self, text: String, sender: &crate::event::ClientInfo) -> Outcome {
-        let mut text = text;
+    /// Runs `message.text` through every filter: a rewrite feeds the next filter, a warning is
+    /// noted and the chain goes on; a block, silent drop, mute or kick ends the chain.
+    pub fn judge(&self, message: &Message<'_>) -> Judgement {
+        let mut text: Option<String> = None;
+        let mut warnings = Vec::new();
         for filter in &self.filters {
-            let message = Message {
-                text: &text,
-                sender,
+            let current = Message {
+                text: text.as_deref().unwrap_or(message.text),
+                ..*message
             };
-            match filter.check(&message) {
-                Verdict::Pass => {}
+            let name = || filter.name().to_owned();
+            let outcome = match filter.check(&current) {
+                Verdict::Pass => continue,
                 Verdict::Rewrite(new) => {
                     tracing::debug!(filter = filter.name(), "filter rewrote a line");
-                    text = new;
+                    text = Some(new);
+                    continue;
                 }
-                Verdict::Block(notice) => {
-                    return Outcome::Blocked {
-                        filter: filter.name().to_owned(),
-                        notice,
-                    };
+                Verdict::Warn(reason) => {
+                    warnings.push((name(), reason));
+                    continue;
                 }
-                Verdict::Silent => {
-                    return Outcome::Silenced {
-                        filter: filter.name().to_owned(),
-                    };
-                }
-            }
+                Verdict::Block(notice) => Outcome::Blocked {
+                    filter: name(),
+                    notice,
+                },
+                Verdict::Silent => Outcome::Silenced { filter: name() },
+                Verdict::Mute { duration, notice } => Outcome::Muted {
+                    filter: name(),
+                    duration,
+                    notice,
+                },
+                Verdict::Kick(notice) => Outcome::Kicked {
+                    filter: name(),
+                    notice,
+                },
+            };
+            return Judgement { outcome, warnings };
         }
-        Outcome::Deliver(text)
+        let text = text.unwrap_or_else(|| message.text.to_owned());
+        Judgement {
+            outcome: Outcome::Deliver(text),
+            warnings,
+        }
     }
 }
 
@@ -164,15 +228,22 @@ impl FilterSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ClientInfo, Role};
+    use crate::event::{ClientId, ClientInfo, Role};
     use crate::filters::filter_fn;
 
-    fn sender() -> ClientInfo {
-        ClientInfo {
+    fn judge(chain: &FilterChain, text: &str) -> Outcome {
+        let sender = ClientInfo {
             name: "alice".into(),
             room: "lobby".into(),
             role: Role::User,
-        }
+        };
+        let message = Message {
+            text,
+            sender: &sender,
+            client: ClientId(1),
+            received_at: tokio::time::Instant::now(),
+        };
+        chain.judge(&message).outcome
     }
 
     #[test]
@@ -189,12 +260,9 @@ mod tests {
             }
         }));
         let chain = set.current();
+        assert_eq!(judge(&chain, "abc"), Outcome::Deliver("ABC".into()));
         assert_eq!(
-            chain.judge("abc".into(), &sender()),
-            Outcome::Deliver("ABC".into())
-        );
-        assert_eq!(
-            chain.judge("xyz".into(), &sender()),
+            judge(&chain, "xyz"),
             Outcome::Blocked {
                 filter: "no-x".into(),
                 notice: "no x".into()

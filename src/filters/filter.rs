@@ -6,8 +6,11 @@
 //! [`Stage`](crate::pipeline::Stage) instead.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::event::ClientInfo;
+use tokio::time::Instant;
+
+use crate::event::{ClientId, ClientInfo};
 
 /// One chat line as a filter sees it.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +19,10 @@ pub struct Message<'a> {
     pub text: &'a str,
     /// The sender's name, room and role when the line was judged.
     pub sender: &'a ClientInfo,
+    /// The sender's connection, for filters that remember something per sender.
+    pub client: ClientId,
+    /// When the line was received (for time windows; a paused clock in tests).
+    pub received_at: Instant,
 }
 
 /// What a filter decides about a message.
@@ -29,6 +36,17 @@ pub enum Verdict {
     Block(String),
     /// Nobody sees it and the sender is not told.
     Silent,
+    /// Let it through, and alert the moderators online; the string says why.
+    Warn(String),
+    /// Nobody sees it, and the sender may not speak for `duration`; they are told `notice`.
+    Mute {
+        /// How long.
+        duration: Duration,
+        /// What the sender is told.
+        notice: String,
+    },
+    /// Nobody sees it, and the sender is disconnected with this notice.
+    Kick(String),
 }
 
 /// A per-message rule. See the module documentation.

@@ -6,5 +6,6 @@
 pub mod chain;
 pub mod filter;
 
-pub use chain::{FilterChain, FilterSet, Outcome};
+pub use chain::{FilterChain, FilterSet, Judgement, Outcome};
 pub use filter::{Filter, FnFilter, Message, Verdict, filter_fn};
+pub mod normalize;

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::outbox::Outbox;
-use crate::event::{Body, Client, ClientId, Command, Event};
+use crate::event::{Body, Client, ClientId, Command, Event, Role, Sanction, SanctionKind};
 use crate::names::NameKey;
 use crate::protocol;
 
@@ -84,6 +84,17 @@ struct Member {
     outbox: Outbox,
     room: Arc<str>,
     connected_at: Instant,
+    /// While set and in the future, the member's chat lines are refused.
+    muted_until: Option<Instant>,
+}
+
+impl Member {
+    /// How long the member stays muted, if they are.
+    fn muted_for(&self) -> Option<std::time::Duration> {
+        let until = self.muted_until?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
 }
 
 #[derive(Default)]
@@ -181,6 +192,7 @@ impl RoomHub {
                 outbox,
                 room: room.clone(),
                 connected_at: Instant::now(),
+                muted_until: None,
             },
         );
         self.broadcast(&room, protocol::joined_line(&name));
@@ -196,6 +208,12 @@ impl RoomHub {
             return;
         };
         let room = member.room.clone();
+        if let (Body::Chat(_) | Body::Action(_), Some(left)) = (&event.body, member.muted_for()) {
+            let notice = format!("You are muted for another {}.", describe_duration(left));
+            self.tell(id, &notice);
+            self.disconnect_slow_clients();
+            return;
+        }
         match event.body {
             Body::Chat(text) => {
                 let name = member.client.name();
@@ -210,6 +228,8 @@ impl RoomHub {
             Body::Notice(text) => self.tell(id, &text),
             Body::Command(command) => self.handle_command(id, command),
             Body::Left(reason) => self.remove(id, &reason, None, false),
+            Body::Sanction(sanction) => self.sanction(id, sanction),
+            Body::Alert(text) => self.alert_moderators(&text),
             // An unparsed line means the pipeline has no parse stage: treat it as chat would be
             // wrong (commands would leak into rooms), so answer instead.
             Body::Line(_) => {
@@ -269,6 +289,53 @@ impl RoomHub {
         self.names.insert(new_key, id);
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         self.broadcast(&room, protocol::renamed_line(&old, new));
+    }
+
+    fn sanction(&mut self, id: ClientId, sanction: Sanction) {
+        let Sanction {
+            filter,
+            kind,
+            notice,
+        } = sanction;
+        match kind {
+            SanctionKind::Mute(duration) => {
+                if let Some(member) = self.members.get_mut(&id) {
+                    member.muted_until = Some(Instant::now() + duration);
+                    tracing::info!(
+                        target: "chatpipe::audit", who = %filter, whom = %member.client.name(),
+                        what = "mute", why = %notice, until = ?duration, "moderation"
+                    );
+                }
+                self.tell(id, &notice);
+            }
+            SanctionKind::Kick => {
+                if let Some(member) = self.members.get(&id) {
+                    tracing::info!(
+                        target: "chatpipe::audit", who = %filter, whom = %member.client.name(),
+                        what = "kick", why = %notice, "moderation"
+                    );
+                }
+                self.remove(id, "kicked", Some(protocol::server_line(&notice)), false);
+            }
+        }
+    }
+
+    /// Sends a `SERVER:` line to every moderator and admin online.
+    fn alert_moderators(&mut self, text: &str) {
+        let line = protocol::server_line(text);
+        let moderators: Vec<ClientId> = self
+            .members
+            .values()
+            .filter(|m| m.client.info().role != Role::User)
+            .map(|m| m.client.id())
+            .collect();
+        for id in moderators {
+            if let Some(member) = self.members.get(&id)
+                && member.outbox.push(line.clone()).is_err()
+            {
+                self.too_slow.push(id);
+            }
+        }
     }
 
     /// Sends `SERVER:` lines to one client.
@@ -338,4 +405,10 @@ impl RoomHub {
         self.rooms.clear();
         self.names.clear();
     }
+}
+
+/// `5m 3s`-style text for a remaining time, rounded up to whole seconds.
+fn describe_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }

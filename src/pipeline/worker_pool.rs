@@ -17,8 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::merge::merge;
 use super::stage::{EventStream, Stage, StageContext};
-use crate::event::{Body, Event};
-use crate::filters::{FilterChain, FilterSet, Outcome};
+use crate::event::{Body, Event, Sanction, SanctionKind};
+use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
 
 /// Events queued for, and from, one worker. Large enough that a worker rarely idles waiting for
 /// the dispatcher, small enough that a saturated pipeline pushes back on readers quickly.
@@ -81,46 +81,75 @@ async fn work(mut inbox: mpsc::Receiver<Event>, out: mpsc::Sender<Event>, filter
     while inbox.recv_many(&mut batch, WORKER_BATCH).await > 0 {
         let chain = filters.current();
         for event in batch.drain(..) {
-            if let Some(event) = apply_filters(&chain, event)
-                && out.send(event).await.is_err()
-            {
-                return;
+            let (event, alerts) = apply_filters(&chain, event);
+            for event in event.into_iter().chain(alerts) {
+                if out.send(event).await.is_err() {
+                    return;
+                }
             }
         }
     }
 }
 
-/// Runs the chain on a chat line or action; other events pass untouched. `None` when the line is
-/// silently dropped.
-pub fn apply_filters(chain: &FilterChain, event: Event) -> Option<Event> {
+/// Runs the chain on a chat line or action; other events pass untouched. Returns the event to
+/// pass on (`None` when the line is silently dropped) and an alert for the moderators for each
+/// warning a filter raised.
+pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<Event>) {
     if chain.is_empty() {
-        return Some(event);
+        return (Some(event), Vec::new());
     }
-    let (text, is_action) = match event.body {
-        Body::Chat(ref text) => (text.clone(), false),
-        Body::Action(ref text) => (text.clone(), true),
-        _ => return Some(event),
+    let (text, is_action) = match &event.body {
+        Body::Chat(text) => (text, false),
+        Body::Action(text) => (text, true),
+        _ => return (Some(event), Vec::new()),
     };
     let sender = event.client.info();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(text, &sender)));
-    let body = match outcome {
-        Ok(Outcome::Deliver(text)) if is_action => Body::Action(text),
-        Ok(Outcome::Deliver(text)) => Body::Chat(text),
-        Ok(Outcome::Blocked { filter, notice }) => {
-            tracing::info!(client = %event.client.id(), filter, "filter blocked a line");
-            Body::Notice(notice)
-        }
-        Ok(Outcome::Silenced { filter }) => {
-            tracing::info!(client = %event.client.id(), filter, "filter silently dropped a line");
-            return None;
-        }
-        Err(_) => {
-            tracing::error!(
-                client = %event.client.id(),
-                "a filter panicked; the message was dropped"
-            );
-            Body::Notice(NOT_PROCESSED.to_owned())
-        }
+    let message = Message {
+        text,
+        sender: &sender,
+        client: event.client.id(),
+        received_at: event.received_at,
     };
-    Some(event.with_body(body))
+    let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
+    let client = event.client.id();
+    let Ok(Judgement { outcome, warnings }) = judged else {
+        tracing::error!(%client, "a filter panicked; the message was dropped");
+        let notice = Body::Notice(NOT_PROCESSED.to_owned());
+        return (Some(event.with_body(notice)), Vec::new());
+    };
+    let alerts = warnings
+        .into_iter()
+        .map(|(filter, reason)| {
+            tracing::info!(%client, filter, action = "warn", "filter decision");
+            let alert = format!(
+                "[{filter}] {} in {}: {reason}: {}",
+                sender.name, sender.room, message.text
+            );
+            event.clone().with_body(Body::Alert(alert))
+        })
+        .collect();
+    if let Some(filter) = outcome.filter() {
+        tracing::info!(%client, filter, action = outcome.as_expectation(), "filter decision");
+    }
+    let body = match outcome {
+        Outcome::Deliver(text) if is_action => Body::Action(text),
+        Outcome::Deliver(text) => Body::Chat(text),
+        Outcome::Blocked { notice, .. } => Body::Notice(notice),
+        Outcome::Silenced { .. } => return (None, alerts),
+        Outcome::Muted {
+            filter,
+            duration,
+            notice,
+        } => Body::Sanction(Sanction {
+            filter,
+            kind: SanctionKind::Mute(duration),
+            notice,
+        }),
+        Outcome::Kicked { filter, notice } => Body::Sanction(Sanction {
+            filter,
+            kind: SanctionKind::Kick,
+            notice,
+        }),
+    };
+    (Some(event.with_body(body)), alerts)
 }
