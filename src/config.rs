@@ -27,6 +27,31 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Rooms.
     pub rooms: RoomsConfig,
+    /// The filters directory.
+    pub filters: FiltersConfig,
+}
+
+/// `[filters]`: where the filter files are and whether to watch them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FiltersConfig {
+    /// The directory of filter files (`--filters` overrides).
+    pub dir: PathBuf,
+    /// Reload automatically when a file in the directory changes (SIGHUP always reloads).
+    pub watch: bool,
+    /// How often the directory is checked for changes when `watch` is on.
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for FiltersConfig {
+    fn default() -> Self {
+        FiltersConfig {
+            dir: PathBuf::from("filters"),
+            watch: false,
+            watch_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `[server]`: the listener and per-connection limits.

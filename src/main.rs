@@ -1,8 +1,9 @@
 //! The `chatpipe` command line: parses arguments, sets up logging, and calls the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use chatpipe::filters::{FilterRules, load_dir, run_fixture_tests};
 use chatpipe::{Config, Server};
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,11 @@ struct Cli {
 enum Cmd {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Run the [[test]] fixtures in the filter files of DIR (default: ./filters).
+    TestFilters {
+        /// The filters directory.
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -33,9 +39,9 @@ struct ServeArgs {
     /// Configuration file; `./chatpipe.toml` is used when it exists.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Directory of filter files.
-    #[arg(long, default_value = "filters")]
-    filters: PathBuf,
+    /// Directory of filter files, overriding the config file (default: ./filters).
+    #[arg(long)]
+    filters: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -46,11 +52,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = match cli.command {
-        Some(Cmd::Serve(args)) => args,
-        None => cli.serve,
+    let result = match cli.command {
+        Some(Cmd::Serve(args)) => serve(args),
+        Some(Cmd::TestFilters { dir }) => {
+            test_filters(dir.as_deref().unwrap_or(Path::new("filters")))
+        }
+        None => serve(cli.serve),
     };
-    match serve(args) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("chatpipe: {message}");
@@ -64,11 +73,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    let explicit_filters = args.filters.is_some();
+    if let Some(dir) = args.filters {
+        config.filters.dir = dir;
+    }
+    let filters_dir = config.filters.dir.clone();
+    let mut server = Server::new(config);
+    if explicit_filters || filters_dir.is_dir() {
+        server = server
+            .filters_dir(&filters_dir)
+            .map_err(|errors| format!("bad filters in {}:\n{errors}", filters_dir.display()))?;
+    } else {
+        tracing::warn!(dir = %filters_dir.display(), "no filters directory; running without filters");
+    }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async {
-        let server = Server::new(config);
         let listener = server.bind().await.map_err(|e| e.to_string())?;
+        if let Some(rules) = server.filter_rules() {
+            tokio::spawn(reload_on_sighup(rules));
+        }
         server
             .run(listener, shutdown_signal())
             .await
@@ -76,14 +100,50 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })
 }
 
+/// Runs the fixture tests of every filter file in `dir`; fails if any fails or a file is bad.
+fn test_filters(dir: &Path) -> Result<(), String> {
+    let filters = load_dir(dir).map_err(|errors| format!("bad filters:\n{errors}"))?;
+    let report = run_fixture_tests(&filters);
+    for failure in &report.failures {
+        println!("FAIL {failure}");
+    }
+    for filter in &filters {
+        println!("{}: {} tests", filter.path.display(), filter.tests.len());
+    }
+    println!("{} passed, {} failed", report.passed, report.failures.len());
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} filter tests failed", report.failures.len()))
+    }
+}
+
 /// The file given, else `./chatpipe.toml` if present, else the defaults.
-fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
-    let default = std::path::Path::new("chatpipe.toml");
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    let default = Path::new("chatpipe.toml");
     match path {
         Some(path) => Config::from_file(path).map_err(|e| e.to_string()),
         None if default.exists() => Config::from_file(default).map_err(|e| e.to_string()),
         None => Ok(Config::default()),
     }
+}
+
+/// Reloads the filters on every SIGHUP. Lives as long as the runtime.
+async fn reload_on_sighup(rules: FilterRules) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; filters reload only with [filters] watch");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading filters");
+            let _ = rules.reload_and_log();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(rules);
 }
 
 /// Completes on SIGINT or SIGTERM.

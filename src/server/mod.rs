@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::filters::{FilterErrors, FilterRules};
 use crate::hub::RoomHub;
 use crate::pipeline::{PipelineBuilder, StageContext};
 
@@ -48,13 +49,34 @@ const CUT_WAIT: Duration = Duration::from_secs(1);
 pub struct Server {
     config: Config,
     pipeline: PipelineBuilder,
+    rules: Option<FilterRules>,
 }
 
 impl Server {
     /// A server with the standard pipeline for `config`.
     pub fn new(config: Config) -> Self {
         let pipeline = PipelineBuilder::standard(&config);
-        Server { config, pipeline }
+        Server {
+            config,
+            pipeline,
+            rules: None,
+        }
+    }
+
+    /// Loads the filter files in `dir` into the pipeline's filter set (between the filters added
+    /// with [`PipelineBuilder::filter_first`] and [`PipelineBuilder::filter`]).
+    ///
+    /// # Errors
+    /// Every problem in the directory's files, with file, line and column.
+    pub fn filters_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Result<Self, FilterErrors> {
+        self.rules = Some(FilterRules::load(dir, self.pipeline.filters().clone())?);
+        Ok(self)
+    }
+
+    /// The loaded filter rules, for reloading them (on SIGHUP, say). `None` until
+    /// [`Server::filters_dir`] was called.
+    pub fn filter_rules(&self) -> Option<FilterRules> {
+        self.rules.clone()
     }
 
     /// Changes the pipeline: add stages or filters.
@@ -126,6 +148,10 @@ impl Server {
             tracing::info!("listening on {addr}");
         }
         tasks.spawn(listener::accept_loop(listener, shared));
+        if let Some(rules) = self.rules.filter(|_| self.config.filters.watch) {
+            let interval = self.config.filters.watch_interval;
+            tasks.spawn(rules.watch(interval, stop_reading.clone()));
+        }
 
         shutdown.await;
         tracing::info!("shutting down");

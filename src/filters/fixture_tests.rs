@@ -1,0 +1,98 @@
+//! Running the `[[test]]` fixtures of filter files (`chatpipe test-filters DIR`).
+//!
+//! Each test checks its filter alone: the input is judged by a chain holding only that filter,
+//! as a sender with the test's name, role and room, and the outcome compared with `expect`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::chain::FilterChain;
+use super::file::{FilterTest, LoadedFilter};
+use super::filter::{Filter, Message};
+use crate::event::{ClientId, ClientInfo};
+
+/// One failed fixture test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestFailure {
+    /// The filter file.
+    pub path: PathBuf,
+    /// The line of the `[[test]]`.
+    pub line: usize,
+    /// The input.
+    pub input: String,
+    /// What the test expected.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
+}
+
+impl std::fmt::Display for TestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: input {:?}\n  expected: {:?}\n  actual:   {:?}",
+            self.path.display(),
+            self.line,
+            self.input,
+            self.expected,
+            self.actual
+        )
+    }
+}
+
+/// The result of running fixture tests.
+#[derive(Debug, Clone, Default)]
+pub struct TestReport {
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed.
+    pub failures: Vec<TestFailure>,
+}
+
+/// Runs every fixture test of every filter, enabled or not.
+pub fn run_fixture_tests(filters: &[LoadedFilter]) -> TestReport {
+    let mut report = TestReport::default();
+    let mut next_client = 0;
+    for loaded in filters {
+        let chain = FilterChain::new(vec![loaded.filter.clone() as Arc<dyn Filter>]);
+        for (line, test) in &loaded.tests {
+            // A client of its own per test, so rules with memory start fresh.
+            next_client += 1;
+            let actual = outcome(&chain, test, ClientId(next_client));
+            if actual == test.expect {
+                report.passed += 1;
+            } else {
+                report.failures.push(TestFailure {
+                    path: loaded.path.clone(),
+                    line: *line,
+                    input: test.input.clone(),
+                    expected: test.expect.clone(),
+                    actual,
+                });
+            }
+        }
+    }
+    report
+}
+
+fn outcome(chain: &FilterChain, test: &FilterTest, client: ClientId) -> String {
+    let sender = ClientInfo {
+        name: Arc::from(test.sender.as_deref().unwrap_or("tester")),
+        room: Arc::from(test.room.as_deref().unwrap_or("lobby")),
+        role: test.role.unwrap_or_default(),
+    };
+    let message = Message {
+        text: &test.input,
+        sender: &sender,
+        client,
+        received_at: tokio::time::Instant::now(),
+    };
+    let mut judged = chain.judge(&message);
+    for _ in 1..test.repeat {
+        judged = chain.judge(&message);
+    }
+    if test.expect == "warned" && !judged.warnings.is_empty() {
+        return "warned".to_owned();
+    }
+    judged.outcome.as_expectation().to_owned()
+}

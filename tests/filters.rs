@@ -1,0 +1,403 @@
+//! Filter files: rule kinds, actions, evasions, allow-lists, loading errors, reload and the
+//! `test-filters` command.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatpipe::filters::{
+    FilterChain, FilterFile, FilterRules, FilterSet, Message, Outcome, load_dir,
+};
+use chatpipe::testing::{Fixture, describe, run_pipeline};
+use chatpipe::{ClientId, ClientInfo, Config, PipelineBuilder, Role, Server};
+use common::{TestServer, test_config};
+
+/// Judges `text` with the filter described by `toml` (a user `alice` in `lobby` unless given).
+fn judge_as(toml: &str, text: &str, role: Role, room: &str) -> (Outcome, Vec<(String, String)>) {
+    let loaded = FilterFile::load(Path::new("/virtual/f.toml"), toml).expect("a valid filter");
+    let chain = FilterChain::new(vec![loaded.filter]);
+    let sender = ClientInfo {
+        name: Arc::from("alice"),
+        room: Arc::from(room),
+        role,
+    };
+    let judged = chain.judge(&Message {
+        text,
+        sender: &sender,
+        client: ClientId(1),
+        received_at: tokio::time::Instant::now(),
+    });
+    (judged.outcome, judged.warnings)
+}
+
+fn judge(toml: &str, text: &str) -> Outcome {
+    judge_as(toml, text, Role::User, "lobby").0
+}
+
+fn delivered(text: &str) -> Outcome {
+    Outcome::Deliver(text.to_owned())
+}
+
+/// Words: whole-word, wildcards, and every evasion trick.
+#[test]
+fn words_resist_evasion() {
+    let f = r#"action = "mask"
+words = ["darn", "heck*"]"#;
+    assert_eq!(judge(f, "darn it"), delivered("**** it"));
+    assert_eq!(judge(f, "DaRn it"), delivered("**** it"), "case");
+    assert_eq!(judge(f, "dаrn"), delivered("****"), "Cyrillic а");
+    assert_eq!(judge(f, "d4rn"), delivered("****"), "substitution");
+    assert_eq!(
+        judge(f, "daaaarn"),
+        delivered("*******"),
+        "repeated letters"
+    );
+    assert_eq!(
+        judge(f, "d.a.r.n"),
+        delivered("*******"),
+        "split by symbols"
+    );
+    assert_eq!(judge(f, "d a r n"), delivered("*******"), "split by spaces");
+    assert_eq!(judge(f, "dárn"), delivered("****"), "accents");
+    assert_eq!(judge(f, "ｄａｒｎ"), delivered("****"), "full width");
+    assert_eq!(
+        judge(f, "heckin good"),
+        delivered("****** good"),
+        "wildcard"
+    );
+    assert_eq!(
+        judge(f, "darned darning"),
+        delivered("darned darning"),
+        "whole words only"
+    );
+}
+
+/// Allowed phrases never match, even where a wildcard or pattern would.
+#[test]
+fn allow_list_wins() {
+    let f = r#"action = "mask"
+words = ["*cunt*"]
+patterns = ['cock\w*']
+allow = ["scunthorpe", "cockpit"]"#;
+    assert_eq!(judge(f, "Scunthorpe"), delivered("Scunthorpe"));
+    assert_eq!(judge(f, "the cockpit"), delivered("the cockpit"));
+    assert_eq!(judge(f, "cocky"), delivered("*****"));
+}
+
+/// Patterns are case-insensitive regular expressions over the text as written.
+#[test]
+fn patterns_match() {
+    let f = r#"action = "block"
+patterns = ['\bfree\s+v-?bucks\b']"#;
+    assert!(matches!(
+        judge(f, "get FREE vbucks"),
+        Outcome::Blocked { .. }
+    ));
+    assert_eq!(judge(f, "free bucks"), delivered("free bucks"));
+}
+
+/// Links: blocked unless on an allowed domain.
+#[test]
+fn links_rule() {
+    let f = r#"action = "block"
+message = "No links."
+[links]
+allow_domains = ["example.org"]"#;
+    assert_eq!(
+        judge(f, "go to http://spam.biz"),
+        Outcome::Blocked {
+            filter: "f".into(),
+            notice: "No links.".into()
+        }
+    );
+    assert_eq!(
+        judge(f, "see docs.example.org/x"),
+        delivered("see docs.example.org/x")
+    );
+}
+
+/// Shouting: masked lines are lower-cased; short or mixed lines pass.
+#[test]
+fn shouting_rule() {
+    let f = r#"action = "mask"
+[shouting]
+min_letters = 8"#;
+    assert_eq!(judge(f, "STOP DOING THAT"), delivered("stop doing that"));
+    assert_eq!(judge(f, "STOP"), delivered("STOP"));
+}
+
+/// Repetition: the third copy within the window is caught; "mask" blocks it.
+#[test]
+fn repetition_rule() {
+    let f = r#"action = "mask"
+[repetition]
+window = "10s"
+max_repeats = 2"#;
+    let loaded = FilterFile::load(Path::new("/virtual/rep.toml"), f).unwrap();
+    let chain = FilterChain::new(vec![loaded.filter]);
+    let sender = ClientInfo {
+        name: Arc::from("alice"),
+        room: Arc::from("lobby"),
+        role: Role::User,
+    };
+    let at = tokio::time::Instant::now();
+    let outcomes: Vec<Outcome> = ["spam", "SPAM!", "s p a m"]
+        .iter()
+        .map(|text| {
+            chain
+                .judge(&Message {
+                    text,
+                    sender: &sender,
+                    client: ClientId(7),
+                    received_at: at,
+                })
+                .outcome
+        })
+        .collect();
+    assert_eq!(outcomes[0], delivered("spam"));
+    assert_eq!(outcomes[1], delivered("SPAM!"));
+    assert!(
+        matches!(outcomes[2], Outcome::Blocked { .. }),
+        "{outcomes:?}"
+    );
+}
+
+/// Every action, and exemptions by role and room.
+#[test]
+fn actions_and_exemptions() {
+    let rule = "words = [\"darn\"]\nexempt_roles = [\"moderator\"]\nexempt_rooms = [\"pub\"]\n";
+    let with = |action: &str| format!("action = \"{action}\"\nmute_for = \"5m\"\n{rule}");
+    assert!(
+        matches!(judge(&with("block"), "darn"), Outcome::Blocked { notice, .. } if notice.contains("blocked by the f filter"))
+    );
+    assert!(matches!(
+        judge(&with("silent"), "darn"),
+        Outcome::Silenced { .. }
+    ));
+    assert!(matches!(
+        judge(&with("kick"), "darn"),
+        Outcome::Kicked { .. }
+    ));
+    assert!(matches!(
+        judge(&with("mute"), "darn"),
+        Outcome::Muted { duration, .. } if duration == Duration::from_secs(300)
+    ));
+    let (outcome, warnings) = judge_as(&with("warn"), "darn", Role::User, "lobby");
+    assert_eq!(outcome, delivered("darn"));
+    assert_eq!(warnings, [("f".to_owned(), "listed word".to_owned())]);
+    let (outcome, _) = judge_as(&with("block"), "darn", Role::Moderator, "lobby");
+    assert_eq!(outcome, delivered("darn"), "role exemption");
+    let (outcome, _) = judge_as(&with("block"), "darn", Role::User, "pub");
+    assert_eq!(outcome, delivered("darn"), "room exemption");
+}
+
+/// Errors in several files are all reported, each with file, line and column.
+#[test]
+fn load_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "action = \"mask\"\nwords = [\"ok\"]\nbogus = 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "action = \"mute\"\npatterns = [\"fine\", \"(unclosed\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.toml"), "words_file = \"missing.txt\"\n").unwrap();
+    let errors = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        errors.contains("a.toml:3:1:") && errors.contains("bogus"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("b.toml:1:10:") && errors.contains("mute_for"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("b.toml:2:21:") && errors.contains("bad pattern"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("c.toml:1:14:") && errors.contains("missing.txt"),
+        "{errors}"
+    );
+}
+
+/// Files apply in name order; disabled files are loaded (and tested) but do not run.
+#[test]
+fn files_apply_in_name_order_and_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("20-b.toml"),
+        "action = \"mask\"\nwords = [\"b\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("10-a.toml"),
+        "action = \"mask\"\nwords = [\"a\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("30-c.toml"),
+        "enabled = false\naction = \"mask\"\nwords = [\"c\"]\n",
+    )
+    .unwrap();
+    let set = FilterSet::new();
+    let rules = FilterRules::load(dir.path(), set.clone()).unwrap();
+    assert_eq!(rules.reload().unwrap(), ["10-a", "20-b"]);
+    assert_eq!(set.current().names(), ["10-a", "20-b"]);
+}
+
+/// A reload swaps the rules; a broken directory keeps the old rules running.
+#[tokio::test]
+async fn reload_swaps_rules_and_survives_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("words.toml");
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"darn\"]\n").unwrap();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let rules = server.filter_rules().unwrap();
+    let server = TestServer::start(server).await;
+    let mut alice = server.login("alice").await;
+
+    alice.send("darn heck").await;
+    alice.expect("alice: **** heck").await;
+
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"heck\"]\n").unwrap();
+    rules.reload().unwrap();
+    alice.send("darn heck").await;
+    alice.expect("alice: darn ****").await;
+
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"heck\"\n").unwrap();
+    let errors = rules.reload().unwrap_err().to_string();
+    assert!(errors.contains("words.toml:2:"), "{errors}");
+    alice.send("darn heck").await;
+    alice.expect("alice: darn ****").await;
+    server.shutdown().await;
+}
+
+/// Reloading over and over during a flood loses and duplicates nothing; each line is judged
+/// wholly by one rule set.
+#[tokio::test]
+async fn reload_racing_a_flood_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swap.toml");
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"alpha\"]\n").unwrap();
+    let mut config = Config::default();
+    config.rate_limit.per_second = 0;
+    config.pipeline.workers = 2;
+    let builder = PipelineBuilder::standard(&config);
+    let rules = FilterRules::load(dir.path(), builder.filters().clone()).unwrap();
+    let pipeline = builder.build().unwrap();
+
+    let mut text = String::new();
+    for n in 0..5000 {
+        text.push_str(&format!("user{}> {n} alpha beta\n", n % 7));
+    }
+    let fixture = Fixture::parse(&text).unwrap();
+    let reloader = tokio::spawn(async move {
+        for i in 0..200 {
+            let word = if i % 2 == 0 { "beta" } else { "alpha" };
+            std::fs::write(&file, format!("action = \"mask\"\nwords = [\"{word}\"]\n")).unwrap();
+            rules.reload().unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    let out = run_pipeline(pipeline, fixture.stream()).await;
+    reloader.await.unwrap();
+    assert_eq!(out.len(), 5000, "nothing lost or duplicated");
+    let mut numbers: Vec<usize> = out
+        .iter()
+        .map(|e| {
+            let line = describe(e);
+            let text = line.split_once(": ").unwrap().1;
+            assert!(
+                text.ends_with(" ***** beta") || text.ends_with(" alpha ****"),
+                "judged by a mix of rule sets: {text}"
+            );
+            text.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..5000).collect::<Vec<_>>());
+}
+
+/// Mute and kick actions over TCP: a muted sender is refused until the mute ends; a kicked one
+/// is disconnected with the filter's message and the room is told.
+#[tokio::test]
+async fn mute_and_kick_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mute.toml"),
+        "action = \"mute\"\nmute_for = \"1h\"\nwords = [\"darn\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("kick.toml"),
+        "action = \"kick\"\nmessage = \"Bye, spammer.\"\nwords = [\"spamspam\"]\n",
+    )
+    .unwrap();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let server = TestServer::start(server).await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect("bob has joined the chat").await;
+
+    bob.send("darn").await;
+    bob.expect_contains("You have been muted for 1h by the mute filter")
+        .await;
+    bob.send("sorry").await;
+    bob.expect_contains("You are muted for another").await;
+
+    let mut carol = server.login("carol").await;
+    alice.expect("carol has joined the chat").await;
+    carol.send("spamspam").await;
+    carol.expect("SERVER: Bye, spammer.").await;
+    carol.expect_eof().await;
+    alice.expect("carol has left the chat").await;
+    alice.send("quiet now").await;
+    alice.expect("alice: quiet now").await;
+    server.shutdown().await;
+}
+
+/// The shipped filters pass their own fixture tests through the real command.
+#[test]
+fn test_filters_command_passes_on_shipped_filters() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
+        .args([
+            "test-filters",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/filters"),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+/// A failing fixture is printed as expected vs actual, and the command exits non-zero.
+#[test]
+fn test_filters_command_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x.toml"),
+        "action = \"mask\"\nwords = [\"darn\"]\n\n[[test]]\ninput = \"darn\"\nexpect = \"darn\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
+        .args(["test-filters", dir.path().to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout.contains("x.toml:4:"), "{stdout}");
+    assert!(stdout.contains("expected: \"darn\""), "{stdout}");
+    assert!(stdout.contains("actual:   \"****\""), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
