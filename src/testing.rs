@@ -211,12 +211,12 @@ pub fn run_filter(filter: &dyn Filter, text: &str) -> Verdict {
         room: Arc::from("lobby"),
         role: Role::User,
     };
-    filter.check(&Message {
+    filter.check(&Message::new(
         text,
-        sender: &sender,
-        client: ClientId(1),
-        received_at: tokio::time::Instant::now(),
-    })
+        &sender,
+        ClientId(1),
+        tokio::time::Instant::now(),
+    ))
 }
 
 /// A one-line description of an event, for comparing a stage's output with an expectation:

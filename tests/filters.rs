@@ -24,12 +24,12 @@ fn judge_as(toml: &str, text: &str, role: Role, room: &str) -> (Outcome, Vec<(St
         room: Arc::from(room),
         role,
     };
-    let judged = chain.judge(&Message {
+    let judged = chain.judge(&Message::new(
         text,
-        sender: &sender,
-        client: ClientId(1),
-        received_at: tokio::time::Instant::now(),
-    });
+        &sender,
+        ClientId(1),
+        tokio::time::Instant::now(),
+    ));
     (judged.outcome, judged.warnings)
 }
 
@@ -148,12 +148,7 @@ max_repeats = 2"#;
         .iter()
         .map(|text| {
             chain
-                .judge(&Message {
-                    text,
-                    sender: &sender,
-                    client: ClientId(7),
-                    received_at: at,
-                })
+                .judge(&Message::new(text, &sender, ClientId(7), at))
                 .outcome
         })
         .collect();

@@ -114,9 +114,12 @@ impl FilterChain {
     pub fn judge(&self, message: &Message<'_>) -> Judgement {
         let mut text: Option<String> = None;
         let mut warnings = Vec::new();
+        // The normalised text, shared by the filters until one rewrites the text.
+        let mut normalized = std::cell::OnceCell::new();
         for filter in &self.filters {
             let current = Message {
                 text: text.as_deref().unwrap_or(message.text),
+                normalized: Some(&normalized),
                 ..*message
             };
             let name = || filter.name().to_owned();
@@ -125,6 +128,7 @@ impl FilterChain {
                 Verdict::Rewrite(new) => {
                     tracing::debug!(filter = filter.name(), "filter rewrote a line");
                     text = Some(new);
+                    normalized = std::cell::OnceCell::new();
                     continue;
                 }
                 Verdict::Warn(reason) => {
@@ -237,12 +241,7 @@ mod tests {
             room: "lobby".into(),
             role: Role::User,
         };
-        let message = Message {
-            text,
-            sender: &sender,
-            client: ClientId(1),
-            received_at: tokio::time::Instant::now(),
-        };
+        let message = Message::new(text, &sender, ClientId(1), tokio::time::Instant::now());
         chain.judge(&message).outcome
     }
 

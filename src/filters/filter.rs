@@ -5,14 +5,21 @@
 //! messages at once; anything that needs memory across messages or time is a
 //! [`Stage`](crate::pipeline::Stage) instead.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::normalize::{Normalized, normalize};
 use crate::event::{ClientId, ClientInfo};
 
 /// One chat line as a filter sees it.
+///
+/// Build one with [`Message::new`]. Inside a [`FilterChain`](super::FilterChain) the normalised
+/// form of the text ([`Message::normalized`]) is computed once per text and shared by every
+/// filter that asks for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     /// The text, after earlier filters' rewrites.
@@ -23,6 +30,34 @@ pub struct Message<'a> {
     pub client: ClientId,
     /// When the line was received (for time windows; a paused clock in tests).
     pub received_at: Instant,
+    /// The normalised text, once computed; `None` outside a chain.
+    pub(crate) normalized: Option<&'a OnceCell<Normalized>>,
+}
+
+impl<'a> Message<'a> {
+    /// A message from `sender` (connection `client`) received at `received_at`.
+    pub fn new(
+        text: &'a str,
+        sender: &'a ClientInfo,
+        client: ClientId,
+        received_at: Instant,
+    ) -> Self {
+        Message {
+            text,
+            sender,
+            client,
+            received_at,
+            normalized: None,
+        }
+    }
+
+    /// The text normalised for evasion-resistant matching (see [`super::normalize`]).
+    pub fn normalized(&self) -> Cow<'a, Normalized> {
+        match self.normalized {
+            Some(cell) => Cow::Borrowed(cell.get_or_init(|| normalize(self.text))),
+            None => Cow::Owned(normalize(self.text)),
+        }
+    }
 }
 
 /// What a filter decides about a message.

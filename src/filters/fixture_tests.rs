@@ -81,12 +81,7 @@ fn outcome(chain: &FilterChain, test: &FilterTest, client: ClientId) -> String {
         room: Arc::from(test.room.as_deref().unwrap_or("lobby")),
         role: test.role.unwrap_or_default(),
     };
-    let message = Message {
-        text: &test.input,
-        sender: &sender,
-        client,
-        received_at: tokio::time::Instant::now(),
-    };
+    let message = Message::new(&test.input, &sender, client, tokio::time::Instant::now());
     let mut judged = chain.judge(&message);
     for _ in 1..test.repeat {
         judged = chain.judge(&message);

@@ -25,19 +25,46 @@ use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 pub struct Normalized {
     /// The canonical text: lower-case letters, digits, and single spaces between words.
     pub text: String,
-    /// For each byte of `text`, the byte range of the original character that produced it.
-    origin: Vec<(u32, u32)>,
+    /// The way back from `text` to the original.
+    origin: Origin,
+}
+
+/// How canonical bytes map to original bytes.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// For each byte of the canonical text, the original character's byte range.
+    PerByte(Vec<(u32, u32)>),
+    /// ASCII input, where every canonical byte comes from one original byte: `(canonical offset,
+    /// original offset)` at the start and wherever the mapping jumps (a dropped separator).
+    /// Usually a handful of entries, so ordinary lines cost no per-byte bookkeeping.
+    Runs(Vec<(u32, u32)>),
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin::Runs(Vec::new())
+    }
 }
 
 impl Normalized {
     /// The original byte range behind `range` of the canonical text.
     pub fn original_range(&self, range: Range<usize>) -> Range<usize> {
-        if range.is_empty() || range.end > self.origin.len() {
+        if range.is_empty() || range.end > self.text.len() {
             return 0..0;
         }
-        let start = self.origin[range.start].0 as usize;
-        let end = self.origin[range.end - 1].1 as usize;
-        start..end
+        match &self.origin {
+            Origin::PerByte(origin) => {
+                origin[range.start].0 as usize..origin[range.end - 1].1 as usize
+            }
+            Origin::Runs(runs) => {
+                let at = |k: usize| {
+                    let i = runs.partition_point(|&(out, _)| out as usize <= k);
+                    let (out, orig) = runs[i.saturating_sub(1)];
+                    orig as usize + (k - out as usize)
+                };
+                at(range.start)..at(range.end - 1) + 1
+            }
+        }
     }
 }
 
@@ -59,49 +86,60 @@ struct Unit {
     class: Class,
 }
 
+/// Working buffers reused across calls on one thread: normalisation runs for every message, and
+/// three allocations per message were a measurable share of a filter's cost.
+#[derive(Default)]
+struct Scratch {
+    units: Vec<Unit>,
+    words: Vec<Range<usize>>,
+    joined: Vec<bool>,
+    /// ASCII path: whether each word has a letter.
+    letters_in: Vec<bool>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// Normalises `text`. See the module documentation.
 pub fn normalize(text: &str) -> Normalized {
-    let mut units = Vec::with_capacity(text.len());
-    for (offset, c) in text.char_indices() {
-        let start = offset as u32;
-        let end = (offset + c.len_utf8()) as u32;
-        if c.is_ascii() {
-            let c = c.to_ascii_lowercase();
-            units.push(Unit {
-                c,
-                start,
-                end,
-                class: classify(c),
-            });
-        } else {
-            decompose_compatible(c, |d| {
-                if is_combining_mark(d) {
-                    return;
-                }
-                for lower in confusable_capital(d).to_lowercase() {
-                    let c = confusable(lower);
-                    units.push(Unit {
-                        c,
-                        start,
-                        end,
-                        class: classify(c),
-                    });
-                }
-            });
-        }
-    }
-    let words = word_spans(&units);
-    read_letter_likes(&mut units, &words);
-    let joined = joined_separators(&units, &words);
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => normalize_with(text, &mut scratch),
+        // Only reachable if normalisation re-entered itself; fresh buffers are correct too.
+        Err(_) => normalize_with(text, &mut Scratch::default()),
+    })
+}
 
-    let mut out = Normalized {
-        text: String::with_capacity(units.len()),
-        origin: Vec::with_capacity(units.len()),
-    };
+fn normalize_with(text: &str, scratch: &mut Scratch) -> Normalized {
+    if text.is_ascii()
+        && let Some(normalized) = normalize_ascii(text.as_bytes(), scratch)
+    {
+        return normalized;
+    }
+    normalize_general(text, scratch)
+}
+
+fn normalize_general(text: &str, scratch: &mut Scratch) -> Normalized {
+    let Scratch {
+        units,
+        words,
+        joined,
+        ..
+    } = scratch;
+    collect_units(text, units);
+    let single_letters = split_words(units, words);
+    joined.clear();
+    joined.resize(units.len(), false);
+    if single_letters >= 3 {
+        join_single_letters(units, words, joined);
+    }
+
+    let mut text = String::with_capacity(units.len());
+    let mut origin = Vec::with_capacity(units.len());
     let mut last_was_space = true;
-    for (i, unit) in units.iter().enumerate() {
+    for (unit, &dropped) in units.iter().zip(joined.iter()) {
         let c = if unit.class == Class::Separator {
-            if joined[i] || last_was_space {
+            if dropped || last_was_space {
                 continue;
             }
             ' '
@@ -109,65 +147,196 @@ pub fn normalize(text: &str) -> Normalized {
             unit.c
         };
         last_was_space = c == ' ';
-        out.text.push(c);
+        text.push(c);
         for _ in 0..c.len_utf8() {
-            out.origin.push((unit.start, unit.end));
+            origin.push((unit.start, unit.end));
         }
     }
-    if out.text.ends_with(' ') {
-        out.text.pop();
-        out.origin.pop();
+    if text.ends_with(' ') {
+        text.pop();
+        origin.pop();
     }
-    out
+    Normalized {
+        text,
+        origin: Origin::PerByte(origin),
+    }
+}
+
+/// The same result as the general path for ASCII input, in two passes over the bytes and without
+/// per-byte bookkeeping. `None` for the rare input it leaves to the general path (a word of only
+/// digits and `@`/`$`, where those symbols split the word).
+fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
+    let Scratch {
+        words,
+        joined,
+        letters_in,
+        ..
+    } = scratch;
+    words.clear();
+    letters_in.clear();
+    let mut single_letters = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if ascii_class(bytes[i]) == Class::Separator {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut has_letter, mut has_symbol) = (false, false);
+        while i < bytes.len() && ascii_class(bytes[i]) != Class::Separator {
+            has_letter |= bytes[i].is_ascii_alphabetic();
+            has_symbol |= matches!(bytes[i], b'@' | b'$');
+            i += 1;
+        }
+        if has_symbol && !has_letter {
+            return None;
+        }
+        single_letters += usize::from(i - start == 1 && has_letter);
+        words.push(start..i);
+        letters_in.push(has_letter);
+    }
+    // Gaps between words that are dropped (`b.a.d`); gap k lies between word k and k + 1.
+    joined.clear();
+    joined.resize(words.len(), false);
+    if single_letters >= 3 {
+        let single = |k: usize| words[k].len() == 1 && letters_in[k];
+        let mut k = 0;
+        while k < words.len() {
+            let mut j = k;
+            while j + 1 < words.len()
+                && single(j)
+                && single(j + 1)
+                && words[j + 1].start - words[j].end <= MAX_GAP
+            {
+                j += 1;
+            }
+            if j - k + 1 >= 3 {
+                joined[k..j].fill(true);
+            }
+            k = j + 1;
+        }
+    }
+    let mut text = String::with_capacity(bytes.len());
+    let mut runs = Vec::new();
+    let mut next_orig = usize::MAX;
+    let mut emit = |text: &mut String, c: char, orig: usize| {
+        if orig != next_orig {
+            runs.push((text.len() as u32, orig as u32));
+        }
+        next_orig = orig + 1;
+        text.push(c);
+    };
+    for (k, word) in words.iter().enumerate() {
+        if k > 0 && !joined[k - 1] {
+            // The space stands for the first separator after the previous word.
+            emit(&mut text, ' ', words[k - 1].end);
+        }
+        for (offset, &b) in bytes[word.clone()].iter().enumerate() {
+            let lower = b.to_ascii_lowercase();
+            let c = if letters_in[k] {
+                letter_like(lower)
+            } else {
+                lower
+            };
+            emit(&mut text, char::from(c), word.start + offset);
+        }
+    }
+    Some(Normalized {
+        text,
+        origin: Origin::Runs(runs),
+    })
+}
+
+/// Longer gaps between single letters (`a   .   b`) are deliberate spacing, not an evasion.
+const MAX_GAP: usize = 3;
+
+fn ascii_class(b: u8) -> Class {
+    classify(char::from(b.to_ascii_lowercase()))
+}
+
+/// The letter a letter-like character reads as inside a word with letters.
+fn letter_like(b: u8) -> u8 {
+    match b {
+        b'0' => b'o',
+        b'1' => b'i',
+        b'3' => b'e',
+        b'4' | b'@' => b'a',
+        b'5' | b'$' => b's',
+        other => other,
+    }
+}
+
+/// One unit per character of the canonical form, before words are looked at.
+fn collect_units(text: &str, units: &mut Vec<Unit>) {
+    units.clear();
+    if text.is_ascii() {
+        // The common case: no decoding, no decomposition.
+        units.extend(text.bytes().enumerate().map(|(i, b)| {
+            let c = char::from(b.to_ascii_lowercase());
+            Unit {
+                c,
+                start: i as u32,
+                end: i as u32 + 1,
+                class: classify(c),
+            }
+        }));
+        return;
+    }
+    for (offset, c) in text.char_indices() {
+        let start = offset as u32;
+        let end = (offset + c.len_utf8()) as u32;
+        decompose_compatible(c, |d| {
+            if is_combining_mark(d) {
+                return;
+            }
+            for lower in confusable_capital(d).to_lowercase() {
+                let c = confusable(lower);
+                units.push(Unit {
+                    c,
+                    start,
+                    end,
+                    class: classify(c),
+                });
+            }
+        });
+    }
 }
 
 fn classify(c: char) -> Class {
     match c {
+        'a'..='z' => Class::Letter,
         '0' | '1' | '3' | '4' | '5' | '@' | '$' => Class::LetterLike,
-        c if c.is_ascii_digit() => Class::Digit,
+        '0'..='9' => Class::Digit,
+        c if c.is_ascii() => Class::Separator,
         c if c.is_alphabetic() => Class::Letter,
         _ => Class::Separator,
     }
 }
 
-/// Runs of non-separators, as index ranges into `units`.
-fn word_spans(units: &[Unit]) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    let mut start = None;
-    for (i, unit) in units.iter().enumerate() {
-        match (unit.class == Class::Separator, start) {
-            (false, None) => start = Some(i),
-            (true, Some(s)) => {
-                spans.push(s..i);
-                start = None;
-            }
-            _ => {}
+/// Finds the words (runs of non-separators) and settles their letter-like characters: in a word
+/// with a letter they become letters (`h3ll0`); elsewhere digits stay digits and `@ $` are
+/// separators. Returns how many words are a single letter.
+fn split_words(units: &mut [Unit], words: &mut Vec<Range<usize>>) -> usize {
+    words.clear();
+    let mut single_letters = 0;
+    let mut i = 0;
+    while i < units.len() {
+        if units[i].class == Class::Separator {
+            i += 1;
+            continue;
         }
-    }
-    if let Some(s) = start {
-        spans.push(s..units.len());
-    }
-    spans
-}
-
-/// In words that contain a letter, letter-like characters become letters; elsewhere `@`, `$` are
-/// separators and digits stay digits.
-fn read_letter_likes(units: &mut [Unit], words: &[Range<usize>]) {
-    for word in words {
-        let has_letter = units[word.clone()].iter().any(|u| u.class == Class::Letter);
-        for unit in &mut units[word.clone()] {
+        let start = i;
+        let mut has_letter = false;
+        while i < units.len() && units[i].class != Class::Separator {
+            has_letter |= units[i].class == Class::Letter;
+            i += 1;
+        }
+        for unit in &mut units[start..i] {
             if unit.class != Class::LetterLike {
                 continue;
             }
             if has_letter {
-                unit.c = match unit.c {
-                    '0' => 'o',
-                    '1' => 'i',
-                    '3' => 'e',
-                    '4' | '@' => 'a',
-                    '5' | '$' => 's',
-                    other => other,
-                };
+                unit.c = char::from(letter_like(unit.c as u8));
                 unit.class = Class::Letter;
             } else if unit.c.is_ascii_digit() {
                 unit.class = Class::Digit;
@@ -176,14 +345,23 @@ fn read_letter_likes(units: &mut [Unit], words: &[Range<usize>]) {
                 unit.class = Class::Separator;
             }
         }
+        // A word of only `@`/`$` turned into separators is no word.
+        let span = start..i;
+        if units[span.clone()]
+            .iter()
+            .any(|u| u.class != Class::Separator)
+        {
+            if span.len() == 1 && units[start].class == Class::Letter {
+                single_letters += 1;
+            }
+            words.push(span);
+        }
     }
+    single_letters
 }
 
 /// Marks the separators between three or more single-letter words (`b.a.d`) to be dropped.
-fn joined_separators(units: &[Unit], words: &[Range<usize>]) -> Vec<bool> {
-    /// Longer gaps (`a   .   b`) are deliberate spacing, not an evasion.
-    const MAX_GAP: usize = 3;
-    let mut joined = vec![false; units.len()];
+fn join_single_letters(units: &[Unit], words: &[Range<usize>], joined: &mut [bool]) {
     let single = |w: &Range<usize>| w.len() == 1 && units[w.start].class == Class::Letter;
     let mut i = 0;
     while i < words.len() {
@@ -204,7 +382,6 @@ fn joined_separators(units: &[Unit], words: &[Range<usize>]) -> Vec<bool> {
         }
         i = j + 1;
     }
-    joined
 }
 
 /// Latin look-alikes of capitals from other scripts, checked before lower-casing because some
@@ -319,6 +496,48 @@ mod tests {
     #[test]
     fn separators_collapse() {
         assert_eq!(n("  what...the   heck?! "), "what the heck");
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_the_general_path() {
+        let samples = [
+            "",
+            " ",
+            "hello",
+            "  what...the   heck?! ",
+            "b.a.d idea",
+            "a b",
+            "a b c d e",
+            "h3ll0 w0rld",
+            "in 2024 at 5",
+            "x  .  y  .  z",
+            "s-h-i-t!",
+            "a  b  c",
+            "a$$ @home",
+            "l33t sp34k 4 u",
+            "trailing  ",
+            "...",
+            "one,two;three",
+            "A B C",
+            "4 5 6",
+        ];
+        for sample in samples {
+            let mut scratch = Scratch::default();
+            let general = normalize_general(sample, &mut scratch);
+            let Some(fast) = normalize_ascii(sample.as_bytes(), &mut scratch) else {
+                continue;
+            };
+            assert_eq!(fast.text, general.text, "{sample:?}");
+            for start in 0..fast.text.len() {
+                for end in start + 1..=fast.text.len() {
+                    assert_eq!(
+                        fast.original_range(start..end),
+                        general.original_range(start..end),
+                        "{sample:?} {start}..{end}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

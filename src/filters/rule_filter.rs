@@ -12,7 +12,6 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::filter::{Filter, Message, Verdict};
-use super::normalize::normalize;
 use super::rules::{LinkRule, RepetitionRule, ShoutingConfig};
 use super::words::WordMatcher;
 use crate::event::Role;
@@ -73,7 +72,7 @@ impl RuleFilter {
         let mut found = Findings::default();
         let mut allowed = Vec::new();
         if self.words.is_some() || self.allow.is_some() {
-            let normalized = normalize(text);
+            let normalized = message.normalized();
             if let Some(allow) = &self.allow {
                 allowed.extend(
                     allow
@@ -125,7 +124,11 @@ impl RuleFilter {
             found.reasons.push("shouting");
         }
         if let Some(repetition) = &self.repetition
-            && repetition.check(message.client, text, message.received_at)
+            && repetition.check(
+                message.client,
+                &message.normalized().text,
+                message.received_at,
+            )
         {
             found.repeated = true;
             found.reasons.push("repetition");

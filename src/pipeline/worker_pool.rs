@@ -104,12 +104,7 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
         _ => return (Some(event), Vec::new()),
     };
     let sender = event.client.info();
-    let message = Message {
-        text,
-        sender: &sender,
-        client: event.client.id(),
-        received_at: event.received_at,
-    };
+    let message = Message::new(text, &sender, event.client.id(), event.received_at);
     let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
     let client = event.client.id();
     let Ok(Judgement { outcome, warnings }) = judged else {
