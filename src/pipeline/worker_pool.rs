@@ -20,12 +20,13 @@ use super::stage::{EventStream, Stage, StageContext};
 use crate::event::{Body, Event, Sanction, SanctionKind};
 use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
 
-/// Events queued for, and from, one worker. Large enough that a worker rarely idles waiting for
-/// the dispatcher, small enough that a saturated pipeline pushes back on readers quickly.
-const WORKER_QUEUE: usize = 512;
+/// Batches queued for, and from, one worker: at most this many times [`BATCH`] events. Enough
+/// that a worker rarely idles waiting for the dispatcher, few enough that a saturated pipeline
+/// pushes back on readers quickly.
+const WORKER_QUEUE_BATCHES: usize = 16;
 
-/// Most events a worker takes per wake-up; one chain load serves the whole batch.
-const WORKER_BATCH: usize = 64;
+/// Most events the dispatcher takes at once; one chain load serves a whole batch.
+const BATCH: usize = 64;
 
 /// Told to a sender whose message made a filter panic.
 const NOT_PROCESSED: &str = "Your message could not be processed.";
@@ -52,23 +53,34 @@ impl Stage for WorkerPoolStage {
         "worker_pool"
     }
 
-    fn apply(self: Box<Self>, mut input: EventStream, ctx: &StageContext) -> EventStream {
+    fn apply(self: Box<Self>, input: EventStream, ctx: &StageContext) -> EventStream {
         let mut inboxes = Vec::with_capacity(self.workers);
         let mut outputs: Vec<EventStream> = Vec::with_capacity(self.workers);
         for _ in 0..self.workers {
-            let (in_tx, in_rx) = mpsc::channel(WORKER_QUEUE);
-            let (out_tx, out_rx) = mpsc::channel(WORKER_QUEUE);
+            let (in_tx, in_rx) = mpsc::channel(WORKER_QUEUE_BATCHES);
+            let (out_tx, out_rx) = mpsc::channel(WORKER_QUEUE_BATCHES);
             ctx.tasks.spawn(work(in_rx, out_tx, self.filters.clone()));
             inboxes.push(in_tx);
-            outputs.push(Box::pin(ReceiverStream::new(out_rx)));
+            outputs.push(Box::pin(
+                ReceiverStream::new(out_rx).flat_map(futures::stream::iter),
+            ));
         }
         // The dispatcher ends when its input ends; dropping the inboxes then ends each worker,
         // which ends the merged output: shutdown drains through the pool in order.
         ctx.tasks.spawn(async move {
-            while let Some(event) = input.next().await {
-                let partition = (event.client.id().0 % inboxes.len() as u64) as usize;
-                if inboxes[partition].send(event).await.is_err() {
-                    break;
+            // Whatever is ready is taken at once and handed over in one batch per worker, so a
+            // busy pipeline pays the channel's cost per batch rather than per line.
+            let mut input = input.ready_chunks(BATCH);
+            let mut batches: Vec<Vec<Event>> = vec![Vec::new(); inboxes.len()];
+            while let Some(events) = input.next().await {
+                for event in events {
+                    let partition = (event.client.id().0 % inboxes.len() as u64) as usize;
+                    batches[partition].push(event);
+                }
+                for (inbox, batch) in inboxes.iter().zip(&mut batches) {
+                    if !batch.is_empty() && inbox.send(std::mem::take(batch)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -76,17 +88,21 @@ impl Stage for WorkerPoolStage {
     }
 }
 
-async fn work(mut inbox: mpsc::Receiver<Event>, out: mpsc::Sender<Event>, filters: FilterSet) {
-    let mut batch = Vec::with_capacity(WORKER_BATCH);
-    while inbox.recv_many(&mut batch, WORKER_BATCH).await > 0 {
+async fn work(
+    mut inbox: mpsc::Receiver<Vec<Event>>,
+    out: mpsc::Sender<Vec<Event>>,
+    filters: FilterSet,
+) {
+    while let Some(batch) = inbox.recv().await {
         let chain = filters.current();
-        for event in batch.drain(..) {
+        let mut judged = Vec::with_capacity(batch.len());
+        for event in batch {
             let (event, alerts) = apply_filters(&chain, event);
-            for event in event.into_iter().chain(alerts) {
-                if out.send(event).await.is_err() {
-                    return;
-                }
-            }
+            judged.extend(event);
+            judged.extend(alerts);
+        }
+        if out.send(judged).await.is_err() {
+            return;
         }
     }
 }
