@@ -29,6 +29,49 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// The filters directory.
     pub filters: FiltersConfig,
+    /// Who may connect and log in.
+    pub admission: AdmissionConfig,
+    /// Registered users.
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// `[admission]`: who may connect, and how hard guessing passwords is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Let in names without an account.
+    pub allow_guests: bool,
+    /// Addresses or CIDR blocks exempt from per-address limits and address bans.
+    pub exempt: Vec<String>,
+    /// Failed logins per name, and per address, before further attempts are refused.
+    pub login_failures: u32,
+    /// How long refused logins stay refused, and the window failures are counted in.
+    #[serde(with = "humantime_serde")]
+    pub login_lockout: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            allow_guests: true,
+            exempt: vec!["127.0.0.1".into(), "::1".into()],
+            login_failures: 5,
+            login_lockout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One `[[accounts]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The username (case-insensitive, like every name).
+    pub name: String,
+    /// An Argon2 PHC string, as printed by `chatpipe hash-password`.
+    pub password_hash: String,
+    /// `user`, `moderator` or `admin`.
+    #[serde(default)]
+    pub role: crate::event::Role,
 }
 
 /// `[filters]`: where the filter files are and whether to watch them.
@@ -153,12 +196,21 @@ impl PipelineConfig {
 pub struct RoomsConfig {
     /// The room every client starts in.
     pub default: String,
+    /// Chat lines replayed to a client joining a room; `0` turns history off.
+    pub history: usize,
+    /// Most rooms at once; `/join` of a new room beyond it is refused.
+    pub max_rooms: usize,
+    /// Rooms kept when empty (the default room always is).
+    pub permanent: Vec<String>,
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
         RoomsConfig {
             default: "lobby".to_owned(),
+            history: 20,
+            max_rooms: 1000,
+            permanent: Vec::new(),
         }
     }
 }
@@ -236,11 +288,43 @@ impl Config {
         if r.per_second > 0 && r.burst == 0 {
             problems.push("[rate_limit] burst: must be at least 1 when per_second > 0".into());
         }
-        if crate::names::validate_room_name(&self.rooms.default).is_err() {
-            problems.push(format!(
-                "[rooms] default: `{}` is not a room name (1-32 of a-z 0-9 _ -)",
-                self.rooms.default
-            ));
+        for room in std::iter::once(&self.rooms.default).chain(&self.rooms.permanent) {
+            if crate::names::validate_room_name(room).is_err() {
+                problems.push(format!(
+                    "[rooms]: `{room}` is not a room name (1-32 of a-z 0-9 _ -)"
+                ));
+            }
+        }
+        if self.rooms.max_rooms == 0 {
+            problems.push("[rooms] max_rooms: must be at least 1".into());
+        }
+        for entry in &self.admission.exempt {
+            if entry
+                .parse::<crate::server::admission::AddressRange>()
+                .is_err()
+            {
+                problems.push(format!(
+                    "[admission] exempt: `{entry}` is not an address or CIDR block"
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for account in &self.accounts {
+            if crate::names::validate_username(&account.name).is_err() {
+                problems.push(format!(
+                    "[[accounts]] `{}`: not a valid username",
+                    account.name
+                ));
+            }
+            if !seen.insert(account.name.to_ascii_lowercase()) {
+                problems.push(format!("[[accounts]] `{}`: listed twice", account.name));
+            }
+            if let Err(e) = crate::server::accounts::check_hash(&account.password_hash) {
+                problems.push(format!(
+                    "[[accounts]] `{}`: password_hash is not an Argon2 PHC string ({e}); make one with `chatpipe hash-password`",
+                    account.name
+                ));
+            }
         }
         if problems.is_empty() {
             Ok(())

@@ -144,6 +144,13 @@ pub enum Body {
     Chat(String),
     /// An action (`/me waves`), shown as `* NAME waves`.
     Action(String),
+    /// A private message (`/msg NAME TEXT`); filtered like chat.
+    Private {
+        /// The recipient's name as typed.
+        to: String,
+        /// The text.
+        text: String,
+    },
     /// A command for the hub.
     Command(Command),
     /// A `SERVER:` line for the sender only (an error, a refusal, help text).
@@ -186,4 +193,41 @@ pub enum Command {
     Nick(String),
     /// `/who`: list the members of the sender's room.
     Who,
+    /// `/join ROOM` (already case-folded).
+    Join(String),
+    /// `/leave`: back to the default room.
+    Leave,
+    /// `/rooms`: list rooms and member counts.
+    Rooms,
+    /// `/kick NAME [reason]`.
+    Kick {
+        /// Whom.
+        name: String,
+        /// Why, if given.
+        reason: Option<String>,
+    },
+    /// `/mute NAME [duration]`.
+    Mute {
+        /// Whom.
+        name: String,
+        /// How long; the default when `None`.
+        duration: Option<std::time::Duration>,
+    },
+    /// `/unmute NAME`.
+    Unmute(String),
+    /// `/ban NAME [duration]`.
+    Ban {
+        /// Whom.
+        name: String,
+        /// How long; until `/unban` when `None`.
+        duration: Option<std::time::Duration>,
+    },
+    /// `/unban NAME`.
+    Unban(String),
+    /// `/reload`: re-read the filters directory.
+    Reload,
+    /// `/moderated on|off` for the sender's room.
+    Moderated(bool),
+    /// `/voice NAME`: may speak in the sender's moderated room.
+    Voice(String),
 }

@@ -29,6 +29,8 @@ enum Cmd {
         /// The filters directory.
         dir: Option<PathBuf>,
     },
+    /// Read a password from standard input and print its Argon2 hash for `[[accounts]]`.
+    HashPassword,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Some(Cmd::TestFilters { dir }) => {
             test_filters(dir.as_deref().unwrap_or(Path::new("filters")))
         }
+        Some(Cmd::HashPassword) => hash_password(),
         None => serve(cli.serve),
     };
     match result {
@@ -89,12 +92,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async {
-        let listener = server.bind().await.map_err(|e| e.to_string())?;
+        // Handlers first: a signal that arrives once `listening on` is logged must find them.
+        let shutdown = shutdown_signal();
         if let Some(rules) = server.filter_rules() {
             tokio::spawn(reload_on_sighup(rules));
         }
+        let listener = server.bind().await.map_err(|e| e.to_string())?;
         server
-            .run(listener, shutdown_signal())
+            .run(listener, shutdown)
             .await
             .map_err(|e| e.to_string())
     })
@@ -118,6 +123,21 @@ fn test_filters(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Reads one line (the password) from stdin and prints its hash.
+fn hash_password() -> Result<(), String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err("empty password (give it on standard input)".into());
+    }
+    let hash = chatpipe::server::accounts::hash_password(password)?;
+    println!("{hash}");
+    Ok(())
+}
+
 /// The file given, else `./chatpipe.toml` if present, else the defaults.
 fn load_config(path: Option<&Path>) -> Result<Config, String> {
     let default = Path::new("chatpipe.toml");
@@ -128,44 +148,59 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
     }
 }
 
-/// Reloads the filters on every SIGHUP. Lives as long as the runtime.
-async fn reload_on_sighup(rules: FilterRules) {
+/// Installs the SIGHUP handler now, and returns a task body that reloads the filters on every
+/// SIGHUP for as long as the runtime lives.
+fn reload_on_sighup(rules: FilterRules) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; filters reload only with [filters] watch");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading filters");
-            let _ = rules.reload_and_log();
+        let hangups = signal(SignalKind::hangup());
+        async move {
+            let Ok(mut hangups) = hangups else {
+                tracing::warn!(
+                    "cannot listen for SIGHUP; filters reload only with [filters] watch"
+                );
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading filters");
+                // Reading and compiling files blocks; keep it off the async workers.
+                let rules = rules.clone();
+                let _ = tokio::task::spawn_blocking(move || rules.reload_and_log()).await;
+            }
         }
     }
     #[cfg(not(unix))]
-    drop(rules);
+    async move {
+        drop(rules);
+    }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                (term, int) => {
+                    let error = term.err().or(int.err());
+                    tracing::warn!(?error, "cannot listen for SIGTERM/SIGINT; use Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

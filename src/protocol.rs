@@ -52,6 +52,19 @@ pub fn left_line(name: &str) -> Bytes {
     Bytes::from(format!("{name} has left the chat\n"))
 }
 
+/// `NAME has joined the room\n`, to a room someone moved into with `/join`.
+pub fn joined_room_line(name: &str) -> Bytes {
+    Bytes::from(format!("{name} has joined the room\n"))
+}
+
+/// `NAME has left the room\n`, to a room someone moved out of with `/join` or `/leave`.
+pub fn left_room_line(name: &str) -> Bytes {
+    Bytes::from(format!("{name} has left the room\n"))
+}
+
+/// Marks a replayed history line: `[history] alice: hi`.
+pub const HISTORY_PREFIX: &str = "[history] ";
+
 /// `OLD is now known as NEW\n`.
 pub fn renamed_line(old: &str, new: &str) -> Bytes {
     Bytes::from(format!("{old} is now known as {new}\n"))

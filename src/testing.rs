@@ -233,6 +233,8 @@ pub fn describe(event: &Event) -> String {
         Body::Command(Command::Quit) => format!("{name} /quit"),
         Body::Command(Command::Who) => format!("{name} /who"),
         Body::Command(Command::Nick(new)) => format!("{name} /nick {new}"),
+        Body::Command(other) => format!("{name} {other:?}"),
+        Body::Private { to, text } => format!("{name} -> {to}: {text}"),
         Body::Sanction(s) => match s.kind {
             SanctionKind::Mute(d) => {
                 format!("{name} muted for {d:?} by {}: {}", s.filter, s.notice)

@@ -347,13 +347,21 @@ async fn mute_and_kick_over_tcp() {
         .await;
     bob.send("sorry").await;
     bob.expect_contains("You are muted for another").await;
+    alice
+        .expect("SERVER: bob was muted by the mute filter for 1h")
+        .await;
 
     let mut carol = server.login("carol").await;
     alice.expect("carol has joined the chat").await;
     carol.send("spamspam").await;
-    carol.expect("SERVER: Bye, spammer.").await;
+    carol
+        .expect("SERVER: You were kicked by the kick filter: Bye, spammer.")
+        .await;
     carol.expect_eof().await;
     alice.expect("carol has left the chat").await;
+    alice
+        .expect("SERVER: carol was kicked by the kick filter: Bye, spammer.")
+        .await;
     alice.send("quiet now").await;
     alice.expect("alice: quiet now").await;
     server.shutdown().await;

@@ -9,4 +9,5 @@ mod outbox;
 mod room_hub;
 
 pub use outbox::{Batch, Outbox, OutboxFull};
-pub use room_hub::{HubHandle, RegisterError, RoomHub};
+pub(crate) use room_hub::describe_duration;
+pub use room_hub::{HubHandle, HubSettings, RegisterError, RoomHub};

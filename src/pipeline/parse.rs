@@ -1,24 +1,44 @@
 //! [`ParseStage`]: turns raw lines into chat, commands, or answers.
 //!
 //! A line starting with `/` is a command; `//text` is the chat line `/text`. Commands the hub must
-//! carry out become [`Body::Command`]; those answered here (`/help`, a bad or unknown command)
-//! become a [`Body::Notice`] to the sender, so nothing is dropped without an answer. Lines that are
-//! empty after trimming are dropped: the protocol ignores them.
+//! carry out become [`Body::Command`]; those answered here (`/help`, `/ping`, a bad or unknown
+//! command) become a [`Body::Notice`] to the sender, so nothing is dropped without an answer.
+//! Lines that are empty after trimming are dropped: the protocol ignores them. Permissions are
+//! checked by the hub, which knows roles for certain; `/help` here lists what the sender's role
+//! may use.
+
+use std::time::Duration;
 
 use futures::StreamExt;
 
 use super::stage::{EventStream, Stage, StageContext};
-use crate::event::{Body, Command, Event};
-use crate::names::validate_username;
+use crate::event::{Body, Command, Event, Role};
+use crate::names::{validate_room_name, validate_username};
 
-/// The `/help` text.
+/// The `/help` text every user sees.
 pub const HELP: &str = "Commands:
 /help - this list
 /quit - leave the chat
 /me ACTION - say what you are doing, shown as * NAME ACTION
 /nick NEW - change your username
-/who - list the users in your room
+/who - list the users in your room (@ marks moderators)
+/join ROOM - go to another room (created if new)
+/leave - go back to the default room
+/rooms - list the rooms
+/msg NAME TEXT - a private message
+/ping - check the connection
 //text - send a line that starts with /";
+
+/// The further lines moderators and admins see.
+pub const MODERATOR_HELP: &str = "Moderator commands:
+/kick NAME [reason] - disconnect a user
+/mute NAME [duration] - silence a user (default 10m)
+/unmute NAME - lift a mute
+/ban NAME [duration] - ban a name and its address (default: until /unban)
+/unban NAME - lift a ban
+/moderated on|off - only moderators and voiced users may speak in this room
+/voice NAME - let a user speak in this moderated room
+/reload - reload the filters";
 
 /// The parse stage. See the module documentation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,11 +59,22 @@ pub fn parse_event(event: Event) -> Option<Event> {
     let Body::Line(line) = &event.body else {
         return Some(event);
     };
-    let body = parse_line(line)?;
+    let body = match parse_line(line)? {
+        Body::Notice(text) if text == HELP => Body::Notice(help_for(event.client.info().role)),
+        body => body,
+    };
     Some(event.with_body(body))
 }
 
-/// Parses one line of client input.
+/// The `/help` text for `role`.
+pub fn help_for(role: Role) -> String {
+    match role {
+        Role::User => HELP.to_owned(),
+        Role::Moderator | Role::Admin => format!("{HELP}\n{MODERATOR_HELP}"),
+    }
+}
+
+/// Parses one line of client input (`/help` gives the ordinary user's help).
 pub fn parse_line(line: &str) -> Option<Body> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
@@ -59,23 +90,107 @@ pub fn parse_line(line: &str) -> Option<Body> {
         Some((word, rest)) => (word, rest.trim()),
         None => (command_line, ""),
     };
-    Some(match (word.to_ascii_lowercase().as_str(), rest) {
-        ("help", "") => Body::Notice(HELP.to_owned()),
-        ("quit", "") => Body::Command(Command::Quit),
-        ("who", "") => Body::Command(Command::Who),
-        ("me", "") => usage("/me ACTION"),
-        ("me", action) => Body::Action(action.to_owned()),
-        ("nick", new) if new.is_empty() || new.contains(char::is_whitespace) => usage("/nick NEW"),
-        ("nick", new) => match validate_username(new) {
-            Ok(()) => Body::Command(Command::Nick(new.to_owned())),
+    let word = word.to_ascii_lowercase();
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let command = |c| Body::Command(c);
+    Some(match (word.as_str(), args.as_slice()) {
+        ("help", []) => Body::Notice(HELP.to_owned()),
+        ("ping", []) => Body::Notice("PONG".to_owned()),
+        ("quit", []) => command(Command::Quit),
+        ("who", []) => command(Command::Who),
+        ("leave", []) => command(Command::Leave),
+        ("rooms", []) => command(Command::Rooms),
+        ("reload", []) => command(Command::Reload),
+        ("me", [_, ..]) => Body::Action(rest.to_owned()),
+        ("nick", [new]) => match validate_username(new) {
+            Ok(()) => command(Command::Nick((*new).to_owned())),
             Err(e) => Body::Notice(format!("Invalid username: {e}")),
         },
-        ("help" | "quit" | "who", _) => usage(&format!("/{}", word.to_ascii_lowercase())),
-        _ => Body::Notice(format!(
-            "Unknown command /{}. Type /help for the list of commands.",
-            truncate(word, 32)
-        )),
+        ("join", [room]) => {
+            let room = room.to_ascii_lowercase();
+            match validate_room_name(&room) {
+                Ok(()) => command(Command::Join(room)),
+                Err(e) => Body::Notice(format!("Invalid room name: {e}")),
+            }
+        }
+        ("msg", [to, _, ..]) => Body::Private {
+            to: (*to).to_owned(),
+            text: rest[to.len()..].trim().to_owned(),
+        },
+        ("kick", [name, ..]) => {
+            let reason = rest[name.len()..].trim();
+            command(Command::Kick {
+                name: (*name).to_owned(),
+                reason: (!reason.is_empty()).then(|| reason.to_owned()),
+            })
+        }
+        ("mute", [name]) => command(Command::Mute {
+            name: (*name).to_owned(),
+            duration: None,
+        }),
+        ("mute", [name, duration]) => match parse_duration(duration) {
+            Some(d) => command(Command::Mute {
+                name: (*name).to_owned(),
+                duration: Some(d),
+            }),
+            None => usage("/mute NAME [duration, e.g. 10m]"),
+        },
+        ("unmute", [name]) => command(Command::Unmute((*name).to_owned())),
+        ("ban", [name]) => command(Command::Ban {
+            name: (*name).to_owned(),
+            duration: None,
+        }),
+        ("ban", [name, duration]) => match parse_duration(duration) {
+            Some(d) => command(Command::Ban {
+                name: (*name).to_owned(),
+                duration: Some(d),
+            }),
+            None => usage("/ban NAME [duration, e.g. 1h]"),
+        },
+        ("unban", [name]) => command(Command::Unban((*name).to_owned())),
+        ("moderated", [switch]) => match switch.to_ascii_lowercase().as_str() {
+            "on" => command(Command::Moderated(true)),
+            "off" => command(Command::Moderated(false)),
+            _ => usage("/moderated on|off"),
+        },
+        ("voice", [name]) => command(Command::Voice((*name).to_owned())),
+        (known, _) => match USAGES.iter().find(|(name, _)| *name == known) {
+            Some((_, form)) => usage(form),
+            None => Body::Notice(format!(
+                "Unknown command /{}. Type /help for the list of commands.",
+                truncate(known, 32)
+            )),
+        },
     })
+}
+
+/// The usage line of each command, for a call with the wrong arguments.
+const USAGES: &[(&str, &str)] = &[
+    ("help", "/help"),
+    ("ping", "/ping"),
+    ("quit", "/quit"),
+    ("who", "/who"),
+    ("leave", "/leave"),
+    ("rooms", "/rooms"),
+    ("reload", "/reload"),
+    ("me", "/me ACTION"),
+    ("nick", "/nick NEW"),
+    ("join", "/join ROOM"),
+    ("msg", "/msg NAME TEXT"),
+    ("kick", "/kick NAME [reason]"),
+    ("mute", "/mute NAME [duration]"),
+    ("unmute", "/unmute NAME"),
+    ("ban", "/ban NAME [duration]"),
+    ("unban", "/unban NAME"),
+    ("moderated", "/moderated on|off"),
+    ("voice", "/voice NAME"),
+];
+
+/// A positive duration such as `30s`, `10m`, `2h`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 fn usage(form: &str) -> Body {
@@ -99,6 +214,13 @@ mod tests {
         }
     }
 
+    fn cmd(line: &str) -> Command {
+        match parse_line(line) {
+            Some(Body::Command(c)) => c,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
     #[test]
     fn chat_and_escapes() {
         assert_eq!(parse_line("  hello  "), Some(Body::Chat("hello".into())));
@@ -109,18 +231,46 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse_line("/quit"), Some(Body::Command(Command::Quit)));
-        assert_eq!(parse_line("/QUIT"), Some(Body::Command(Command::Quit)));
-        assert_eq!(parse_line("/who"), Some(Body::Command(Command::Who)));
+        assert_eq!(cmd("/quit"), Command::Quit);
+        assert_eq!(cmd("/QUIT"), Command::Quit);
+        assert_eq!(cmd("/who"), Command::Who);
         assert_eq!(
             parse_line("/me waves  hi"),
             Some(Body::Action("waves  hi".into()))
         );
+        assert_eq!(cmd("/nick Bob_2"), Command::Nick("Bob_2".into()));
+        assert_eq!(cmd("/join Games"), Command::Join("games".into()));
         assert_eq!(
-            parse_line("/nick Bob_2"),
-            Some(Body::Command(Command::Nick("Bob_2".into())))
+            parse_line("/msg bob  hi there"),
+            Some(Body::Private {
+                to: "bob".into(),
+                text: "hi there".into()
+            })
         );
+        assert_eq!(
+            cmd("/kick bob being rude"),
+            Command::Kick {
+                name: "bob".into(),
+                reason: Some("being rude".into())
+            }
+        );
+        assert_eq!(
+            cmd("/mute bob 10m"),
+            Command::Mute {
+                name: "bob".into(),
+                duration: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(
+            cmd("/ban bob"),
+            Command::Ban {
+                name: "bob".into(),
+                duration: None
+            }
+        );
+        assert_eq!(cmd("/moderated ON"), Command::Moderated(true));
         assert!(notice("/help").starts_with("Commands:"));
+        assert_eq!(notice("/ping"), "PONG");
     }
 
     #[test]
@@ -131,7 +281,20 @@ mod tests {
         assert_eq!(notice("/nick a b"), "Usage: /nick NEW");
         assert_eq!(notice("/quit now"), "Usage: /quit");
         assert_eq!(notice("/me"), "Usage: /me ACTION");
+        assert_eq!(notice("/msg bob"), "Usage: /msg NAME TEXT");
+        assert_eq!(
+            notice("/mute bob forever"),
+            "Usage: /mute NAME [duration, e.g. 10m]"
+        );
+        assert_eq!(notice("/moderated maybe"), "Usage: /moderated on|off");
+        assert!(notice("/join bad!room").starts_with("Invalid room name"));
         assert!(notice("/nick server").contains("reserved"));
         assert!(notice("/").contains("Unknown command"));
+    }
+
+    #[test]
+    fn help_depends_on_role() {
+        assert!(!help_for(Role::User).contains("/kick"));
+        assert!(help_for(Role::Moderator).contains("/kick"));
     }
 }

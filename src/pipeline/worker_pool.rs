@@ -114,9 +114,8 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
     if chain.is_empty() {
         return (Some(event), Vec::new());
     }
-    let (text, is_action) = match &event.body {
-        Body::Chat(text) => (text, false),
-        Body::Action(text) => (text, true),
+    let text = match &event.body {
+        Body::Chat(text) | Body::Action(text) | Body::Private { text, .. } => text,
         _ => return (Some(event), Vec::new()),
     };
     let sender = event.client.info();
@@ -143,8 +142,14 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
         tracing::info!(%client, filter, action = outcome.as_expectation(), "filter decision");
     }
     let body = match outcome {
-        Outcome::Deliver(text) if is_action => Body::Action(text),
-        Outcome::Deliver(text) => Body::Chat(text),
+        Outcome::Deliver(text) => match event.body {
+            Body::Action(_) => Body::Action(text),
+            Body::Private { ref to, .. } => Body::Private {
+                to: to.clone(),
+                text,
+            },
+            _ => Body::Chat(text),
+        },
         Outcome::Blocked { notice, .. } => Body::Notice(notice),
         Outcome::Silenced { .. } => return (None, alerts),
         Outcome::Muted {

@@ -15,6 +15,8 @@
 //! 5. `run` returns once every task has ended, or when the grace period is over, after cutting
 //!    the remaining writers off.
 
+pub mod accounts;
+pub mod admission;
 pub mod codec;
 mod listener;
 mod session;
@@ -33,8 +35,11 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::filters::{FilterErrors, FilterRules};
-use crate::hub::RoomHub;
+use crate::hub::{HubSettings, RoomHub};
+use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
+use accounts::Accounts;
+use admission::ExemptList;
 
 pub use session::MAX_NAME_ATTEMPTS;
 
@@ -132,13 +137,26 @@ impl Server {
             tasks: tasks.clone(),
         };
         let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
-        let (hub, hub_handle) = RoomHub::new(&self.config.rooms.default);
+        let exempt = ExemptList::new(&self.config.admission.exempt);
+        let (hub, hub_handle) = RoomHub::new(HubSettings {
+            rooms: self.config.rooms.clone(),
+            exempt: exempt.clone(),
+            filter_rules: self.rules.clone(),
+            registered: self
+                .config
+                .accounts
+                .iter()
+                .map(|a| NameKey::new(&a.name))
+                .collect(),
+            tasks: tasks.clone(),
+        });
         tasks.spawn(hub.run(output));
 
         let shared = Arc::new(session::SessionShared {
             config: self.config.server.clone(),
             default_room: Arc::from(self.config.rooms.default.as_str()),
             hub: hub_handle,
+            accounts: Accounts::new(&self.config.accounts, &self.config.admission),
             pipeline: input,
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),

@@ -21,6 +21,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accounts::{Accounts, verify_password};
 use super::codec::{Frame, LineCodec, clean_text};
 use super::writer::{WriterContext, write_loop};
 use crate::config::ServerConfig;
@@ -41,6 +42,7 @@ pub(crate) struct SessionShared {
     pub(crate) config: ServerConfig,
     pub(crate) default_room: Arc<str>,
     pub(crate) hub: HubHandle,
+    pub(crate) accounts: Accounts,
     pub(crate) pipeline: mpsc::Sender<Event>,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
@@ -95,7 +97,7 @@ pub(crate) async fn run_session(
             Ok(Ok(client)) => client,
             Ok(Err(end)) => {
                 tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
-                outbox.close(end.farewell().map(server_line), false);
+                outbox.close(end.farewell().as_deref().map(server_line), false);
                 return;
             }
             Err(_) => {
@@ -115,16 +117,19 @@ enum HandshakeEnd {
     Gone,
     #[error("too many invalid usernames")]
     TooManyAttempts,
+    #[error("banned")]
+    Banned(String),
     #[error("server shutting down")]
     ShuttingDown,
 }
 
 impl HandshakeEnd {
-    fn farewell(&self) -> Option<&'static str> {
+    fn farewell(&self) -> Option<String> {
         match self {
             HandshakeEnd::Gone => None,
-            HandshakeEnd::TooManyAttempts => Some("Too many invalid usernames. Goodbye."),
-            HandshakeEnd::ShuttingDown => Some(protocol::SHUTTING_DOWN),
+            HandshakeEnd::TooManyAttempts => Some("Too many invalid usernames. Goodbye.".into()),
+            HandshakeEnd::Banned(why) => Some(format!("Connection refused: {why}.")),
+            HandshakeEnd::ShuttingDown => Some(protocol::SHUTTING_DOWN.into()),
         }
     }
 }
@@ -145,26 +150,32 @@ async fn handshake(
                 let name = line.trim();
                 match validate_username(name) {
                     Err(e) => format!("Invalid username: {e}"),
-                    Ok(()) => {
-                        let client = Arc::new(Client::new(
-                            id,
-                            addr,
-                            ClientInfo {
-                                name: Arc::from(name),
-                                room: shared.default_room.clone(),
-                                role: Role::User,
-                            },
-                        ));
-                        match shared.hub.register(client.clone(), outbox.clone()).await {
-                            Ok(()) => return Ok(client),
-                            Err(RegisterError::ShuttingDown) => {
-                                return Err(HandshakeEnd::ShuttingDown);
-                            }
-                            Err(e @ RegisterError::NameTaken(_)) => {
-                                format!("Invalid username: {e}")
+                    Ok(()) => match log_in(shared, name, addr, frames, outbox).await? {
+                        Err(problem) => problem,
+                        Ok((name, role)) => {
+                            let client = Arc::new(Client::new(
+                                id,
+                                addr,
+                                ClientInfo {
+                                    name: Arc::from(name.as_str()),
+                                    room: shared.default_room.clone(),
+                                    role,
+                                },
+                            ));
+                            match shared.hub.register(client.clone(), outbox.clone()).await {
+                                Ok(()) => return Ok(client),
+                                Err(RegisterError::ShuttingDown) => {
+                                    return Err(HandshakeEnd::ShuttingDown);
+                                }
+                                Err(e @ RegisterError::Banned { .. }) => {
+                                    return Err(HandshakeEnd::Banned(e.to_string()));
+                                }
+                                Err(e @ RegisterError::NameTaken(_)) => {
+                                    format!("Invalid username: {e}")
+                                }
                             }
                         }
-                    }
+                    },
                 }
             }
         };
@@ -174,6 +185,54 @@ async fn handshake(
         }
     }
     Err(HandshakeEnd::TooManyAttempts)
+}
+
+/// Checks a well-formed name against the accounts: a guest name passes (if guests are allowed);
+/// a registered name needs its password. `Ok(Err(problem))` is a refusal the client may retry
+/// after; the password is never logged or echoed.
+async fn log_in(
+    shared: &SessionShared,
+    name: &str,
+    addr: SocketAddr,
+    frames: &mut Frames,
+    outbox: &Outbox,
+) -> Result<Result<(String, Role), String>, HandshakeEnd> {
+    let accounts = &shared.accounts;
+    let Some(account) = accounts.get(name) else {
+        if accounts.allow_guests {
+            return Ok(Ok((name.to_owned(), Role::User)));
+        }
+        return Ok(Err(format!(
+            "Only registered users may join; {name} is not registered"
+        )));
+    };
+    let throttle = accounts.throttle();
+    if let Some(wait) = throttle.refused_for(name, addr.ip()) {
+        return Ok(Err(format!(
+            "Too many failed logins; try again in {}",
+            crate::hub::describe_duration(wait)
+        )));
+    }
+    let _ = outbox.push(server_line(&format!(
+        "Password required for {}",
+        account.name
+    )));
+    let password = match frames.next().await {
+        None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
+        Some(Ok(Frame::Line(password))) => password,
+        Some(Ok(_)) => String::new(),
+    };
+    let hash = account.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    if matches {
+        Ok(Ok((account.name.clone(), account.role)))
+    } else {
+        throttle.record_failure(name, addr.ip());
+        tracing::info!(name = %account.name, peer = %addr, "wrong password");
+        Ok(Err(format!("Wrong password for {}", account.name)))
+    }
 }
 
 /// Reads lines into the pipeline until the client goes or shutdown begins.

@@ -1,26 +1,40 @@
-//! [`RoomHub`]: the actor that owns members and rooms and fans messages out.
+//! [`RoomHub`]: the actor that owns members, rooms, names and bans, and fans messages out.
 //!
 //! Invariants:
 //! - every member is in exactly one room, and in that room's member list;
 //! - a username key maps to exactly one member; names are unique regardless of case;
+//! - a room is removed when its last member leaves, unless it is permanent;
 //! - fan-out never awaits: each recipient's [`Outbox`] takes the shared line or is full, and a
 //!   full outbox gets its client disconnected after the fan-out, so one slow client never delays
 //!   the others;
 //! - because one task sends everything, every member of a room sees that room's lines in the same
 //!   order.
+//!
+//! Commands live in [`commands`], moderation (mutes, kicks, bans) in [`moderation`], room moves and
+//! history in [`rooms`].
 
-use std::collections::HashMap;
+mod commands;
+mod moderation;
+mod rooms;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::outbox::Outbox;
-use crate::event::{Body, Client, ClientId, Command, Event, Role, Sanction, SanctionKind};
+use crate::config::RoomsConfig;
+use crate::event::{Body, Client, ClientId, Event, Role};
+use crate::filters::FilterRules;
 use crate::names::NameKey;
 use crate::protocol;
+use crate::server::admission::ExemptList;
 
 /// Capacity of the registration channel. Registrations are rare and quick; a burst of connects
 /// waits here briefly rather than piling up.
@@ -32,6 +46,17 @@ pub enum RegisterError {
     /// Someone connected uses the name (in any case).
     #[error("the username {0} is already taken")]
     NameTaken(String),
+    /// The name or the address is banned.
+    #[error("you are banned{}: {reason}", remaining.map_or_else(
+        || " until a moderator lifts the ban".to_owned(),
+        |d| format!(" for another {}", describe_duration(d))
+    ))]
+    Banned {
+        /// Why, as the moderator said.
+        reason: String,
+        /// How long the ban still lasts; `None` until lifted.
+        remaining: Option<Duration>,
+    },
     /// The hub has stopped.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -45,12 +70,6 @@ enum Request {
     },
 }
 
-/// How sessions reach the hub outside the pipeline. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct HubHandle {
-    requests: mpsc::Sender<Request>,
-}
-
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -59,12 +78,18 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// How sessions reach the hub outside the pipeline. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    requests: mpsc::Sender<Request>,
+}
+
 impl HubHandle {
     /// Adds a client under its current name to the default room, which announces it. From then on
     /// the hub writes to `outbox`.
     ///
     /// # Errors
-    /// [`RegisterError::NameTaken`] or [`RegisterError::ShuttingDown`].
+    /// [`RegisterError`] when the name is taken or banned, or the hub has stopped.
     pub async fn register(&self, client: Arc<Client>, outbox: Outbox) -> Result<(), RegisterError> {
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -79,18 +104,37 @@ impl HubHandle {
     }
 }
 
+/// What the hub needs besides its inputs.
+#[derive(Debug, Clone, Default)]
+pub struct HubSettings {
+    /// Rooms: the default, history length, limits, permanent rooms.
+    pub rooms: RoomsConfig,
+    /// Addresses never banned by address.
+    pub exempt: ExemptList,
+    /// The filter rules `/reload` reloads, if the server has a filters directory.
+    pub filter_rules: Option<FilterRules>,
+    /// Names that belong to accounts: nobody else may take them with `/nick`.
+    pub registered: HashSet<NameKey>,
+    /// Where `/reload` runs its blocking work, so shutdown waits for it.
+    pub tasks: TaskTracker,
+}
+
 struct Member {
     client: Arc<Client>,
     outbox: Outbox,
     room: Arc<str>,
     connected_at: Instant,
-    /// While set and in the future, the member's chat lines are refused.
+    /// While set and in the future, the member's lines are refused.
     muted_until: Option<Instant>,
 }
 
 impl Member {
+    fn role(&self) -> Role {
+        self.client.info().role
+    }
+
     /// How long the member stays muted, if they are.
-    fn muted_for(&self) -> Option<std::time::Duration> {
+    fn muted_for(&self) -> Option<Duration> {
         let until = self.muted_until?;
         let now = Instant::now();
         (until > now).then(|| until - now)
@@ -101,6 +145,29 @@ impl Member {
 struct Room {
     /// Members in join order, with their outboxes at hand for fan-out.
     members: Vec<(ClientId, Outbox)>,
+    /// The last chat lines, oldest first, for replay on join.
+    history: VecDeque<Bytes>,
+    /// Only moderators and voiced members may speak.
+    moderated: bool,
+    voiced: HashSet<ClientId>,
+}
+
+/// A ban on a name and (unless exempt) the address it was used from.
+struct Ban {
+    name: NameKey,
+    addr: Option<IpAddr>,
+    until: Option<Instant>,
+    reason: String,
+}
+
+impl Ban {
+    fn remaining(&self, now: Instant) -> Option<Option<Duration>> {
+        match self.until {
+            None => Some(None),
+            Some(until) if until > now => Some(Some(until - now)),
+            Some(_) => None,
+        }
+    }
 }
 
 /// The hub actor. Build it with [`RoomHub::new`], then drive it with [`RoomHub::run`].
@@ -108,21 +175,25 @@ pub struct RoomHub {
     members: HashMap<ClientId, Member>,
     names: HashMap<NameKey, ClientId>,
     rooms: HashMap<Arc<str>, Room>,
+    bans: Vec<Ban>,
     default_room: Arc<str>,
+    settings: HubSettings,
     requests: mpsc::Receiver<Request>,
     /// Clients found with a full outbox during a fan-out, disconnected once it is done.
     too_slow: Vec<ClientId>,
 }
 
 impl RoomHub {
-    /// A hub whose clients start in `default_room`, and the handle sessions use to reach it.
-    pub fn new(default_room: &str) -> (RoomHub, HubHandle) {
+    /// A hub with these settings, and the handle sessions use to reach it.
+    pub fn new(settings: HubSettings) -> (RoomHub, HubHandle) {
         let (tx, rx) = mpsc::channel(REQUEST_CAPACITY);
         let hub = RoomHub {
             members: HashMap::new(),
             names: HashMap::new(),
             rooms: HashMap::new(),
-            default_room: Arc::from(default_room),
+            bans: Vec::new(),
+            default_room: Arc::from(settings.rooms.default.as_str()),
+            settings,
             requests: rx,
             too_slow: Vec::new(),
         };
@@ -148,6 +219,7 @@ impl RoomHub {
                     None => break,
                 },
             }
+            self.disconnect_slow_clients();
         }
         self.shut_down();
     }
@@ -169,20 +241,16 @@ impl RoomHub {
     fn register(&mut self, client: Arc<Client>, outbox: Outbox) -> Result<(), RegisterError> {
         let name = client.name();
         let key = NameKey::new(&name);
+        if let Some(ban) = self.ban_on(&key, client.addr().ip()) {
+            return Err(ban);
+        }
         if self.names.contains_key(&key) {
             return Err(RegisterError::NameTaken(name.to_string()));
         }
         let id = client.id();
-        let room = self.default_room.clone();
-        client.update(|info| info.room = room.clone());
         self.names.insert(key, id);
-        self.rooms
-            .entry(room.clone())
-            .or_default()
-            .members
-            .push((id, outbox.clone()));
         tracing::info!(
-            client = %id, name = %name, peer = %client.addr(),
+            client = %id, name = %name, peer = %client.addr(), role = client.info().role.as_str(),
             connections = self.members.len() + 1, "client joined"
         );
         self.members.insert(
@@ -190,13 +258,13 @@ impl RoomHub {
             Member {
                 client,
                 outbox,
-                room: room.clone(),
+                room: self.default_room.clone(),
                 connected_at: Instant::now(),
                 muted_until: None,
             },
         );
-        self.broadcast(&room, protocol::joined_line(&name));
-        self.disconnect_slow_clients();
+        let room = self.default_room.clone();
+        self.enter_room(id, &room, protocol::joined_line(&name));
         Ok(())
     }
 
@@ -208,140 +276,88 @@ impl RoomHub {
             return;
         };
         let room = member.room.clone();
-        if let (Body::Chat(_) | Body::Action(_), Some(left)) = (&event.body, member.muted_for()) {
-            let notice = format!("You are muted for another {}.", describe_duration(left));
-            self.tell(id, &notice);
-            self.disconnect_slow_clients();
+        if matches!(
+            event.body,
+            Body::Chat(_) | Body::Action(_) | Body::Private { .. }
+        ) && let Some(refusal) = self.refusal_to_speak(id, &room)
+        {
+            self.tell(id, &refusal);
             return;
         }
         match event.body {
             Body::Chat(text) => {
-                let name = member.client.name();
+                let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "chat");
-                self.broadcast(&room, protocol::chat_line(&name, &text));
+                self.say_in_room(&room, protocol::chat_line(&name, &text));
             }
             Body::Action(text) => {
-                let name = member.client.name();
+                let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "action");
-                self.broadcast(&room, protocol::action_line(&name, &text));
+                self.say_in_room(&room, protocol::action_line(&name, &text));
             }
+            Body::Private { to, text } => self.private_message(id, &to, &text),
             Body::Notice(text) => self.tell(id, &text),
             Body::Command(command) => self.handle_command(id, command),
             Body::Left(reason) => self.remove(id, &reason, None, false),
-            Body::Sanction(sanction) => self.sanction(id, sanction),
+            Body::Sanction(sanction) => self.apply_sanction(id, sanction),
             Body::Alert(text) => self.alert_moderators(&text),
-            // An unparsed line means the pipeline has no parse stage: treat it as chat would be
-            // wrong (commands would leak into rooms), so answer instead.
+            // An unparsed line means the pipeline has no parse stage: relaying it as chat would
+            // leak commands into rooms, so answer instead.
             Body::Line(_) => {
                 tracing::error!(client = %id, "raw line reached the hub; is the parse stage missing?");
                 self.tell(id, "Your message could not be processed.");
             }
         }
-        self.disconnect_slow_clients();
     }
 
-    fn handle_command(&mut self, id: ClientId, command: Command) {
-        match command {
-            Command::Quit => self.remove(
-                id,
-                "quit",
-                Some(protocol::server_line(protocol::GOODBYE)),
-                false,
-            ),
-            Command::Nick(new) => self.rename(id, &new),
-            Command::Who => {
-                let Some(member) = self.members.get(&id) else {
-                    return;
-                };
-                let room = member.room.clone();
-                let names: Vec<String> = self.rooms[&room]
-                    .members
-                    .iter()
-                    .filter_map(|(m, _)| self.members.get(m))
-                    .map(|m| m.client.name().to_string())
-                    .collect();
-                self.tell(
-                    id,
-                    &format!("Users in {room} ({}): {}", names.len(), names.join(", ")),
-                );
-            }
+    /// Why `id` may not speak in `room` now, if it may not.
+    fn refusal_to_speak(&self, id: ClientId, room: &str) -> Option<String> {
+        let member = self.members.get(&id)?;
+        if let Some(left) = member.muted_for() {
+            return Some(format!(
+                "You are muted for another {}.",
+                describe_duration(left)
+            ));
         }
+        let room_state = self.rooms.get(room)?;
+        if room_state.moderated && member.role() == Role::User && !room_state.voiced.contains(&id) {
+            return Some(format!(
+                "{room} is moderated: only moderators and voiced users may speak."
+            ));
+        }
+        None
     }
 
-    fn rename(&mut self, id: ClientId, new: &str) {
-        let Some(member) = self.members.get(&id) else {
+    fn private_message(&mut self, from: ClientId, to: &str, text: &str) {
+        let Some(&target) = self.names.get(&NameKey::new(to)) else {
+            self.tell(from, &format!("No user named {to} is online."));
             return;
         };
-        let old = member.client.name();
-        let old_key = NameKey::new(&old);
-        let new_key = NameKey::new(new);
-        if *old == *new {
-            self.tell(id, &format!("You are already known as {new}"));
+        let (Some(sender), Some(recipient)) = (self.members.get(&from), self.members.get(&target))
+        else {
             return;
-        }
-        if new_key != old_key && self.names.contains_key(&new_key) {
-            self.tell(id, &format!("The username {new} is already taken"));
-            return;
-        }
-        let room = member.room.clone();
-        member.client.update(|info| info.name = Arc::from(new));
-        self.names.remove(&old_key);
-        self.names.insert(new_key, id);
-        tracing::info!(client = %id, old = %old, new = %new, "client renamed");
-        self.broadcast(&room, protocol::renamed_line(&old, new));
-    }
-
-    fn sanction(&mut self, id: ClientId, sanction: Sanction) {
-        let Sanction {
-            filter,
-            kind,
-            notice,
-        } = sanction;
-        match kind {
-            SanctionKind::Mute(duration) => {
-                if let Some(member) = self.members.get_mut(&id) {
-                    member.muted_until = Some(Instant::now() + duration);
-                    tracing::info!(
-                        target: "chatpipe::audit", who = %filter, whom = %member.client.name(),
-                        what = "mute", why = %notice, until = ?duration, "moderation"
-                    );
-                }
-                self.tell(id, &notice);
-            }
-            SanctionKind::Kick => {
-                if let Some(member) = self.members.get(&id) {
-                    tracing::info!(
-                        target: "chatpipe::audit", who = %filter, whom = %member.client.name(),
-                        what = "kick", why = %notice, "moderation"
-                    );
-                }
-                self.remove(id, "kicked", Some(protocol::server_line(&notice)), false);
-            }
-        }
-    }
-
-    /// Sends a `SERVER:` line to every moderator and admin online.
-    fn alert_moderators(&mut self, text: &str) {
-        let line = protocol::server_line(text);
-        let moderators: Vec<ClientId> = self
-            .members
-            .values()
-            .filter(|m| m.client.info().role != Role::User)
-            .map(|m| m.client.id())
-            .collect();
-        for id in moderators {
-            if let Some(member) = self.members.get(&id)
-                && member.outbox.push(line.clone()).is_err()
-            {
-                self.too_slow.push(id);
-            }
-        }
+        };
+        let (sender_name, recipient_name) = (sender.client.name(), recipient.client.name());
+        tracing::debug!(from = %from, to = %target, text = %text, "private message");
+        self.send(
+            target,
+            Bytes::from(format!("[PM from {sender_name}] {text}\n")),
+        );
+        self.send(
+            from,
+            Bytes::from(format!("[PM to {recipient_name}] {text}\n")),
+        );
     }
 
     /// Sends `SERVER:` lines to one client.
     fn tell(&mut self, id: ClientId, text: &str) {
+        self.send(id, protocol::server_line(text));
+    }
+
+    /// Queues a line for one client.
+    fn send(&mut self, id: ClientId, line: Bytes) {
         if let Some(member) = self.members.get(&id)
-            && member.outbox.push(protocol::server_line(text)).is_err()
+            && member.outbox.push(line).is_err()
         {
             self.too_slow.push(id);
         }
@@ -356,6 +372,34 @@ impl RoomHub {
             if outbox.push(line.clone()).is_err() {
                 self.too_slow.push(*id);
             }
+        }
+    }
+
+    /// Broadcasts a chat line and keeps it in the room's history.
+    fn say_in_room(&mut self, room: &str, line: Bytes) {
+        let keep = self.settings.rooms.history;
+        if keep > 0
+            && let Some(state) = self.rooms.get_mut(room)
+        {
+            if state.history.len() == keep {
+                state.history.pop_front();
+            }
+            state.history.push_back(line.clone());
+        }
+        self.broadcast(room, line);
+    }
+
+    /// Sends a `SERVER:` line to every moderator and admin online.
+    fn alert_moderators(&mut self, text: &str) {
+        let line = protocol::server_line(text);
+        let moderators: Vec<ClientId> = self
+            .members
+            .values()
+            .filter(|m| m.role() != Role::User)
+            .map(|m| m.client.id())
+            .collect();
+        for id in moderators {
+            self.send(id, line.clone());
         }
     }
 
@@ -379,9 +423,7 @@ impl RoomHub {
         };
         let name = member.client.name();
         self.names.remove(&NameKey::new(&name));
-        if let Some(room) = self.rooms.get_mut(&member.room) {
-            room.members.retain(|(m, _)| *m != id);
-        }
+        self.leave_room(id, &member.room);
         member.outbox.close(last, discard_queued);
         tracing::info!(
             client = %id, name = %name, reason,
@@ -405,10 +447,15 @@ impl RoomHub {
         self.rooms.clear();
         self.names.clear();
     }
+
+    /// The member called `name` (any case), if online.
+    fn find(&self, name: &str) -> Option<ClientId> {
+        self.names.get(&NameKey::new(name)).copied()
+    }
 }
 
 /// `5m 3s`-style text for a remaining time, rounded up to whole seconds.
-fn describe_duration(d: std::time::Duration) -> String {
+pub(crate) fn describe_duration(d: Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
 }

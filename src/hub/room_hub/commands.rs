@@ -1,0 +1,62 @@
+//! Carrying out the commands that reach the hub.
+
+use std::sync::Arc;
+
+use super::RoomHub;
+use crate::event::{ClientId, Command};
+use crate::names::NameKey;
+use crate::protocol;
+
+impl RoomHub {
+    pub(super) fn handle_command(&mut self, id: ClientId, command: Command) {
+        match command {
+            Command::Quit => self.remove(
+                id,
+                "quit",
+                Some(protocol::server_line(protocol::GOODBYE)),
+                false,
+            ),
+            Command::Nick(new) => self.rename(id, &new),
+            Command::Who => self.who(id),
+            Command::Rooms => self.list_rooms(id),
+            Command::Join(room) => self.move_to(id, &room),
+            Command::Leave => {
+                let room = self.default_room.clone();
+                self.move_to(id, &room);
+            }
+            moderation => self.moderate(id, moderation),
+        }
+    }
+
+    fn rename(&mut self, id: ClientId, new: &str) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let old = member.client.name();
+        let old_key = NameKey::new(&old);
+        let new_key = NameKey::new(new);
+        if *old == *new {
+            self.tell(id, &format!("You are already known as {new}."));
+            return;
+        }
+        if new_key != old_key && self.names.contains_key(&new_key) {
+            self.tell(id, &format!("The username {new} is already taken."));
+            return;
+        }
+        // A registered name needs its password: only its owner (already logged in under a
+        // case variant of it) may take it.
+        if new_key != old_key && self.settings.registered.contains(&new_key) {
+            self.tell(
+                id,
+                &format!("The username {new} is registered; log in as {new} to use it."),
+            );
+            return;
+        }
+        let room = member.room.clone();
+        member.client.update(|info| info.name = Arc::from(new));
+        self.names.remove(&old_key);
+        self.names.insert(new_key, id);
+        tracing::info!(client = %id, old = %old, new = %new, "client renamed");
+        self.broadcast(&room, protocol::renamed_line(&old, new));
+    }
+}
