@@ -1,0 +1,127 @@
+//! The hub alone, without sockets, on a paused clock: mutes and bans expire.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatpipe::event::{Body, Client, ClientId, ClientInfo, Command, Event, Role};
+use chatpipe::hub::{Batch, HubHandle, HubSettings, Outbox, RegisterError, RoomHub};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct Member {
+    client: Arc<Client>,
+    outbox: Outbox,
+}
+
+async fn join(
+    hub: &HubHandle,
+    id: u64,
+    name: &str,
+    ip: &str,
+    role: Role,
+) -> Result<Member, RegisterError> {
+    let addr: SocketAddr = format!("{ip}:5000").parse().unwrap();
+    let client = Arc::new(Client::new(
+        ClientId(id),
+        addr,
+        ClientInfo {
+            name: Arc::from(name),
+            room: Arc::from("lobby"),
+            role,
+        },
+    ));
+    let outbox = Outbox::new(1024, 1 << 20);
+    hub.register(client.clone(), outbox.clone()).await?;
+    Ok(Member { client, outbox })
+}
+
+/// Reads the member's outbox until a line equal to `expected` arrives.
+async fn expect(member: &Member, expected: &str) {
+    loop {
+        match member.outbox.next_batch(VecDeque::new()).await {
+            Batch::Lines(lines) => {
+                for line in lines {
+                    if String::from_utf8_lossy(&line).trim_end() == expected {
+                        return;
+                    }
+                }
+            }
+            Batch::Close(last) => panic!("closed (last line {last:?}) before {expected:?}"),
+        }
+    }
+}
+
+fn event(member: &Member, body: Body) -> Event {
+    Event {
+        client: member.client.clone(),
+        seq: 0,
+        received_at: tokio::time::Instant::now(),
+        body,
+    }
+}
+
+/// A mute ends by itself when its time is up; so does a ban, by name and by address.
+#[tokio::test(start_paused = true)]
+async fn mutes_and_bans_expire() {
+    let (hub, handle) = RoomHub::new(HubSettings::default());
+    let (events, rx) = mpsc::channel(16);
+    let hub_task = tokio::spawn(hub.run(ReceiverStream::new(rx)));
+    let moderator = join(&handle, 1, "mod", "10.0.0.1", Role::Moderator)
+        .await
+        .unwrap();
+    let bob = join(&handle, 2, "bob", "10.0.0.2", Role::User)
+        .await
+        .unwrap();
+
+    let mute = Command::Mute {
+        name: "bob".into(),
+        duration: Some(Duration::from_secs(60)),
+    };
+    events
+        .send(event(&moderator, Body::Command(mute)))
+        .await
+        .unwrap();
+    expect(&bob, "SERVER: bob was muted by mod for 1m").await;
+    events
+        .send(event(&bob, Body::Chat("hi".into())))
+        .await
+        .unwrap();
+    expect(&bob, "SERVER: You are muted for another 1m.").await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    events
+        .send(event(&bob, Body::Chat("free again".into())))
+        .await
+        .unwrap();
+    expect(&moderator, "bob: free again").await;
+
+    let ban = Command::Ban {
+        name: "bob".into(),
+        duration: Some(Duration::from_secs(3600)),
+    };
+    events
+        .send(event(&moderator, Body::Command(ban)))
+        .await
+        .unwrap();
+    expect(&moderator, "SERVER: bob was banned by mod for 1h").await;
+    let refused = join(&handle, 3, "bob", "10.0.0.9", Role::User).await.err();
+    assert!(
+        matches!(&refused, Some(RegisterError::Banned { remaining: Some(d), .. }) if *d <= Duration::from_secs(3600)),
+        "by name: {refused:?}"
+    );
+    let refused = join(&handle, 4, "robert", "10.0.0.2", Role::User)
+        .await
+        .err();
+    assert!(
+        matches!(refused, Some(RegisterError::Banned { .. })),
+        "by address: {refused:?}"
+    );
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    join(&handle, 5, "bob", "10.0.0.2", Role::User)
+        .await
+        .expect("the ban has expired");
+
+    drop(events);
+    hub_task.await.unwrap();
+}

@@ -1,0 +1,283 @@
+//! Rooms, private messages, history, accounts and moderation over real TCP.
+
+mod common;
+
+use chatpipe::Config;
+use chatpipe::config::AccountConfig;
+use chatpipe::event::Role;
+use chatpipe::server::accounts::hash_password;
+use common::{TestClient, TestServer, test_config};
+
+/// A config with a moderator `mod` (password `modpass`), an admin `root` (`rootpass`) and a user
+/// account `alice` (`alicepass`).
+fn with_accounts() -> Config {
+    let mut config = test_config();
+    for (name, password, role) in [
+        ("mod", "modpass", Role::Moderator),
+        ("root", "rootpass", Role::Admin),
+        ("alice", "alicepass", Role::User),
+    ] {
+        config.accounts.push(AccountConfig {
+            name: name.into(),
+            password_hash: hash_password(password).unwrap(),
+            role,
+        });
+    }
+    config
+}
+
+/// Logs in to a registered account.
+async fn login_with_password(server: &TestServer, name: &str, password: &str) -> TestClient {
+    let mut client = server.connect().await;
+    client.expect_contains("Please enter your username").await;
+    client.send(name).await;
+    client
+        .expect(&format!("SERVER: Password required for {name}"))
+        .await;
+    client.send(password).await;
+    client.expect(&format!("{name} has joined the chat")).await;
+    client
+}
+
+/// A line said in one room never reaches another; join and leave notices go to the rooms
+/// concerned; `/rooms` and `/who` describe them.
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let server = TestServer::with_config(test_config()).await;
+    let mut ann = server.login("ann").await;
+    let mut ben = server.login("ben").await;
+    ann.expect("ben has joined the chat").await;
+
+    ben.send("/join Games").await;
+    ben.expect("SERVER: You are now in games.").await;
+    ben.expect("ben has joined the room").await;
+    ann.expect("ben has left the room").await;
+
+    ben.send("in games").await;
+    ben.expect("ben: in games").await;
+    ann.send("in lobby").await;
+    ann.expect("ann: in lobby").await;
+    ann.send("/rooms").await;
+    ann.expect("SERVER: Rooms: games (1), lobby (1)").await;
+    ben.send("/who").await;
+    ben.expect("SERVER: Users in games (1): ben").await;
+
+    ben.send("/leave").await;
+    ben.expect("SERVER: You are now in lobby.").await;
+    ann.expect("ben has joined the room").await;
+    ben.expect("ben has joined the room").await;
+    ben.expect_contains("End of history").await;
+    // The empty room is gone.
+    ann.send("/rooms").await;
+    ann.expect("SERVER: Rooms: lobby (2)").await;
+    server.shutdown().await;
+}
+
+/// A client joining a room gets its recent lines, marked as history.
+#[tokio::test]
+async fn history_is_replayed_on_join() {
+    let mut config = test_config();
+    config.rooms.history = 2;
+    let server = TestServer::with_config(config).await;
+    let mut ann = server.login("ann").await;
+    for line in ["one", "two", "three"] {
+        ann.send(line).await;
+        ann.expect(&format!("ann: {line}")).await;
+    }
+    ann.send("/me waves").await;
+    ann.expect("* ann waves").await;
+    let mut ben = server.login("ben").await;
+    ben.expect("SERVER: Recent messages in lobby:").await;
+    ben.expect("[history] ann: three").await;
+    ben.expect("[history] * ann waves").await;
+    ben.expect("SERVER: End of history").await;
+    server.shutdown().await;
+}
+
+/// `/msg` reaches only its recipient, passes the filters, and answers unknown names.
+#[tokio::test]
+async fn private_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("w.toml"),
+        "action = \"mask\"\nwords = [\"darn\"]\n",
+    )
+    .unwrap();
+    let server = chatpipe::Server::new(test_config())
+        .filters_dir(dir.path())
+        .unwrap();
+    let server = TestServer::start(server).await;
+    let mut ann = server.login("ann").await;
+    let mut ben = server.login("ben").await;
+    ann.expect("ben has joined the chat").await;
+    let mut cat = server.login("cat").await;
+    ann.expect("cat has joined the chat").await;
+
+    ben.expect("cat has joined the chat").await;
+    ann.send("/msg BEN darn secret").await;
+    ann.expect("[PM to ben] **** secret").await;
+    ben.expect("[PM from ann] **** secret").await;
+    ann.send("/msg nobody hi").await;
+    ann.expect("SERVER: No user named nobody is online.").await;
+    // cat saw none of it: the next thing cat sees is this.
+    ann.send("public").await;
+    cat.expect("ann: public").await;
+    server.shutdown().await;
+}
+
+/// Accounts: the right password logs in with the account's role; a wrong or missing one does
+/// not; guests can be turned off; a registered name cannot be taken with /nick.
+#[tokio::test]
+async fn accounts_need_their_password() {
+    let server = TestServer::with_config(with_accounts()).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    m.send("/help").await;
+    m.expect_contains("/kick NAME").await;
+
+    let mut wrong = server.connect().await;
+    wrong.expect_contains("Please enter your username").await;
+    wrong.send("alice").await;
+    wrong.expect("SERVER: Password required for alice").await;
+    wrong.send("guess").await;
+    wrong.expect("SERVER: Wrong password for alice").await;
+    wrong.expect("SERVER: Please enter your username:").await;
+    // Missing password: the connection ends before one is given.
+    wrong.send("alice").await;
+    wrong.expect("SERVER: Password required for alice").await;
+    drop(wrong);
+
+    let mut guest = server.login("guest").await;
+    guest.send("/nick ALICE").await;
+    guest.expect_contains("is registered").await;
+    guest.send("/kick mod").await;
+    guest.expect("SERVER: Permission denied").await;
+    server.shutdown().await;
+
+    let mut config = with_accounts();
+    config.admission.allow_guests = false;
+    let server = TestServer::with_config(config).await;
+    let mut guest = server.connect().await;
+    guest.expect_contains("Please enter your username").await;
+    guest.send("guest").await;
+    guest
+        .expect("SERVER: Only registered users may join; guest is not registered")
+        .await;
+    server.shutdown().await;
+}
+
+/// Wrong passwords are throttled: past the limit even the right password is refused for a while.
+#[tokio::test]
+async fn wrong_passwords_are_throttled() {
+    let mut config = with_accounts();
+    config.admission.login_failures = 2;
+    let server = TestServer::with_config(config).await;
+    let mut client = server.connect().await;
+    client.expect_contains("Please enter your username").await;
+    for _ in 0..2 {
+        client.send("alice").await;
+        client.expect("SERVER: Password required for alice").await;
+        client.send("nope").await;
+        client.expect("SERVER: Wrong password for alice").await;
+        client.expect("SERVER: Please enter your username:").await;
+    }
+    client.send("alice").await;
+    let refusal = client.next_line().await.unwrap();
+    assert!(
+        refusal.starts_with("SERVER: Too many failed logins; try again in"),
+        "{refusal}"
+    );
+    server.shutdown().await;
+}
+
+/// Moderator commands work for moderators, are refused to users, and are announced.
+#[tokio::test]
+async fn moderator_commands() {
+    let server = TestServer::with_config(with_accounts()).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    let mut bob = server.login("bob").await;
+    m.expect("bob has joined the chat").await;
+
+    bob.send("/mute mod").await;
+    bob.expect("SERVER: Permission denied").await;
+
+    m.send("/mute bob 10m").await;
+    m.expect("SERVER: bob was muted by mod for 10m").await;
+    bob.expect("SERVER: bob was muted by mod for 10m").await;
+    bob.send("hello?").await;
+    bob.expect("SERVER: You are muted for another 10m.").await;
+    m.send("/unmute bob").await;
+    bob.expect("SERVER: bob was unmuted by mod").await;
+    bob.send("thanks").await;
+    m.expect("SERVER: bob was unmuted by mod").await;
+    m.expect("bob: thanks").await;
+
+    m.send("/moderated on").await;
+    bob.expect_contains("lobby is now moderated by mod").await;
+    bob.send("can I talk?").await;
+    bob.expect_contains("lobby is moderated").await;
+    m.send("/voice bob").await;
+    bob.expect("SERVER: bob was given voice by mod").await;
+    bob.send("now I can").await;
+    bob.expect("bob: now I can").await;
+    m.send("/moderated off").await;
+    bob.expect_contains("no longer moderated").await;
+
+    m.send("/who").await;
+    m.expect_contains("SERVER: Users in lobby (2): @mod, bob")
+        .await;
+
+    m.send("/kick bob spamming").await;
+    bob.expect("SERVER: You were kicked by mod: spamming").await;
+    bob.expect_eof().await;
+    m.expect_contains("bob has left the chat").await;
+    m.expect("SERVER: bob was kicked by mod: spamming").await;
+
+    m.send("/kick mod").await;
+    m.expect("SERVER: You cannot do that to yourself.").await;
+    let mut root = login_with_password(&server, "root", "rootpass").await;
+    m.expect("root has joined the chat").await;
+    root.expect_contains("End of history").await;
+    m.send("/kick root").await;
+    m.expect("SERVER: Permission denied").await;
+    root.send("/reload").await;
+    root.expect("SERVER: This server has no filters directory to reload.")
+        .await;
+    server.shutdown().await;
+}
+
+/// A banned name and its address are refused at the handshake with the reason and time left;
+/// /unban lifts it.
+#[tokio::test]
+async fn bans_refuse_name_and_address() {
+    let mut config = with_accounts();
+    config.admission.exempt = Vec::new();
+    let server = TestServer::with_config(config).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    let mut bob = server.login("bob").await;
+    m.expect("bob has joined the chat").await;
+
+    m.send("/ban bob 1h").await;
+    m.expect("SERVER: bob is banned for 1h (name and address).")
+        .await;
+    bob.expect("SERVER: You were banned by mod for 1h.").await;
+    bob.expect_eof().await;
+    m.expect("bob has left the chat").await;
+    m.expect("SERVER: bob was banned by mod for 1h").await;
+
+    // Same address, another name: refused too.
+    let mut again = server.connect().await;
+    again.expect_contains("Please enter your username").await;
+    again.send("bobby").await;
+    let refusal = again.next_line().await.unwrap();
+    assert!(
+        refusal.starts_with("SERVER: Connection refused: you are banned for another"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("banned by mod"), "{refusal}");
+    again.expect_eof().await;
+
+    m.send("/unban bob").await;
+    m.expect("SERVER: bob is no longer banned.").await;
+    let _bob = server.login("bob").await;
+    server.shutdown().await;
+}
