@@ -43,6 +43,10 @@ pub struct AdmissionConfig {
     pub allow_guests: bool,
     /// Addresses or CIDR blocks exempt from per-address limits and address bans.
     pub exempt: Vec<String>,
+    /// Connections open at once from one address.
+    pub per_address_connections: usize,
+    /// New connections from one address per 10 minutes.
+    pub per_address_new_per_10m: usize,
     /// Failed logins per name, and per address, before further attempts are refused.
     pub login_failures: u32,
     /// How long refused logins stay refused, and the window failures are counted in.
@@ -55,6 +59,8 @@ impl Default for AdmissionConfig {
         AdmissionConfig {
             allow_guests: true,
             exempt: vec!["127.0.0.1".into(), "::1".into()],
+            per_address_connections: 16,
+            per_address_new_per_10m: 32,
             login_failures: 5,
             login_lockout: Duration::from_secs(300),
         }
@@ -110,6 +116,11 @@ pub struct ServerConfig {
     /// How long a client may take to choose a username.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// A client that sends no line for this long is warned, then disconnected; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Over-long or invalid lines within a minute after which the client is disconnected.
+    pub max_bad_lines: usize,
     /// How long one write to a client may take before the client is dropped.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -129,6 +140,8 @@ impl Default for ServerConfig {
             max_line_bytes: 2048,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            max_bad_lines: 5,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             outbox_lines: 1024,
@@ -294,6 +307,14 @@ impl Config {
                     "[rooms]: `{room}` is not a room name (1-32 of a-z 0-9 _ -)"
                 ));
             }
+        }
+        if self.admission.per_address_connections == 0
+            || self.admission.per_address_new_per_10m == 0
+        {
+            problems.push("[admission] per-address limits must be at least 1".into());
+        }
+        if s.max_bad_lines == 0 {
+            problems.push("[server] max_bad_lines: must be at least 1".into());
         }
         if self.rooms.max_rooms == 0 {
             problems.push("[rooms] max_rooms: must be at least 1".into());

@@ -41,10 +41,27 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
     {
         return Err(NameError::BadCharacter);
     }
-    if name.eq_ignore_ascii_case("server") {
+    if looks_like_server(name) {
         return Err(NameError::Reserved);
     }
     Ok(())
+}
+
+/// `server` in any case, and its look-alikes: digits read as letters (`5erv3r`) and `_`/`-`
+/// ignored (`s_e_r_v_e_r`), so nobody can pass for the server in a participant list.
+fn looks_like_server(name: &str) -> bool {
+    let skeleton: String = name
+        .bytes()
+        .filter(|b| *b != b'_' && *b != b'-')
+        .map(|b| match b.to_ascii_lowercase() {
+            b'5' | b'$' => 's',
+            b'3' => 'e',
+            b'0' => 'o',
+            b'1' | b'!' => 'i',
+            other => char::from(other),
+        })
+        .collect();
+    skeleton == "server"
 }
 
 /// Checks a room name's form; callers fold case first where the protocol allows it.
@@ -104,6 +121,10 @@ mod tests {
             "Cyrillic а"
         );
         assert_eq!(validate_username("SeRvEr"), Err(NameError::Reserved));
+        assert_eq!(validate_username("5erv3r"), Err(NameError::Reserved));
+        assert_eq!(validate_username("S_E-R_V-E_R"), Err(NameError::Reserved));
+        assert_eq!(validate_username("server2"), Ok(()));
+        assert_eq!(validate_username("nul\0"), Err(NameError::BadCharacter));
         assert_eq!(NameKey::new("Alice"), NameKey::new("aLICE"));
     }
 

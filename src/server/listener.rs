@@ -10,8 +10,15 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::session::{SessionShared, run_session};
+use tokio::io::AsyncWriteExt;
+
+use super::admission::Refusal;
+use super::session::{Admission, SessionShared, run_session};
 use crate::event::ClientId;
+use crate::protocol::server_line;
+
+/// How long a refused client gets to take its one line.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// First pause after a failed accept; doubled on each further failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -54,14 +61,33 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared
             }
         };
         configure(&socket);
+        let address = match shared.address_limits.admit(addr.ip()) {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                tracing::info!(peer = %addr, %refusal, "connection refused");
+                shared.tasks.spawn(refuse(socket, refusal));
+                continue;
+            }
+        };
         next_id += 1;
         let id = ClientId(next_id);
         tracing::debug!(client = %id, peer = %addr, "connection accepted");
+        let admission = Admission { permit, address };
         shared
             .tasks
-            .spawn(run_session(shared.clone(), id, socket, addr, permit));
+            .spawn(run_session(shared.clone(), id, socket, addr, admission));
     }
     tracing::info!("listener closed");
+}
+
+/// Tells a refused client why, briefly, and closes.
+async fn refuse(mut socket: TcpStream, refusal: Refusal) {
+    let line = server_line(&refusal.to_string());
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        socket.write_all(&line).await?;
+        socket.shutdown().await
+    })
+    .await;
 }
 
 /// `TCP_NODELAY` (the writer batches; Nagle would only add latency) and keepalive.

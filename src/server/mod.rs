@@ -39,7 +39,7 @@ use crate::hub::{HubSettings, RoomHub};
 use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
 use accounts::Accounts;
-use admission::ExemptList;
+use admission::{AddressLimits, ExemptList};
 
 pub use session::MAX_NAME_ATTEMPTS;
 
@@ -157,6 +157,11 @@ impl Server {
             default_room: Arc::from(self.config.rooms.default.as_str()),
             hub: hub_handle,
             accounts: Accounts::new(&self.config.accounts, &self.config.admission),
+            address_limits: Arc::new(AddressLimits::new(
+                exempt,
+                self.config.admission.per_address_connections,
+                self.config.admission.per_address_new_per_10m,
+            )),
             pipeline: input,
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accounts::{Accounts, verify_password};
+use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, LineCodec, clean_text};
 use super::writer::{WriterContext, write_loop};
 use crate::config::ServerConfig;
@@ -43,6 +44,7 @@ pub(crate) struct SessionShared {
     pub(crate) default_room: Arc<str>,
     pub(crate) hub: HubHandle,
     pub(crate) accounts: Accounts,
+    pub(crate) address_limits: Arc<AddressLimits>,
     pub(crate) pipeline: mpsc::Sender<Event>,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
@@ -53,13 +55,21 @@ pub(crate) struct SessionShared {
 
 type Frames = FramedRead<OwnedReadHalf, LineCodec>;
 
+/// A connection's place in the connection limits; dropping it frees the place.
+#[derive(Debug)]
+#[expect(dead_code, reason = "the fields are held for what their Drop releases")]
+pub(crate) struct Admission {
+    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) address: Option<AddressGuard>,
+}
+
 /// Serves one connection until it closes. The writer runs as its own task.
 pub(crate) async fn run_session(
     shared: Arc<SessionShared>,
     id: ClientId,
     socket: TcpStream,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    admission: Admission,
 ) {
     let (read_half, write_half) = socket.into_split();
     let config = &shared.config;
@@ -73,7 +83,7 @@ pub(crate) async fn run_session(
             write_timeout: config.write_timeout,
             cut: shared.cut.clone(),
             closed: closed.clone(),
-            permit: Some(permit),
+            admission,
         },
     ));
     let mut frames = FramedRead::with_capacity(
@@ -236,6 +246,10 @@ async fn log_in(
 }
 
 /// Reads lines into the pipeline until the client goes or shutdown begins.
+///
+/// Also enforces liveness and input hygiene: a client silent for `idle_timeout` is warned and
+/// then disconnected; one that sends `max_bad_lines` over-long or invalid lines within a minute
+/// is disconnected. Each gets a `SERVER:` line saying why before the connection closes.
 async fn read_lines(
     shared: &SessionShared,
     client: Arc<Client>,
@@ -243,25 +257,52 @@ async fn read_lines(
     outbox: &Outbox,
     closed: &CancellationToken,
 ) {
-    let max = shared.config.max_line_bytes;
+    let config = &shared.config;
+    let max = config.max_line_bytes;
+    let mut idle = IdleTimer::new(config.idle_timeout);
+    let mut bad_lines = BadLines::new(config.max_bad_lines);
     let mut seq = 0;
     let reason = loop {
         let frame = tokio::select! {
             _ = shared.stop_reading.cancelled() => return,
             _ = closed.cancelled() => break "connection closed".to_owned(),
+            alarm = idle.alarm() => match alarm {
+                IdleAlarm::Warn(left) => {
+                    let warning = format!(
+                        "You have been idle for a while; you will be disconnected in {} unless you send something.",
+                        crate::hub::describe_duration(left)
+                    );
+                    let _ = outbox.push(server_line(&warning));
+                    continue;
+                }
+                IdleAlarm::Expired => {
+                    let notice = format!(
+                        "Disconnected: idle for {}",
+                        crate::hub::describe_duration(config.idle_timeout)
+                    );
+                    let _ = outbox.push(server_line(&notice));
+                    break "idle".to_owned();
+                }
+            },
             frame = frames.next() => frame,
         };
+        idle.reset();
         let line = match frame {
             None => break "end of stream".to_owned(),
             Some(Err(error)) => break format!("read error: {error}"),
             Some(Ok(Frame::Line(line))) => line,
-            Some(Ok(Frame::TooLong)) => {
-                let notice = format!("Line too long (the limit is {max} bytes); it was discarded.");
+            Some(Ok(bad)) => {
+                let notice = if bad == Frame::TooLong {
+                    format!("Line too long (the limit is {max} bytes); it was discarded.")
+                } else {
+                    "Invalid UTF-8; the line was discarded.".to_owned()
+                };
                 let _ = outbox.push(server_line(&notice));
-                continue;
-            }
-            Some(Ok(Frame::InvalidUtf8)) => {
-                let _ = outbox.push(server_line("Invalid UTF-8; the line was discarded."));
+                if bad_lines.offend() {
+                    let notice = "Disconnected: too many invalid lines";
+                    let _ = outbox.push(server_line(notice));
+                    break "too many invalid lines".to_owned();
+                }
                 continue;
             }
         };
@@ -287,6 +328,85 @@ async fn read_lines(
         body: Body::Left(reason),
     };
     send(shared, event).await;
+}
+
+/// What the idle timer says.
+enum IdleAlarm {
+    /// Time to warn; this much is left.
+    Warn(std::time::Duration),
+    /// Time is up.
+    Expired,
+}
+
+/// Tracks how long a client has been silent. One timer, re-armed on each line; the warning
+/// comes `min(30s, timeout / 2)` before the end.
+struct IdleTimer {
+    timeout: std::time::Duration,
+    warn_before: std::time::Duration,
+    last_heard: Instant,
+    warned: bool,
+}
+
+impl IdleTimer {
+    fn new(timeout: std::time::Duration) -> Self {
+        IdleTimer {
+            timeout,
+            warn_before: (timeout / 2).min(std::time::Duration::from_secs(30)),
+            last_heard: Instant::now(),
+            warned: false,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.last_heard = Instant::now();
+        self.warned = false;
+    }
+
+    /// Completes at the next warning or the end; never, when idle timeouts are off.
+    async fn alarm(&mut self) -> IdleAlarm {
+        if self.timeout.is_zero() {
+            return std::future::pending().await;
+        }
+        let end = self.last_heard + self.timeout;
+        if !self.warned {
+            tokio::time::sleep_until(end - self.warn_before).await;
+            self.warned = true;
+            return IdleAlarm::Warn(self.warn_before);
+        }
+        tokio::time::sleep_until(end).await;
+        IdleAlarm::Expired
+    }
+}
+
+/// Counts over-long and invalid lines in the last minute.
+struct BadLines {
+    max: usize,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl BadLines {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new(max: usize) -> Self {
+        BadLines {
+            max,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records an offence; true when it is one too many.
+    fn offend(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= Self::WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        self.recent.len() >= self.max
+    }
 }
 
 /// Sends into the pipeline, waiting while it is full (which stops reading from this client, so

@@ -16,9 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::session::Admission;
 use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
 
@@ -30,14 +30,14 @@ pub(crate) struct WriterContext {
     pub(crate) cut: CancellationToken,
     /// Cancelled by the writer when it ends.
     pub(crate) closed: CancellationToken,
-    /// Released when the connection is fully closed.
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The connection's place in the limits, released when it is fully closed.
+    pub(crate) admission: Admission,
 }
 
 /// Writes batches from `outbox` to `socket` until the outbox is closed or a write fails.
 pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: WriterContext) {
     let _closed = ctx.closed.clone().drop_guard();
-    let _permit = ctx.permit;
+    let _admission = ctx.admission;
     let mut spare = VecDeque::new();
     loop {
         let batch = tokio::select! {

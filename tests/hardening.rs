@@ -1,0 +1,223 @@
+//! Hostile and careless clients: each test checks what the offender is told and that a
+//! well-behaved client in the same room still receives everything, in order.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestClient, TestServer, test_config};
+
+/// The well-behaved client says `n` numbered lines and checks it receives them, in order,
+/// skipping only the lines named in `also`.
+async fn still_fine(good: &mut TestClient, tag: &str, n: usize) {
+    for i in 0..n {
+        good.send(&format!("{tag} {i}")).await;
+    }
+    for i in 0..n {
+        good.expect_contains(&format!("good: {tag} {i}")).await;
+    }
+}
+
+/// An over-long line is refused with a notice and its rest discarded; the connection stays.
+/// Repeated offences disconnect.
+#[tokio::test]
+async fn over_long_lines() {
+    let mut config = test_config();
+    config.server.max_line_bytes = 100;
+    config.server.max_bad_lines = 3;
+    let server = TestServer::with_config(config).await;
+    let mut good = server.login("good").await;
+    let mut bad = server.login("bad").await;
+    good.expect("bad has joined the chat").await;
+
+    bad.send(&"x".repeat(500)).await;
+    bad.expect("SERVER: Line too long (the limit is 100 bytes); it was discarded.")
+        .await;
+    bad.send("short and fine").await;
+    bad.expect("bad: short and fine").await;
+    good.expect("bad: short and fine").await;
+    still_fine(&mut good, "a", 5).await;
+
+    bad.send(&"y".repeat(500)).await;
+    bad.send(&"z".repeat(500)).await;
+    bad.expect_contains("Line too long").await;
+    bad.expect_contains("Line too long").await;
+    bad.expect("SERVER: Disconnected: too many invalid lines")
+        .await;
+    bad.expect_eof().await;
+    good.expect("bad has left the chat").await;
+    still_fine(&mut good, "b", 5).await;
+    server.shutdown().await;
+}
+
+/// A megabyte without a newline costs the server one line's buffer: one notice, and the next
+/// line after the newline is delivered.
+#[tokio::test]
+async fn a_megabyte_without_newline() {
+    let server = TestServer::with_config(test_config()).await;
+    let mut good = server.login("good").await;
+    let mut bad = server.login("bad").await;
+    good.expect("bad has joined the chat").await;
+    let blob = vec![b'm'; 1024 * 1024];
+    bad.send_raw(&blob).await;
+    bad.send_raw(b"\nafter the blob\n").await;
+    bad.expect_contains("Line too long").await;
+    bad.expect("bad: after the blob").await;
+    good.expect("bad: after the blob").await;
+    still_fine(&mut good, "c", 3).await;
+    server.shutdown().await;
+}
+
+/// Invalid UTF-8 is refused with a notice; the connection stays.
+#[tokio::test]
+async fn invalid_utf8() {
+    let server = TestServer::with_config(test_config()).await;
+    let mut good = server.login("good").await;
+    let mut bad = server.login("bad").await;
+    good.expect("bad has joined the chat").await;
+    bad.send_raw(b"caf\xe9 \xff\xfe\n").await;
+    bad.expect("SERVER: Invalid UTF-8; the line was discarded.")
+        .await;
+    bad.send("fine").await;
+    good.expect("bad: fine").await;
+    still_fine(&mut good, "d", 3).await;
+    server.shutdown().await;
+}
+
+/// Escape sequences, control characters, NUL and lone carriage returns are stripped from what is
+/// relayed; a line of only spaces is ignored.
+#[tokio::test]
+async fn control_characters_are_stripped() {
+    let server = TestServer::with_config(test_config()).await;
+    let mut good = server.login("good").await;
+    let mut bad = server.login("bad").await;
+    good.expect("bad has joined the chat").await;
+    bad.send_raw(b"\x1b[2J\x1b[31mred\x1b[0m al\x00ert\x07 and\rcr\n")
+        .await;
+    good.expect("bad: red alert andcr").await;
+    bad.send("      ").await;
+    bad.send("\x1b]0;new title\x07").await;
+    bad.send("visible").await;
+    good.expect("bad: visible").await;
+    still_fine(&mut good, "e", 3).await;
+    server.shutdown().await;
+}
+
+/// Names with control characters or looking like the server are refused.
+#[tokio::test]
+async fn hostile_names() {
+    let server = TestServer::with_config(test_config()).await;
+    let mut client = server.connect().await;
+    client.expect_contains("Please enter your username").await;
+    client.send_raw(b"ev\x1b[2Jil\n").await;
+    client.expect_contains("SERVER: Invalid username").await;
+    client.expect_contains("Please enter your username").await;
+    client.send("5erv3r").await;
+    client
+        .expect("SERVER: Invalid username: that name is reserved")
+        .await;
+    client.expect_contains("Please enter your username").await;
+    client.send("honest").await;
+    client.expect("honest has joined the chat").await;
+    server.shutdown().await;
+}
+
+/// A flood is cut by the rate limit, told once; another client's lines are not delayed or lost.
+#[tokio::test]
+async fn floods_are_rate_limited() {
+    let mut config = test_config();
+    config.rate_limit.per_second = 1;
+    config.rate_limit.burst = 5;
+    let server = TestServer::with_config(config).await;
+    let mut good = server.login("good").await;
+    let mut flood = server.login("flood").await;
+    good.expect("flood has joined the chat").await;
+    let burst: String = (0..50).map(|i| format!("spam {i}\n")).collect();
+    flood.send_raw(burst.as_bytes()).await;
+    // The burst passes, then one notice; the rest is dropped without a notice each.
+    for i in 0..5 {
+        flood.expect(&format!("flood: spam {i}")).await;
+    }
+    flood
+        .expect("SERVER: Rate limit exceeded. Please slow down.")
+        .await;
+    for i in 0..5 {
+        good.expect(&format!("flood: spam {i}")).await;
+    }
+    // The well-behaved client has its own allowance.
+    still_fine(&mut good, "f", 4).await;
+    server.shutdown().await;
+}
+
+/// Per-address limits: too many open connections, or too many new ones, get one line saying
+/// why; exempt addresses are not limited.
+#[tokio::test]
+async fn per_address_limits() {
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    config.admission.per_address_connections = 2;
+    config.admission.per_address_new_per_10m = 3;
+    let server = TestServer::with_config(config).await;
+    let mut good = server.login("good").await;
+    let second = server.login("second").await;
+    good.expect("second has joined the chat").await;
+
+    let mut third = server.connect().await;
+    third
+        .expect("SERVER: Too many connections from your address (the limit is 2).")
+        .await;
+    third.expect_eof().await;
+
+    drop(second);
+    good.expect("second has left the chat").await;
+    let _third = server.login("third").await;
+    good.expect("third has joined the chat").await;
+    // That was the third new connection in the window (the refused one did not count).
+    drop(_third);
+    good.expect("third has left the chat").await;
+    let mut fourth = server.connect().await;
+    fourth
+        .expect("SERVER: Too many new connections from your address; try again later (the limit is 3 per 10 minutes).")
+        .await;
+    still_fine(&mut good, "g", 3).await;
+    server.shutdown().await;
+
+    // With the default exemption (loopback), the same pattern is not limited.
+    let mut config = test_config();
+    config.admission.per_address_connections = 1;
+    let server = TestServer::with_config(config).await;
+    let _a = server.login("a").await;
+    let _b = server.login("b").await;
+    server.shutdown().await;
+}
+
+/// An idle client is warned, then disconnected with a reason; an active one is not.
+#[tokio::test]
+async fn idle_clients_are_warned_then_disconnected() {
+    let mut config = test_config();
+    config.server.idle_timeout = Duration::from_secs(2);
+    let server = TestServer::with_config(config).await;
+    let mut good = server.login("good").await;
+    let mut idle = server.login("idle").await;
+    good.expect("idle has joined the chat").await;
+    // The good client stays active meanwhile (lines every 200 ms, far inside the 2 s).
+    let chatter = tokio::spawn(async move {
+        for i in 0..15 {
+            good.send(&format!("tick {i}")).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        good
+    });
+    let warning = idle.expect_contains("You have been idle").await;
+    assert!(warning.contains("disconnected in 1s"), "{warning}");
+    idle.expect_contains("SERVER: Disconnected: idle for 2s")
+        .await;
+    idle.expect_eof().await;
+    let mut good = chatter.await.unwrap();
+    for i in 0..15 {
+        good.expect_contains(&format!("good: tick {i}")).await;
+    }
+    good.send("/ping").await;
+    good.expect_contains("SERVER: PONG").await;
+    server.shutdown().await;
+}

@@ -1,0 +1,126 @@
+//! Property tests: arbitrary input to everything a client controls never panics, and each part
+//! either succeeds or says clearly what is wrong.
+
+mod common;
+
+use bytes::BytesMut;
+use chatpipe::Body;
+use chatpipe::filters::normalize::normalize;
+use chatpipe::names::validate_username;
+use chatpipe::pipeline::parse::parse_line;
+use chatpipe::server::codec::{Frame, LineCodec, clean_text};
+use proptest::prelude::*;
+use tokio_util::codec::Decoder;
+
+const MAX: usize = 64;
+
+/// Feeds `chunks` to a fresh codec, as a socket would deliver them, then ends the stream.
+fn decode(chunks: &[Vec<u8>]) -> Vec<Frame> {
+    let mut codec = LineCodec::new(MAX);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = codec.decode(&mut buf).expect("decoding never fails") {
+            frames.push(frame);
+        }
+        assert!(buf.len() <= MAX + 2, "the buffer stays within one line");
+    }
+    while let Some(frame) = codec.decode_eof(&mut buf).expect("decoding never fails") {
+        frames.push(frame);
+    }
+    frames
+}
+
+proptest! {
+    /// Any bytes in any chunking: frames are bounded lines or clear errors, and the buffer never
+    /// holds more than one line.
+    #[test]
+    fn codec_survives_arbitrary_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20)) {
+        for frame in decode(&chunks) {
+            if let Frame::Line(line) = frame {
+                prop_assert!(line.len() <= MAX);
+                prop_assert!(!line.contains('\n'));
+            }
+        }
+    }
+
+    /// Well-formed short lines come back exactly, however they are split.
+    #[test]
+    fn codec_round_trips_lines(lines in proptest::collection::vec("[^\r\n]{0,20}", 1..10), split in 1usize..50) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let chunks: Vec<Vec<u8>> = text.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
+        let frames = decode(&chunks);
+        let expected: Vec<Frame> = lines.into_iter().map(Frame::Line).collect();
+        prop_assert_eq!(frames, expected);
+    }
+
+    /// Cleaning leaves no control character and no escape sequence behind.
+    #[test]
+    fn clean_text_leaves_no_controls(text in any::<String>()) {
+        let cleaned = clean_text(&text);
+        prop_assert!(!cleaned.chars().any(|c| c.is_control()));
+    }
+
+    /// Username validation accepts exactly the documented alphabet and lengths.
+    #[test]
+    fn usernames_are_checked_not_trusted(name in any::<String>()) {
+        if validate_username(&name).is_ok() {
+            prop_assert!((1..=32).contains(&name.len()));
+            prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+            prop_assert!(!name.eq_ignore_ascii_case("server"));
+        }
+    }
+
+    /// The command parser answers anything: chat is trimmed and non-empty, a notice is never empty.
+    #[test]
+    fn parser_answers_anything(line in any::<String>()) {
+        match parse_line(&line) {
+            None => prop_assert!(line.trim().is_empty()),
+            Some(Body::Chat(text)) => prop_assert!(!text.is_empty()),
+            Some(Body::Notice(text)) => prop_assert!(!text.is_empty()),
+            Some(_) => {}
+        }
+    }
+
+    /// Normalisation of anything maps every canonical range back to whole original characters.
+    #[test]
+    fn normaliser_maps_back_inside_the_original(text in any::<String>()) {
+        let normalized = normalize(&text);
+        let len = normalized.text.len();
+        for start in (0..len).filter(|i| normalized.text.is_char_boundary(*i)) {
+            let range = normalized.original_range(start..len);
+            prop_assert!(range.start <= range.end && range.end <= text.len());
+            prop_assert!(text.is_char_boundary(range.start) && text.is_char_boundary(range.end));
+        }
+    }
+}
+
+/// Arbitrary bytes as a username over real TCP: the server answers each with a join or a
+/// `SERVER:` line, and keeps serving.
+#[test]
+fn handshake_answers_arbitrary_names() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(common::TestServer::with_config(common::test_config()));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(&proptest::collection::vec(any::<u8>(), 0..80), |bytes| {
+            runtime.block_on(async {
+                let mut client = server.connect().await;
+                client.expect_contains("Please enter your username").await;
+                let mut line = bytes.clone();
+                line.retain(|b| *b != b'\n');
+                line.push(b'\n');
+                client.send_raw(&line).await;
+                let answer = client.next_line().await.expect("an answer");
+                let ok = answer.ends_with("has joined the chat") || answer.starts_with("SERVER: ");
+                assert!(ok, "unexpected answer {answer:?} to {bytes:?}");
+            });
+            Ok(())
+        })
+        .unwrap();
+    runtime.block_on(async {
+        let _still_serving = server.login("survivor").await;
+        server.shutdown().await;
+    });
+}
