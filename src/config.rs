@@ -33,6 +33,28 @@ pub struct Config {
     pub admission: AdmissionConfig,
     /// Registered users.
     pub accounts: Vec<AccountConfig>,
+    /// Health, metrics and the periodic status line.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the HTTP listener for health and metrics, and the periodic status log line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener; `""` turns it off.
+    pub listen: String,
+    /// How often a status line (connections, rooms, rates) is logged; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub log_interval: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".to_owned(),
+            log_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[admission]`: who may connect, and how hard guessing passwords is.
@@ -274,6 +296,12 @@ impl Config {
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let s = &self.server;
+        if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "[admin] listen: `{}` is not an address such as 127.0.0.1:9090 (or \"\" for off)",
+                self.admin.listen
+            ));
+        }
         if s.listen.parse::<SocketAddr>().is_err() {
             problems.push(format!(
                 "[server] listen: `{}` is not an address such as 127.0.0.1:8080",

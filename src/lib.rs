@@ -25,11 +25,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod admin;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod filters;
 pub mod hub;
+pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod protocol;

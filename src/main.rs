@@ -98,6 +98,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             tokio::spawn(reload_on_sighup(rules));
         }
         let listener = server.bind().await.map_err(|e| e.to_string())?;
+        if let Some(admin) = server.bind_admin().await.map_err(|e| e.to_string())? {
+            server = server.admin_listener(admin);
+        }
         server
             .run(listener, shutdown)
             .await

@@ -63,8 +63,17 @@ fn bad_config_names_file_line_and_column() {
 /// The server logs `listening on ADDR`, and SIGTERM makes it exit 0.
 #[test]
 fn logs_listening_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chatpipe.toml");
+    // An ephemeral admin port, so the test never collides with a server already on 9090.
+    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .current_dir(std::env::temp_dir())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")

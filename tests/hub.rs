@@ -41,7 +41,7 @@ async fn join(
 async fn expect(member: &Member, expected: &str) {
     loop {
         match member.outbox.next_batch(VecDeque::new()).await {
-            Batch::Lines(lines) => {
+            Batch::Lines(lines, _) => {
                 for line in lines {
                     if String::from_utf8_lossy(&line).trim_end() == expected {
                         return;

@@ -77,6 +77,8 @@ pub struct Judgement {
     pub outcome: Outcome,
     /// `(filter, reason)` for each filter that let the message pass with a warning.
     pub warnings: Vec<(String, String)>,
+    /// The filters that rewrote the text (masked it), in order.
+    pub rewritten_by: Vec<String>,
 }
 
 /// An ordered list of filters.
@@ -114,6 +116,7 @@ impl FilterChain {
     pub fn judge(&self, message: &Message<'_>) -> Judgement {
         let mut text: Option<String> = None;
         let mut warnings = Vec::new();
+        let mut rewritten_by = Vec::new();
         // The normalised text, shared by the filters until one rewrites the text.
         let mut normalized = std::cell::OnceCell::new();
         for filter in &self.filters {
@@ -128,6 +131,7 @@ impl FilterChain {
                 Verdict::Rewrite(new) => {
                     tracing::debug!(filter = filter.name(), "filter rewrote a line");
                     text = Some(new);
+                    rewritten_by.push(name());
                     normalized = std::cell::OnceCell::new();
                     continue;
                 }
@@ -150,12 +154,17 @@ impl FilterChain {
                     notice,
                 },
             };
-            return Judgement { outcome, warnings };
+            return Judgement {
+                outcome,
+                warnings,
+                rewritten_by,
+            };
         }
         let text = text.unwrap_or_else(|| message.text.to_owned());
         Judgement {
             outcome: Outcome::Deliver(text),
             warnings,
+            rewritten_by,
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::chain::FilterSet;
 use super::file::{FilterError, FilterErrors, FilterFile, LoadedFilter};
 use super::filter::Filter;
+use crate::metrics::Metrics;
 
 /// Loads every filter file in `dir`, in file name order.
 ///
@@ -68,6 +69,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFilter>, FilterErrors> {
 pub struct FilterRules {
     dir: Arc<PathBuf>,
     set: FilterSet,
+    /// Counts reloads once the server has attached its metrics.
+    metrics: Arc<std::sync::OnceLock<Arc<Metrics>>>,
 }
 
 impl FilterRules {
@@ -79,6 +82,7 @@ impl FilterRules {
         let rules = FilterRules {
             dir: Arc::new(dir.into()),
             set,
+            metrics: Arc::default(),
         };
         rules.reload()?;
         Ok(rules)
@@ -107,9 +111,17 @@ impl FilterRules {
         Ok(names)
     }
 
-    /// Reloads and logs the result, for signal handlers and watchers.
+    /// Counts this set's reloads (by result) in `metrics`. The first call wins.
+    pub fn attach_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Reloads, logs the result and counts it, for signal handlers, watchers and `/reload`.
     pub fn reload_and_log(&self) -> Result<Vec<String>, FilterErrors> {
         let result = self.reload();
+        if let Some(metrics) = self.metrics.get() {
+            metrics.reload(result.is_ok());
+        }
         match &result {
             Ok(names) => {
                 tracing::info!(dir = %self.dir.display(), filters = ?names, "filters reloaded")

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// The push did not fit: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +46,8 @@ struct Shared {
 struct State {
     queue: VecDeque<Bytes>,
     bytes: usize,
+    /// When the oldest queued line was queued (for the fan-out latency metric).
+    since: Option<Instant>,
     /// Set once by `close`: the line to write last (if any).
     closed: Option<Option<Bytes>>,
 }
@@ -52,8 +55,8 @@ struct State {
 /// What the writer should do next.
 #[derive(Debug)]
 pub enum Batch {
-    /// Write these lines, in order.
-    Lines(VecDeque<Bytes>),
+    /// Write these lines, in order; the oldest was queued at the given time.
+    Lines(VecDeque<Bytes>, Instant),
     /// Write this final line (if any), then close the connection.
     Close(Option<Bytes>),
 }
@@ -87,6 +90,9 @@ impl Outbox {
             return Err(OutboxFull);
         }
         let was_empty = state.queue.is_empty();
+        if was_empty {
+            state.since = Some(Instant::now());
+        }
         state.bytes += line.len();
         state.queue.push_back(line);
         drop(state);
@@ -98,19 +104,24 @@ impl Outbox {
 
     /// Closes the outbox: nothing more is accepted; the writer writes `last` after the queued
     /// lines, or instead of them when `discard_queued` (a client too slow to read its backlog
-    /// still gets the reason). Closing twice keeps the first close.
-    pub fn close(&self, last: Option<Bytes>, discard_queued: bool) {
+    /// still gets the reason). Closing twice keeps the first close. Returns how many queued
+    /// lines were discarded.
+    pub fn close(&self, last: Option<Bytes>, discard_queued: bool) -> usize {
         let mut state = self.lock();
         if state.closed.is_some() {
-            return;
+            return 0;
         }
-        if discard_queued {
-            state.queue.clear();
+        let discarded = if discard_queued {
             state.bytes = 0;
-        }
+            state.since = None;
+            std::mem::take(&mut state.queue).len()
+        } else {
+            0
+        };
         state.closed = Some(last);
         drop(state);
         self.shared.wake.notify_one();
+        discarded
     }
 
     /// True once [`Outbox::close`] was called.
@@ -127,9 +138,10 @@ impl Outbox {
                 let mut state = self.lock();
                 if !state.queue.is_empty() {
                     state.bytes = 0;
+                    let since = state.since.take().unwrap_or_else(Instant::now);
                     let mut queue = spare.take().unwrap_or_default();
                     std::mem::swap(&mut queue, &mut state.queue);
-                    return Batch::Lines(queue);
+                    return Batch::Lines(queue, since);
                 }
                 if let Some(last) = &state.closed {
                     return Batch::Close(last.clone());
@@ -171,7 +183,7 @@ mod tests {
         outbox.push(line("a\n")).unwrap();
         outbox.push(line("b\n")).unwrap();
         match outbox.next_batch(VecDeque::new()).await {
-            Batch::Lines(q) => assert_eq!(q, vec![line("a\n"), line("b\n")]),
+            Batch::Lines(q, _) => assert_eq!(q, vec![line("a\n"), line("b\n")]),
             other => panic!("{other:?}"),
         }
         assert!(outbox.is_empty());
@@ -193,7 +205,7 @@ mod tests {
         outbox.close(Some(line("bye\n")), false);
         outbox.push(line("ignored\n")).unwrap();
         assert!(
-            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q) if q.len() == 1)
+            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q, _) if q.len() == 1)
         );
         assert!(
             matches!(outbox.next_batch(VecDeque::new()).await, Batch::Close(Some(l)) if l == line("bye\n"))
@@ -220,6 +232,6 @@ mod tests {
         });
         tokio::task::yield_now().await;
         outbox.push(line("x\n")).unwrap();
-        assert!(matches!(writer.await.unwrap(), Batch::Lines(q) if q.len() == 1));
+        assert!(matches!(writer.await.unwrap(), Batch::Lines(q, _) if q.len() == 1));
     }
 }

@@ -28,7 +28,9 @@ use tokio::time::{Instant, Sleep};
 use super::stage::{EventStream, Stage, StageContext};
 use crate::config::{RateLimitConfig, RateLimitPolicy};
 use crate::event::{Body, ClientId, Event};
+use crate::metrics::Metrics;
 use crate::protocol::RATE_LIMITED;
+use std::sync::Arc;
 
 /// governor's clock, read from tokio's (pausable) clock.
 #[derive(Debug, Clone, Copy)]
@@ -81,12 +83,13 @@ impl Stage for RateLimitStage {
         "rate_limit"
     }
 
-    fn apply(self: Box<Self>, input: EventStream, _: &StageContext) -> EventStream {
+    fn apply(self: Box<Self>, input: EventStream, ctx: &StageContext) -> EventStream {
         let Some(quota) = self.quota else {
             return input;
         };
         Box::pin(RateLimited {
             quota,
+            metrics: ctx.metrics.clone(),
             input,
             input_done: false,
             clock: TokioClock {
@@ -114,6 +117,7 @@ struct ClientState {
 
 struct RateLimited {
     quota: Quota,
+    metrics: Arc<Metrics>,
     input: EventStream,
     input_done: bool,
     clock: TokioClock,
@@ -152,7 +156,8 @@ impl RateLimited {
                 state.held.push_back(event);
                 self.held_total += 1;
             } else {
-                Self::reject(state, event, &mut self.ready);
+                self.metrics.rate_limit_hits.inc();
+                Self::reject(state, event, &mut self.ready, &self.metrics);
             }
             return;
         }
@@ -169,17 +174,27 @@ impl RateLimited {
                 self.ready.push_back(event);
             }
             Err(not_until) if self.stage.policy == RateLimitPolicy::Delay => {
+                self.metrics.rate_limit_hits.inc();
                 state.retry_at = self.clock.instant(not_until.earliest_possible());
                 state.held.push_back(event);
                 self.held_total += 1;
                 let retry_at = state.retry_at;
                 self.arm_timer(retry_at);
             }
-            Err(_) => Self::reject(state, event, &mut self.ready),
+            Err(_) => {
+                self.metrics.rate_limit_hits.inc();
+                Self::reject(state, event, &mut self.ready, &self.metrics);
+            }
         }
     }
 
-    fn reject(state: &mut ClientState, event: Event, ready: &mut VecDeque<Event>) {
+    fn reject(
+        state: &mut ClientState,
+        event: Event,
+        ready: &mut VecDeque<Event>,
+        metrics: &Metrics,
+    ) {
+        metrics.dropped("rate_limit", 1);
         if state.warned {
             tracing::debug!(client = %event.client.id(), "line dropped: rate limit");
         } else {

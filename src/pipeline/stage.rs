@@ -14,6 +14,8 @@ use futures::Stream;
 use tokio_util::task::TaskTracker;
 
 use crate::event::Event;
+use crate::metrics::Metrics;
+use std::sync::Arc;
 
 /// A boxed stream of events, the currency between stages.
 pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + 'static>>;
@@ -24,6 +26,8 @@ pub struct StageContext {
     /// Tasks a stage spawns (the worker pool's workers) are spawned here, so the server can wait
     /// for them at shutdown. A spawned task must end once its input stream ends.
     pub tasks: TaskTracker,
+    /// The server's metrics, for stages that count what they drop or decide.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A stream-to-stream pipeline stage.

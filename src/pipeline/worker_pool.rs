@@ -19,6 +19,8 @@ use super::merge::merge;
 use super::stage::{EventStream, Stage, StageContext};
 use crate::event::{Body, Event, Sanction, SanctionKind};
 use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
+use crate::metrics::Metrics;
+use std::sync::Arc;
 
 /// Batches queued for, and from, one worker: at most this many times [`BATCH`] events. Enough
 /// that a worker rarely idles waiting for the dispatcher, few enough that a saturated pipeline
@@ -59,7 +61,12 @@ impl Stage for WorkerPoolStage {
         for _ in 0..self.workers {
             let (in_tx, in_rx) = mpsc::channel(WORKER_QUEUE_BATCHES);
             let (out_tx, out_rx) = mpsc::channel(WORKER_QUEUE_BATCHES);
-            ctx.tasks.spawn(work(in_rx, out_tx, self.filters.clone()));
+            ctx.tasks.spawn(work(
+                in_rx,
+                out_tx,
+                self.filters.clone(),
+                ctx.metrics.clone(),
+            ));
             inboxes.push(in_tx);
             outputs.push(Box::pin(
                 ReceiverStream::new(out_rx).flat_map(futures::stream::iter),
@@ -92,12 +99,13 @@ async fn work(
     mut inbox: mpsc::Receiver<Vec<Event>>,
     out: mpsc::Sender<Vec<Event>>,
     filters: FilterSet,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(batch) = inbox.recv().await {
         let chain = filters.current();
         let mut judged = Vec::with_capacity(batch.len());
         for event in batch {
-            let (event, alerts) = apply_filters(&chain, event);
+            let (event, alerts) = apply_filters(&chain, event, &metrics);
             judged.extend(event);
             judged.extend(alerts);
         }
@@ -110,7 +118,11 @@ async fn work(
 /// Runs the chain on a chat line or action; other events pass untouched. Returns the event to
 /// pass on (`None` when the line is silently dropped) and an alert for the moderators for each
 /// warning a filter raised.
-pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<Event>) {
+pub fn apply_filters(
+    chain: &FilterChain,
+    event: Event,
+    metrics: &Metrics,
+) -> (Option<Event>, Vec<Event>) {
     if chain.is_empty() {
         return (Some(event), Vec::new());
     }
@@ -122,7 +134,12 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
     let message = Message::new(text, &sender, event.client.id(), event.received_at);
     let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
     let client = event.client.id();
-    let Ok(Judgement { outcome, warnings }) = judged else {
+    let Ok(Judgement {
+        outcome,
+        warnings,
+        rewritten_by,
+    }) = judged
+    else {
         tracing::error!(%client, "a filter panicked; the message was dropped");
         let notice = Body::Notice(NOT_PROCESSED.to_owned());
         return (Some(event.with_body(notice)), Vec::new());
@@ -131,6 +148,7 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
         .into_iter()
         .map(|(filter, reason)| {
             tracing::info!(%client, filter, action = "warn", "filter decision");
+            metrics.filter_decision(&filter, "warn", false);
             let alert = format!(
                 "[{filter}] {} in {}: {reason}: {}",
                 sender.name, sender.room, message.text
@@ -139,7 +157,13 @@ pub fn apply_filters(chain: &FilterChain, event: Event) -> (Option<Event>, Vec<E
         })
         .collect();
     if let Some(filter) = outcome.filter() {
-        tracing::info!(%client, filter, action = outcome.as_expectation(), "filter decision");
+        let action = outcome.as_expectation();
+        tracing::info!(%client, filter, action, "filter decision");
+        metrics.filter_decision(filter, action, true);
+    }
+    for filter in &rewritten_by {
+        tracing::debug!(%client, filter, action = "rewrite", "filter decision");
+        metrics.filter_decision(filter, "rewrite", false);
     }
     let body = match outcome {
         Outcome::Deliver(text) => match event.body {

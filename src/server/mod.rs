@@ -32,14 +32,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::AdminState;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::filters::{FilterErrors, FilterRules};
 use crate::hub::{HubSettings, RoomHub};
+use crate::metrics::Metrics;
 use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
 use accounts::Accounts;
 use admission::{AddressLimits, ExemptList};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use session::MAX_NAME_ATTEMPTS;
 
@@ -55,6 +58,8 @@ pub struct Server {
     config: Config,
     pipeline: PipelineBuilder,
     rules: Option<FilterRules>,
+    admin: Option<TcpListener>,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -65,7 +70,38 @@ impl Server {
             config,
             pipeline,
             rules: None,
+            admin: None,
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Binds the configured admin listener (`[admin] listen`), unless it is `""`.
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when the address is bad or in use.
+    pub async fn bind_admin(&self) -> Result<Option<TcpListener>, ServerError> {
+        let addr = &self.config.admin.listen;
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        TcpListener::bind(addr.as_str())
+            .await
+            .map(Some)
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })
+    }
+
+    /// Serves the admin endpoints (health, readiness, metrics) on `listener` while running.
+    pub fn admin_listener(mut self, listener: TcpListener) -> Self {
+        self.admin = Some(listener);
+        self
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Loads the filter files in `dir` into the pipeline's filter set (between the filters added
@@ -133,9 +169,14 @@ impl Server {
         let cut = CancellationToken::new();
 
         let (input, input_rx) = mpsc::channel(PIPELINE_INPUT_CAPACITY);
+        let metrics = self.metrics.clone();
         let ctx = StageContext {
             tasks: tasks.clone(),
+            metrics: metrics.clone(),
         };
+        if let Some(rules) = &self.rules {
+            rules.attach_metrics(metrics.clone());
+        }
         let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
         let exempt = ExemptList::new(&self.config.admission.exempt);
         let (hub, hub_handle) = RoomHub::new(HubSettings {
@@ -149,8 +190,26 @@ impl Server {
                 .map(|a| NameKey::new(&a.name))
                 .collect(),
             tasks: tasks.clone(),
+            metrics: metrics.clone(),
         });
         tasks.spawn(hub.run(output));
+        let ready = Arc::new(AtomicBool::new(true));
+        // The admin listener outlives the other tasks (probes see the 503 during shutdown), so it
+        // has its own token and is awaited last.
+        let admin_stop = CancellationToken::new();
+        let admin_task = self.admin.map(|admin| {
+            let state = AdminState {
+                metrics: metrics.clone(),
+                started: tokio::time::Instant::now(),
+                ready: ready.clone(),
+                pipeline_input: input.downgrade(),
+            };
+            tokio::spawn(crate::admin::serve(admin, state, admin_stop.clone()))
+        });
+        let interval = self.config.admin.log_interval;
+        if !interval.is_zero() {
+            tasks.spawn(log_status(metrics.clone(), interval, stop_reading.clone()));
+        }
 
         let shared = Arc::new(session::SessionShared {
             config: self.config.server.clone(),
@@ -166,6 +225,7 @@ impl Server {
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),
             tasks: tasks.clone(),
+            metrics: metrics.clone(),
         });
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("listening on {addr}");
@@ -178,6 +238,7 @@ impl Server {
 
         shutdown.await;
         tracing::info!("shutting down");
+        ready.store(false, Ordering::Relaxed);
         stop_reading.cancel();
         tasks.close();
         let grace = self.config.server.shutdown_grace;
@@ -191,7 +252,35 @@ impl Server {
                 tracing::warn!(tasks = tasks.len(), "some tasks did not stop");
             }
         }
+        admin_stop.cancel();
+        if let Some(admin) = admin_task {
+            let _ = admin.await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Logs connections, rooms and message rates every `interval` until `stop`.
+async fn log_status(metrics: Arc<Metrics>, interval: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    let (mut received, mut delivered) = (0, 0);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let (now_received, now_delivered) =
+            (metrics.lines_received.get(), metrics.lines_delivered.get());
+        let seconds = interval.as_secs_f64();
+        tracing::info!(
+            connections = metrics.connected_clients.get(),
+            rooms = metrics.rooms.get(),
+            received_per_second = format!("{:.1}", (now_received - received) as f64 / seconds),
+            delivered_per_second = format!("{:.1}", (now_delivered - delivered) as f64 / seconds),
+            "status"
+        );
+        (received, delivered) = (now_received, now_delivered);
     }
 }

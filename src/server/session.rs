@@ -28,6 +28,7 @@ use super::writer::{WriterContext, write_loop};
 use crate::config::ServerConfig;
 use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
 use crate::hub::{HubHandle, Outbox, RegisterError};
+use crate::metrics::Metrics;
 use crate::names::validate_username;
 use crate::protocol::{self, server_line};
 
@@ -45,6 +46,7 @@ pub(crate) struct SessionShared {
     pub(crate) hub: HubHandle,
     pub(crate) accounts: Accounts,
     pub(crate) address_limits: Arc<AddressLimits>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) pipeline: mpsc::Sender<Event>,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
@@ -84,6 +86,7 @@ pub(crate) async fn run_session(
             cut: shared.cut.clone(),
             closed: closed.clone(),
             admission,
+            metrics: shared.metrics.clone(),
         },
     ));
     let mut frames = FramedRead::with_capacity(
@@ -107,11 +110,17 @@ pub(crate) async fn run_session(
             Ok(Ok(client)) => client,
             Ok(Err(end)) => {
                 tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
+                match end {
+                    HandshakeEnd::TooManyAttempts => shared.metrics.handshake_failure("too_many_attempts"),
+                    HandshakeEnd::Banned(_) => shared.metrics.handshake_failure("banned"),
+                    HandshakeEnd::Gone | HandshakeEnd::ShuttingDown => {}
+                }
                 outbox.close(end.farewell().as_deref().map(server_line), false);
                 return;
             }
             Err(_) => {
                 tracing::info!(client = %id, peer = %addr, "handshake timed out");
+                shared.metrics.handshake_failure("timeout");
                 outbox.close(Some(server_line("Timed out waiting for a username. Goodbye.")), false);
                 return;
             }
@@ -154,12 +163,21 @@ async fn handshake(
     for attempt in 1..=MAX_NAME_ATTEMPTS {
         let problem = match frames.next().await {
             None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
-            Some(Ok(Frame::TooLong)) => "Invalid username: that line is far too long".to_owned(),
-            Some(Ok(Frame::InvalidUtf8)) => "Invalid username: not valid UTF-8".to_owned(),
+            Some(Ok(Frame::TooLong)) => {
+                shared.metrics.handshake_failure("invalid_name");
+                "Invalid username: that line is far too long".to_owned()
+            }
+            Some(Ok(Frame::InvalidUtf8)) => {
+                shared.metrics.handshake_failure("invalid_name");
+                "Invalid username: not valid UTF-8".to_owned()
+            }
             Some(Ok(Frame::Line(line))) => {
                 let name = line.trim();
                 match validate_username(name) {
-                    Err(e) => format!("Invalid username: {e}"),
+                    Err(e) => {
+                        shared.metrics.handshake_failure("invalid_name");
+                        format!("Invalid username: {e}")
+                    }
                     Ok(()) => match log_in(shared, name, addr, frames, outbox).await? {
                         Err(problem) => problem,
                         Ok((name, role)) => {
@@ -181,6 +199,7 @@ async fn handshake(
                                     return Err(HandshakeEnd::Banned(e.to_string()));
                                 }
                                 Err(e @ RegisterError::NameTaken(_)) => {
+                                    shared.metrics.handshake_failure("name_taken");
                                     format!("Invalid username: {e}")
                                 }
                             }
@@ -212,12 +231,14 @@ async fn log_in(
         if accounts.allow_guests {
             return Ok(Ok((name.to_owned(), Role::User)));
         }
+        shared.metrics.handshake_failure("not_registered");
         return Ok(Err(format!(
             "Only registered users may join; {name} is not registered"
         )));
     };
     let throttle = accounts.throttle();
     if let Some(wait) = throttle.refused_for(name, addr.ip()) {
+        shared.metrics.handshake_failure("throttled");
         return Ok(Err(format!(
             "Too many failed logins; try again in {}",
             crate::hub::describe_duration(wait)
@@ -240,6 +261,7 @@ async fn log_in(
         Ok(Ok((account.name.clone(), account.role)))
     } else {
         throttle.record_failure(name, addr.ip());
+        shared.metrics.handshake_failure("wrong_password");
         tracing::info!(name = %account.name, peer = %addr, "wrong password");
         Ok(Err(format!("Wrong password for {}", account.name)))
     }
@@ -287,14 +309,19 @@ async fn read_lines(
             frame = frames.next() => frame,
         };
         idle.reset();
+        if matches!(frame, Some(Ok(_))) {
+            shared.metrics.lines_received.inc();
+        }
         let line = match frame {
             None => break "end of stream".to_owned(),
             Some(Err(error)) => break format!("read error: {error}"),
             Some(Ok(Frame::Line(line))) => line,
             Some(Ok(bad)) => {
                 let notice = if bad == Frame::TooLong {
+                    shared.metrics.dropped("too_long", 1);
                     format!("Line too long (the limit is {max} bytes); it was discarded.")
                 } else {
+                    shared.metrics.dropped("invalid_utf8", 1);
                     "Invalid UTF-8; the line was discarded.".to_owned()
                 };
                 let _ = outbox.push(server_line(&notice));

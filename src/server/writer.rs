@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::session::Admission;
 use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
+use crate::metrics::Metrics;
+use std::sync::Arc;
 
 /// What a writer needs besides its socket and outbox.
 pub(crate) struct WriterContext {
@@ -32,6 +34,7 @@ pub(crate) struct WriterContext {
     pub(crate) closed: CancellationToken,
     /// The connection's place in the limits, released when it is fully closed.
     pub(crate) admission: Admission,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Writes batches from `outbox` to `socket` until the outbox is closed or a write fails.
@@ -44,9 +47,9 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
             _ = ctx.cut.cancelled() => return,
             batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
         };
-        let (lines, closing, last) = match batch {
-            Batch::Lines(lines) => (lines, false, None),
-            Batch::Close(last) => (VecDeque::new(), true, last),
+        let (lines, closing, last, since) = match batch {
+            Batch::Lines(lines, since) => (lines, false, None, Some(since)),
+            Batch::Close(last) => (VecDeque::new(), true, last, None),
         };
         let result = tokio::select! {
             _ = ctx.cut.cancelled() => return,
@@ -59,6 +62,12 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
                 return;
             }
             Ok(Ok(())) => {
+                ctx.metrics.lines_delivered.inc_by(lines.len() as u64);
+                if let Some(since) = since {
+                    ctx.metrics
+                        .fanout_latency
+                        .observe(since.elapsed().as_secs_f64());
+                }
                 spare = lines;
                 spare.clear();
             }

@@ -32,6 +32,7 @@ use super::outbox::Outbox;
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Event, Role};
 use crate::filters::FilterRules;
+use crate::metrics::Metrics;
 use crate::names::NameKey;
 use crate::protocol;
 use crate::server::admission::ExemptList;
@@ -117,6 +118,8 @@ pub struct HubSettings {
     pub registered: HashSet<NameKey>,
     /// Where `/reload` runs its blocking work, so shutdown waits for it.
     pub tasks: TaskTracker,
+    /// The server's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 struct Member {
@@ -276,11 +279,15 @@ impl RoomHub {
             return;
         };
         let room = member.room.clone();
-        if matches!(
+        let is_speech = matches!(
             event.body,
             Body::Chat(_) | Body::Action(_) | Body::Private { .. }
-        ) && let Some(refusal) = self.refusal_to_speak(id, &room)
-        {
+        );
+        if is_speech {
+            let latency = event.received_at.elapsed().as_secs_f64();
+            self.settings.metrics.pipeline_latency.observe(latency);
+        }
+        if is_speech && let Some(refusal) = self.refusal_to_speak(id, &room) {
             self.tell(id, &refusal);
             return;
         }
@@ -364,7 +371,13 @@ impl RoomHub {
     }
 
     /// Puts one shared line into the outbox of every member of `room`.
+    ///
+    /// Membership changes are always announced with a broadcast, so the gauges are brought up
+    /// to date here, before anyone can see the announcement.
     fn broadcast(&mut self, room: &str, line: Bytes) {
+        let metrics = &self.settings.metrics;
+        metrics.connected_clients.set(self.members.len() as i64);
+        metrics.rooms.set(self.rooms.len() as i64);
         let Some(room) = self.rooms.get(room) else {
             return;
         };
@@ -424,7 +437,12 @@ impl RoomHub {
         let name = member.client.name();
         self.names.remove(&NameKey::new(&name));
         self.leave_room(id, &member.room);
-        member.outbox.close(last, discard_queued);
+        let discarded = member.outbox.close(last, discard_queued);
+        let metrics = &self.settings.metrics;
+        metrics.disconnect(reason);
+        if discarded > 0 {
+            metrics.dropped("slow_client", discarded as u64);
+        }
         tracing::info!(
             client = %id, name = %name, reason,
             connected_for = ?member.connected_at.elapsed(),
