@@ -1,0 +1,574 @@
+//! Load generator: many clients in one room, some sending at a paced total rate, every client
+//! checking what it receives (loss, order, latency).
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --addr 127.0.0.1:8080 --clients 1000 --rate 1000 --seconds 10 --pid $(pgrep chatpipe)
+//! cargo run --release --example loadgen -- --idle --clients 5000 --seconds 5 --pid $(pgrep chatpipe)
+//! cargo run --release --example loadgen -- --step --clients 1000 --rate 500 --p99-ms 50 --pid $(pgrep chatpipe)
+//! ```
+//!
+//! Each line carries its sender, a sequence number and its send time. Progress goes to stderr
+//! once a second; the result is one JSON line on stdout. With `--pid`, the server's CPU seconds
+//! (from `/proc/PID/stat`) and peak RSS (`VmHWM`) are reported too. `--sources K` spreads the
+//! clients over 127.0.0.1 … 127.0.0.K (each source address has ~28k ephemeral ports).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server.
+    pub addr: SocketAddr,
+    /// Clients connected.
+    pub clients: usize,
+    /// How many of them send (the first ones).
+    pub senders: usize,
+    /// Lines per second over all senders.
+    pub rate: f64,
+    /// How long senders send.
+    pub seconds: f64,
+    /// Source addresses 127.0.0.1 … 127.0.0.K.
+    pub sources: u8,
+    /// Connections opened per second.
+    pub connect_rate: f64,
+    /// The server's process id, for CPU and memory figures.
+    pub pid: Option<u32>,
+    /// Name prefix, so two runs do not collide.
+    pub prefix: String,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            clients: 100,
+            senders: 100,
+            rate: 100.0,
+            seconds: 10.0,
+            sources: 1,
+            connect_rate: 1000.0,
+            pid: None,
+            prefix: "lg".into(),
+            progress: true,
+        }
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Lines sent.
+    pub sent: u64,
+    /// Deliveries expected (every client receives every line).
+    pub expected: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// Expected deliveries that never came.
+    pub lost: u64,
+    /// Deliveries that came after a later line of the same sender.
+    pub reordered: u64,
+    /// Deliveries per second over the sending period.
+    pub deliveries_per_second: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest latency seen.
+    pub max_ms: f64,
+    /// Server CPU seconds during the run, if `--pid` was given.
+    pub server_cpu_seconds: Option<f64>,
+    /// Server CPU microseconds per delivered line.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// Server peak resident memory, KiB.
+    pub server_peak_rss_kib: Option<u64>,
+}
+
+impl Report {
+    /// One JSON object.
+    pub fn json(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.3}"));
+        format!(
+            concat!(
+                r#"{{"sent":{},"expected":{},"delivered":{},"lost":{},"reordered":{},"#,
+                r#""deliveries_per_second":{:.0},"latency_ms":{{"p50":{:.3},"p99":{:.3},"p999":{:.3},"max":{:.3}}},"#,
+                r#""server_cpu_seconds":{},"server_cpu_us_per_delivery":{},"server_peak_rss_kib":{}}}"#
+            ),
+            self.sent,
+            self.expected,
+            self.delivered,
+            self.lost,
+            self.reordered,
+            self.deliveries_per_second,
+            self.p50_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms,
+            opt(self.server_cpu_seconds),
+            opt(self.server_cpu_us_per_delivery),
+            self.server_peak_rss_kib
+                .map_or("null".to_owned(), |v| v.to_string()),
+        )
+    }
+}
+
+/// Log-linear latency histogram in microseconds: 16 buckets per power of two, ~6% precision,
+/// fixed size, so a client can record millions of deliveries in 4 KiB.
+#[derive(Clone)]
+struct Latencies {
+    counts: Vec<u64>,
+    max_us: u64,
+}
+
+impl Latencies {
+    const SUB: u64 = 16;
+
+    fn new() -> Self {
+        Latencies {
+            counts: vec![0; 64 * Self::SUB as usize],
+            max_us: 0,
+        }
+    }
+
+    fn bucket(us: u64) -> usize {
+        if us < Self::SUB {
+            return us as usize;
+        }
+        let magnitude = 63 - u64::from(us.leading_zeros());
+        let sub = (us >> (magnitude - 4)) & (Self::SUB - 1);
+        ((magnitude - 3) * Self::SUB + sub) as usize
+    }
+
+    fn lower_bound(bucket: usize) -> u64 {
+        let bucket = bucket as u64;
+        if bucket < Self::SUB {
+            return bucket;
+        }
+        let magnitude = bucket / Self::SUB + 3;
+        let sub = bucket % Self::SUB;
+        (Self::SUB + sub) << (magnitude - 4)
+    }
+
+    fn record(&mut self, us: u64) {
+        let last = self.counts.len() - 1;
+        self.counts[Self::bucket(us).min(last)] += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    fn merge(&mut self, other: &Latencies) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let target = (total as f64 * p).ceil() as u64;
+        let mut seen = 0;
+        for (bucket, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= target {
+                return Self::lower_bound(bucket) as f64 / 1000.0;
+            }
+        }
+        self.max_us as f64 / 1000.0
+    }
+}
+
+/// What one client saw.
+struct Received {
+    delivered: u64,
+    reordered: u64,
+    latencies: Latencies,
+}
+
+async fn connect(
+    opts: &Options,
+    i: usize,
+) -> std::io::Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(opts.sources.max(1))) as u8);
+    let mut last_error = None;
+    for attempt in 0..5u32 {
+        let socket = TcpSocket::new_v4()?;
+        if opts.sources > 1 {
+            socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+        }
+        match socket.connect(opts.addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                let (r, w) = stream.into_split();
+                let mut reader = BufReader::new(r);
+                let mut writer = w;
+                let mut line = Vec::new();
+                read_line_until(&mut reader, &mut line, b"username").await?;
+                writer
+                    .write_all(format!("{}{i}\n", opts.prefix).as_bytes())
+                    .await?;
+                read_line_until(&mut reader, &mut line, b"has joined the chat").await?;
+                return Ok((reader, writer));
+            }
+            Err(e) => {
+                last_error = Some(e);
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("connect failed")))
+}
+
+async fn read_line_until(
+    reader: &mut BufReader<OwnedReadHalf>,
+    line: &mut Vec<u8>,
+    needle: &[u8],
+) -> std::io::Result<()> {
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(Duration::from_secs(30), reader.read_until(b'\n', line))
+            .await
+            .map_err(|_| std::io::Error::other("timed out"))??;
+        if n == 0 {
+            return Err(std::io::Error::other("end of stream"));
+        }
+        if line.windows(needle.len()).any(|w| w == needle) {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads deliveries until `stop`, tracking order per sender and latency.
+async fn receive(
+    mut reader: BufReader<OwnedReadHalf>,
+    senders: usize,
+    epoch: Instant,
+    delivered_total: Arc<AtomicU64>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Received {
+    let mut next = vec![0u64; senders];
+    let mut got = Received {
+        delivered: 0,
+        reordered: 0,
+        latencies: Latencies::new(),
+    };
+    let mut line = Vec::with_capacity(128);
+    let mut stop = stop;
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            read = reader.read_until(b'\n', &mut line) => read,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // "NAME: SENDER SEQ MICROS"
+        let Some(colon) = line.windows(2).position(|w| w == b": ") else {
+            continue;
+        };
+        let mut fields = line[colon + 2..]
+            .split(|b| *b == b' ' || *b == b'\n')
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                std::str::from_utf8(f)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            });
+        let (Some(Some(sender)), Some(Some(seq)), Some(Some(sent_us))) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Some(expected) = next.get_mut(sender as usize) else {
+            continue;
+        };
+        if seq < *expected {
+            got.reordered += 1;
+        } else {
+            *expected = seq + 1;
+        }
+        got.delivered += 1;
+        delivered_total.fetch_add(1, Ordering::Relaxed);
+        let now_us = epoch.elapsed().as_micros() as u64;
+        got.latencies.record(now_us.saturating_sub(sent_us));
+    }
+    got
+}
+
+/// CPU seconds (user + system) of a process, assuming the usual 100 ticks per second.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Connects `opts.clients` clients at the paced rate.
+async fn connect_all(
+    opts: &Options,
+) -> std::io::Result<Vec<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>> {
+    let gap = Duration::from_secs_f64(1.0 / opts.connect_rate.max(1.0));
+    let mut pending = Vec::with_capacity(opts.clients);
+    let start = Instant::now();
+    for i in 0..opts.clients {
+        let client_opts = opts.clone();
+        pending.push(tokio::spawn(async move { connect(&client_opts, i).await }));
+        tokio::time::sleep_until((start + gap * i as u32).into()).await;
+        if opts.progress && i > 0 && i % 1000 == 0 {
+            eprintln!("connected {i}");
+        }
+    }
+    let mut clients = Vec::with_capacity(opts.clients);
+    for task in pending {
+        clients.push(task.await.map_err(std::io::Error::other)??);
+    }
+    Ok(clients)
+}
+
+/// Runs one load: connect, send for `seconds`, drain, report.
+pub async fn run(opts: &Options) -> std::io::Result<Report> {
+    let clients = connect_all(opts).await?;
+    // Every join announcement reaches everyone; let them settle before measuring.
+    let epoch = Instant::now();
+    let delivered_total = Arc::new(AtomicU64::new(0));
+    let sent_total = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let senders = opts.senders.min(opts.clients);
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for (reader, writer) in clients {
+        readers.push(tokio::spawn(receive(
+            reader,
+            senders,
+            epoch,
+            delivered_total.clone(),
+            stop_rx.clone(),
+        )));
+        writers.push(writer);
+    }
+    let cpu_before = opts.pid.and_then(cpu_seconds);
+    let per_sender = opts.rate / senders.max(1) as f64;
+    let period = Duration::from_secs_f64(1.0 / per_sender.max(0.001));
+    let run_for = Duration::from_secs_f64(opts.seconds);
+    // One deadline for every sender, so `sent` is final once they have all passed it.
+    let deadline = tokio::time::Instant::now() + run_for;
+    let still_sending = Arc::new(AtomicU64::new(senders as u64));
+    let mut sending = Vec::new();
+    for (index, mut writer) in writers.into_iter().enumerate() {
+        if index >= senders {
+            sending.push(tokio::spawn(async move {
+                // Non-senders keep their connection open until the end.
+                let _ = tokio::time::sleep(run_for + Duration::from_secs(5)).await;
+                drop(writer);
+            }));
+            continue;
+        }
+        let sent_total = sent_total.clone();
+        let still_sending = still_sending.clone();
+        sending.push(tokio::spawn(async move {
+            // Staggered, so the total rate is smooth.
+            let offset = period.mul_f64(index as f64 / senders as f64);
+            let start = tokio::time::Instant::now() + offset;
+            let mut ticks = tokio::time::interval_at(start, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seq = 0u64;
+            loop {
+                ticks.tick().await;
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                let us = epoch.elapsed().as_micros();
+                let line = format!("{index} {seq} {us}\n");
+                if writer.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+                seq += 1;
+                sent_total.fetch_add(1, Ordering::Relaxed);
+            }
+            still_sending.fetch_sub(1, Ordering::Relaxed);
+            // Stay connected while the others drain.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(writer);
+        }));
+    }
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < run_for || still_sending.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = delivered_total.load(Ordering::Relaxed);
+        if opts.progress {
+            eprintln!(
+                "t={:>4.1}s sent={} delivered={} ({}/s)",
+                started.elapsed().as_secs_f64(),
+                sent_total.load(Ordering::Relaxed),
+                now,
+                now - last
+            );
+        }
+        last = now;
+    }
+    let sent = sent_total.load(Ordering::Relaxed);
+    let expected = sent * opts.clients as u64;
+    // Drain: until everything expected arrived, or 5 s without progress.
+    let mut stalled_since = Instant::now();
+    let mut seen = delivered_total.load(Ordering::Relaxed);
+    while seen < expected && stalled_since.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = delivered_total.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            stalled_since = Instant::now();
+        }
+    }
+    let cpu_after = opts.pid.and_then(cpu_seconds);
+    let _ = stop_tx.send(true);
+    let mut latencies = Latencies::new();
+    let mut report = Report {
+        sent,
+        expected,
+        ..Report::default()
+    };
+    for reader in readers {
+        let got = reader.await.map_err(std::io::Error::other)?;
+        report.delivered += got.delivered;
+        report.reordered += got.reordered;
+        latencies.merge(&got.latencies);
+    }
+    for task in sending {
+        task.abort();
+    }
+    report.lost = expected.saturating_sub(report.delivered);
+    report.deliveries_per_second = report.delivered as f64 / opts.seconds;
+    report.p50_ms = latencies.percentile_ms(0.5);
+    report.p99_ms = latencies.percentile_ms(0.99);
+    report.p999_ms = latencies.percentile_ms(0.999);
+    report.max_ms = latencies.max_us as f64 / 1000.0;
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        report.server_cpu_seconds = Some(after - before);
+        if report.delivered > 0 {
+            report.server_cpu_us_per_delivery =
+                Some((after - before) * 1e6 / report.delivered as f64);
+        }
+    }
+    report.server_peak_rss_kib = opts.pid.and_then(|pid| status_kib(pid, "VmHWM"));
+    Ok(report)
+}
+
+/// Holds `opts.clients` idle connections and reports the server's memory per client.
+pub async fn idle(opts: &Options) -> std::io::Result<String> {
+    let pid = opts.pid;
+    let before = pid.and_then(|p| status_kib(p, "VmRSS"));
+    let clients = connect_all(opts).await?;
+    tokio::time::sleep(Duration::from_secs_f64(opts.seconds)).await;
+    let after = pid.and_then(|p| status_kib(p, "VmRSS"));
+    let per_client = match (before, after) {
+        (Some(b), Some(a)) => format!("{:.2}", (a.saturating_sub(b)) as f64 / clients.len() as f64),
+        _ => "null".into(),
+    };
+    let json = format!(
+        r#"{{"idle_clients":{},"server_rss_before_kib":{},"server_rss_after_kib":{},"server_kib_per_client":{}}}"#,
+        clients.len(),
+        before.map_or("null".into(), |v| v.to_string()),
+        after.map_or("null".into(), |v| v.to_string()),
+        per_client
+    );
+    drop(clients);
+    Ok(json)
+}
+
+fn options() -> (Options, Vec<String>) {
+    let mut opts = Options::default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut flags = Vec::new();
+    let mut senders = None;
+    let mut i = 0;
+    while i < args.len() {
+        let value = || args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--addr" => opts.addr = value().parse().expect("--addr IP:PORT"),
+            "--clients" => opts.clients = value().parse().expect("--clients N"),
+            "--senders" => senders = Some(value().parse().expect("--senders N")),
+            "--rate" => opts.rate = value().parse().expect("--rate LINES_PER_SECOND"),
+            "--seconds" => opts.seconds = value().parse().expect("--seconds S"),
+            "--sources" => opts.sources = value().parse().expect("--sources K (1-254)"),
+            "--connect-rate" => opts.connect_rate = value().parse().expect("--connect-rate N"),
+            "--pid" => opts.pid = Some(value().parse().expect("--pid PID")),
+            "--prefix" => opts.prefix = value(),
+            "--p99-ms" | "--step-factor" => flags.extend([args[i].clone(), value()]),
+            flag => {
+                flags.push(flag.to_owned());
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    opts.senders = senders.unwrap_or(opts.clients);
+    (opts, flags)
+}
+
+fn flag_value(flags: &[String], name: &str, default: f64) -> f64 {
+    flags
+        .windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let (mut opts, flags) = options();
+    if flags.iter().any(|f| f == "--idle") {
+        println!("{}", idle(&opts).await?);
+        return Ok(());
+    }
+    if flags.iter().any(|f| f == "--step") {
+        let bound = flag_value(&flags, "--p99-ms", 50.0);
+        let factor = flag_value(&flags, "--step-factor", 1.25);
+        let mut best: Option<(f64, Report)> = None;
+        for step in 0.. {
+            opts.prefix = format!("s{step}x");
+            let report = run(&opts).await?;
+            let held = report.lost == 0 && report.reordered == 0 && report.p99_ms <= bound;
+            eprintln!("step: {:.0} lines/s -> {}", opts.rate, report.json());
+            if !held {
+                break;
+            }
+            best = Some((opts.rate, report));
+            opts.rate *= factor;
+        }
+        match best {
+            Some((rate, report)) => println!(
+                r#"{{"highest_rate_held":{rate:.0},"p99_bound_ms":{bound},"at_that_rate":{}}}"#,
+                report.json()
+            ),
+            None => println!(r#"{{"highest_rate_held":null,"p99_bound_ms":{bound}}}"#),
+        }
+        return Ok(());
+    }
+    let report = run(&opts).await?;
+    println!("{}", report.json());
+    Ok(())
+}
