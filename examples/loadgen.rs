@@ -477,10 +477,32 @@ pub async fn run(opts: &Options) -> std::io::Result<Report> {
 }
 
 /// Holds `opts.clients` idle connections and reports the server's memory per client.
+///
+/// The clients send nothing but keep reading (and discarding) what the server sends, so the
+/// N² join announcements of a crowd arriving do not back up into their outboxes.
 pub async fn idle(opts: &Options) -> std::io::Result<String> {
     let pid = opts.pid;
     let before = pid.and_then(|p| status_kib(p, "VmRSS"));
-    let clients = connect_all(opts).await?;
+    let gap = Duration::from_secs_f64(1.0 / opts.connect_rate.max(1.0));
+    let mut clients = Vec::with_capacity(opts.clients);
+    for i in 0..opts.clients {
+        let (mut reader, writer) = connect(opts, i).await?;
+        let drain = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            while reader
+                .read_until(b'\n', &mut sink)
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                sink.clear();
+            }
+        });
+        clients.push((writer, drain));
+        tokio::time::sleep(gap).await;
+        if opts.progress && i > 0 && i % 1000 == 0 {
+            eprintln!("connected {i}");
+        }
+    }
     tokio::time::sleep(Duration::from_secs_f64(opts.seconds)).await;
     let after = pid.and_then(|p| status_kib(p, "VmRSS"));
     let per_client = match (before, after) {
@@ -494,7 +516,10 @@ pub async fn idle(opts: &Options) -> std::io::Result<String> {
         after.map_or("null".into(), |v| v.to_string()),
         per_client
     );
-    drop(clients);
+    for (writer, drain) in clients {
+        drop(writer);
+        drain.abort();
+    }
     Ok(json)
 }
 

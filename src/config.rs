@@ -149,6 +149,10 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before connections are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long the hub lets lines gather before waking the writers: longer means fewer, larger
+    /// writes under load and a little more latency; `0s` wakes writers after every event.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
     /// Most lines queued for one client; a client over it is disconnected as too slow.
     pub outbox_lines: usize,
     /// Most bytes queued for one client; a client over it is disconnected as too slow.
@@ -164,6 +168,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             max_bad_lines: 5,
+            flush_interval: Duration::from_millis(2),
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             outbox_lines: 1024,

@@ -80,9 +80,22 @@ impl Outbox {
     /// # Errors
     /// [`OutboxFull`] when the line would break a bound; nothing is queued then.
     pub fn push(&self, line: Bytes) -> Result<(), OutboxFull> {
+        if self.push_quietly(line)? {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a line like [`Outbox::push`] but leaves waking the writer to the caller, who calls
+    /// [`Outbox::wake`] when the returned flag says the queue was empty. The hub uses this to
+    /// let lines gather for a moment, so a writer takes several per write.
+    ///
+    /// # Errors
+    /// [`OutboxFull`] when the line would break a bound; nothing is queued then.
+    pub fn push_quietly(&self, line: Bytes) -> Result<bool, OutboxFull> {
         let mut state = self.lock();
         if state.closed.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         if state.queue.len() >= self.shared.max_lines
             || state.bytes + line.len() > self.shared.max_bytes
@@ -95,11 +108,12 @@ impl Outbox {
         }
         state.bytes += line.len();
         state.queue.push_back(line);
-        drop(state);
-        if was_empty {
-            self.shared.wake.notify_one();
-        }
-        Ok(())
+        Ok(was_empty)
+    }
+
+    /// Wakes the writer (after [`Outbox::push_quietly`]).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
     }
 
     /// Closes the outbox: nothing more is accepted; the writer writes `last` after the queued

@@ -191,6 +191,7 @@ impl Server {
                 .collect(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
+            flush_interval: self.config.server.flush_interval,
         });
         tasks.spawn(hub.run(output));
         let ready = Arc::new(AtomicBool::new(true));

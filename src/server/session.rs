@@ -77,7 +77,7 @@ pub(crate) async fn run_session(
     let config = &shared.config;
     let outbox = Outbox::new(config.outbox_lines, config.outbox_bytes);
     let closed = CancellationToken::new();
-    shared.tasks.spawn(write_loop(
+    let writer = write_loop(
         write_half,
         outbox.clone(),
         WriterContext {
@@ -88,7 +88,8 @@ pub(crate) async fn run_session(
             admission,
             metrics: shared.metrics.clone(),
         },
-    ));
+    );
+    shared.tasks.spawn(writer);
     let mut frames = FramedRead::with_capacity(
         read_half,
         LineCodec::new(config.max_line_bytes),
@@ -96,10 +97,12 @@ pub(crate) async fn run_session(
     );
     let _ = outbox.push(server_line(protocol::GREETING));
 
-    let handshake = tokio::time::timeout(
+    // Boxed: the handshake's state is large and needed once, so it should not stay in the
+    // session's future (and in memory) for the whole life of an idle connection.
+    let handshake = Box::pin(tokio::time::timeout(
         config.handshake_timeout,
         handshake(&shared, id, addr, &mut frames, &outbox),
-    );
+    ));
     let client = tokio::select! {
         _ = shared.stop_reading.cancelled() => {
             outbox.close(Some(server_line(protocol::SHUTTING_DOWN)), false);

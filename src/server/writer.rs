@@ -24,6 +24,9 @@ use crate::hub::{Batch, Outbox};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 
+/// Largest line queue (in lines) a writer keeps for reuse between batches.
+const MAX_KEPT_QUEUE: usize = 32;
+
 /// What a writer needs besides its socket and outbox.
 pub(crate) struct WriterContext {
     pub(crate) client: ClientId,
@@ -53,7 +56,9 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
         };
         let result = tokio::select! {
             _ = ctx.cut.cancelled() => return,
-            result = tokio::time::timeout(ctx.write_timeout, write_all(&mut socket, &lines, last)) => result,
+            // Boxed: the write's state is only needed while writing; unboxed it would sit in every
+            // idle connection's writer future.
+            result = Box::pin(tokio::time::timeout(ctx.write_timeout, write_all(&mut socket, &lines, last))) => result,
         };
         match result {
             Ok(Ok(())) if closing => {
@@ -68,8 +73,12 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
                         .fanout_latency
                         .observe(since.elapsed().as_secs_f64());
                 }
-                spare = lines;
-                spare.clear();
+                // Recycle the queue, unless a burst made it large: an idle connection should
+                // not keep a burst's worth of capacity.
+                if lines.capacity() <= MAX_KEPT_QUEUE {
+                    spare = lines;
+                    spare.clear();
+                }
             }
             Ok(Err(error)) => {
                 tracing::debug!(client = %ctx.client, %error, "write failed");

@@ -120,6 +120,8 @@ pub struct HubSettings {
     pub tasks: TaskTracker,
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
+    /// How long lines may gather before writers are woken (`[server] flush_interval`).
+    pub flush_interval: Duration,
 }
 
 struct Member {
@@ -184,6 +186,8 @@ pub struct RoomHub {
     requests: mpsc::Receiver<Request>,
     /// Clients found with a full outbox during a fan-out, disconnected once it is done.
     too_slow: Vec<ClientId>,
+    /// Outboxes given lines since the last flush, whose writers are still to be woken.
+    unflushed: Vec<Outbox>,
 }
 
 impl RoomHub {
@@ -199,6 +203,7 @@ impl RoomHub {
             settings,
             requests: rx,
             too_slow: Vec::new(),
+            unflushed: Vec::new(),
         };
         (hub, HubHandle { requests: tx })
     }
@@ -206,9 +211,17 @@ impl RoomHub {
     /// Runs until `events` ends, which happens once every session has stopped feeding the
     /// pipeline and the pipeline has drained. Then every client is told the server is shutting
     /// down and its outbox is closed after what is already queued.
+    ///
+    /// Writers are woken at most every `flush_interval`: lines queued meanwhile go out in one
+    /// write per client, which is what keeps a busy room from costing one syscall per line per
+    /// member.
     pub async fn run(mut self, events: impl Stream<Item = Event>) {
         let mut events = std::pin::pin!(events);
         let mut requests_open = true;
+        let flush_interval = self.settings.flush_interval;
+        let flush = tokio::time::sleep(flush_interval);
+        let mut flush = std::pin::pin!(flush);
+        let mut flush_armed = false;
         loop {
             tokio::select! {
                 // Registrations first: a waiting client is cheap to serve and is in a handshake.
@@ -217,14 +230,34 @@ impl RoomHub {
                     Some(request) => self.handle_request(request),
                     None => requests_open = false,
                 },
+                () = &mut flush, if flush_armed => {
+                    flush_armed = false;
+                    self.flush();
+                }
                 event = events.next() => match event {
                     Some(event) => self.handle_event(event),
                     None => break,
                 },
             }
             self.disconnect_slow_clients();
+            if !self.unflushed.is_empty() && !flush_armed {
+                if flush_interval.is_zero() {
+                    self.flush();
+                } else {
+                    flush.as_mut().reset(Instant::now() + flush_interval);
+                    flush_armed = true;
+                }
+            }
         }
+        self.flush();
         self.shut_down();
+    }
+
+    /// Wakes every writer that has lines waiting.
+    fn flush(&mut self) {
+        for outbox in self.unflushed.drain(..) {
+            outbox.wake();
+        }
     }
 
     fn handle_request(&mut self, request: Request) {
@@ -363,10 +396,12 @@ impl RoomHub {
 
     /// Queues a line for one client.
     fn send(&mut self, id: ClientId, line: Bytes) {
-        if let Some(member) = self.members.get(&id)
-            && member.outbox.push(line).is_err()
-        {
-            self.too_slow.push(id);
+        if let Some(member) = self.members.get(&id) {
+            match member.outbox.push_quietly(line) {
+                Ok(true) => self.unflushed.push(member.outbox.clone()),
+                Ok(false) => {}
+                Err(_) => self.too_slow.push(id),
+            }
         }
     }
 
@@ -382,8 +417,10 @@ impl RoomHub {
             return;
         };
         for (id, outbox) in &room.members {
-            if outbox.push(line.clone()).is_err() {
-                self.too_slow.push(*id);
+            match outbox.push_quietly(line.clone()) {
+                Ok(true) => self.unflushed.push(outbox.clone()),
+                Ok(false) => {}
+                Err(_) => self.too_slow.push(*id),
             }
         }
     }
