@@ -58,6 +58,23 @@ struct Findings {
     reasons: Vec<&'static str>,
 }
 
+impl Findings {
+    /// Adds the ranges that do not touch an allowed phrase, and `reason` if there was one.
+    fn add(
+        &mut self,
+        reason: &'static str,
+        ranges: impl IntoIterator<Item = Range<usize>>,
+        allowed: &[Range<usize>],
+    ) {
+        let before = self.ranges.len();
+        self.ranges
+            .extend(ranges.into_iter().filter(|r| !overlaps_any(r, allowed)));
+        if self.ranges.len() > before {
+            self.reasons.push(reason);
+        }
+    }
+}
+
 impl RuleFilter {
     fn exempt(&self, message: &Message<'_>) -> bool {
         self.exempt_roles.contains(&message.sender.role)
@@ -81,41 +98,17 @@ impl RuleFilter {
                 );
             }
             if let Some(words) = &self.words {
-                let before = found.ranges.len();
-                found.ranges.extend(
-                    words
-                        .find_iter(&normalized.text)
-                        .map(|r| normalized.original_range(r))
-                        .filter(|r| !overlaps_any(r, &allowed)),
-                );
-                if found.ranges.len() > before {
-                    found.reasons.push("listed word");
-                }
+                let matches = words.find_iter(&normalized.text);
+                let ranges = matches.map(|r| normalized.original_range(r));
+                found.add("listed word", ranges, &allowed);
             }
         }
         if let Some(patterns) = &self.patterns {
-            let before = found.ranges.len();
-            found.ranges.extend(
-                patterns
-                    .find_iter(text)
-                    .map(|m| m.range())
-                    .filter(|r| !r.is_empty() && !overlaps_any(r, &allowed)),
-            );
-            if found.ranges.len() > before {
-                found.reasons.push("pattern");
-            }
+            let ranges = patterns.find_iter(text).map(|m| m.range());
+            found.add("pattern", ranges.filter(|r| !r.is_empty()), &allowed);
         }
         if let Some(links) = &self.links {
-            let before = found.ranges.len();
-            found.ranges.extend(
-                links
-                    .find(text)
-                    .into_iter()
-                    .filter(|r| !overlaps_any(r, &allowed)),
-            );
-            if found.ranges.len() > before {
-                found.reasons.push("link");
-            }
+            found.add("link", links.find(text), &allowed);
         }
         if let Some(shouting) = &self.shouting
             && shouting.is_shouting(text)

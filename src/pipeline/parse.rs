@@ -124,29 +124,23 @@ pub fn parse_line(line: &str) -> Option<Body> {
                 reason: (!reason.is_empty()).then(|| reason.to_owned()),
             })
         }
-        ("mute", [name]) => command(Command::Mute {
-            name: (*name).to_owned(),
-            duration: None,
-        }),
-        ("mute", [name, duration]) => match parse_duration(duration) {
-            Some(d) => command(Command::Mute {
-                name: (*name).to_owned(),
-                duration: Some(d),
-            }),
-            None => usage("/mute NAME [duration, e.g. 10m]"),
-        },
+        ("mute" | "ban", [name, duration @ ..]) if duration.len() <= 1 => {
+            let name = (*name).to_owned();
+            let duration = match duration.first().map(|d| parse_duration(d)) {
+                None => None,
+                Some(Some(d)) => Some(d),
+                Some(None) if word == "mute" => {
+                    return Some(usage("/mute NAME [duration, e.g. 10m]"));
+                }
+                Some(None) => return Some(usage("/ban NAME [duration, e.g. 1h]")),
+            };
+            command(if word == "mute" {
+                Command::Mute { name, duration }
+            } else {
+                Command::Ban { name, duration }
+            })
+        }
         ("unmute", [name]) => command(Command::Unmute((*name).to_owned())),
-        ("ban", [name]) => command(Command::Ban {
-            name: (*name).to_owned(),
-            duration: None,
-        }),
-        ("ban", [name, duration]) => match parse_duration(duration) {
-            Some(d) => command(Command::Ban {
-                name: (*name).to_owned(),
-                duration: Some(d),
-            }),
-            None => usage("/ban NAME [duration, e.g. 1h]"),
-        },
         ("unban", [name]) => command(Command::Unban((*name).to_owned())),
         ("moderated", [switch]) => match switch.to_ascii_lowercase().as_str() {
             "on" => command(Command::Moderated(true)),
