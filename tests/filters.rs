@@ -404,3 +404,111 @@ fn test_filters_command_reports_failures() {
     assert!(stdout.contains("actual:   \"****\""), "{stdout}");
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+/// With `[filters] watch`, editing a file reloads the rules without a signal.
+#[tokio::test]
+async fn watch_reloads_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.toml");
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"darn\"]\n").unwrap();
+    let mut config = test_config();
+    config.filters.watch = true;
+    config.filters.watch_interval = Duration::from_millis(20);
+    let server = Server::new(config).filters_dir(dir.path()).unwrap();
+    let server = TestServer::start(server).await;
+    let mut alice = server.login("alice").await;
+    alice.send("darn heck").await;
+    alice.expect("alice: **** heck").await;
+    // A different length, so the change shows even where modification times are coarse.
+    std::fs::write(&file, "action = \"mask\"\nwords = [\"heck\", \"gosh\"]\n").unwrap();
+    // Wait for the watcher: send until the new rule shows, with the usual line timeout each.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        alice.send("darn heck").await;
+        let line = alice.next_line().await.unwrap();
+        if line == "alice: darn ****" {
+            break;
+        }
+        assert_eq!(line, "alice: **** heck");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
+
+/// SIGHUP makes the real binary reload its filters directory.
+#[test]
+fn sighup_reloads_the_binary() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let filters = dir.path().join("filters");
+    std::fs::create_dir(&filters).unwrap();
+    std::fs::write(
+        filters.join("w.toml"),
+        "action = \"mask\"\nwords = [\"darn\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("chatpipe.toml");
+    std::fs::write(&config, "[admin]\nlisten = \"\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args(["--filters", filters.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_log = |want: &str| loop {
+        let line = rx.recv_timeout(common::WAIT).expect("an expected log line");
+        if let Some(at) = line.find(want) {
+            return line[at + want.len()..].trim().to_owned();
+        }
+    };
+    let addr = next_log("listening on ");
+    let stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(common::WAIT)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut read_line = || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    };
+    assert!(read_line().contains("username"));
+    writer.write_all(b"alice\ndarn heck\n").unwrap();
+    assert_eq!(read_line(), "alice has joined the chat");
+    assert_eq!(read_line(), "alice: **** heck");
+
+    std::fs::write(
+        filters.join("w.toml"),
+        "action = \"mask\"\nwords = [\"heck\"]\n",
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    next_log("filters reloaded");
+    writer.write_all(b"darn heck\n").unwrap();
+    assert_eq!(read_line(), "alice: darn ****");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
