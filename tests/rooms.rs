@@ -281,3 +281,24 @@ async fn bans_refuse_name_and_address() {
     let _bob = server.login("bob").await;
     server.shutdown().await;
 }
+
+/// A moderated room silences the room, not private messages; a moderator cannot ban an
+/// admin's name while the admin is offline.
+#[tokio::test]
+async fn moderation_limits() {
+    let server = TestServer::with_config(with_accounts()).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    let mut bob = server.login("bob").await;
+    m.expect("bob has joined the chat").await;
+    m.send("/moderated on").await;
+    bob.expect_contains("is now moderated").await;
+    bob.send("/msg mod may I speak?").await;
+    bob.expect("[PM to mod] may I speak?").await;
+    m.expect_contains("is now moderated").await;
+    m.expect("[PM from bob] may I speak?").await;
+    m.send("/ban root").await;
+    m.expect("SERVER: Permission denied").await;
+    m.send("/ban someone 1h").await;
+    m.expect("SERVER: someone is banned for 1h.").await;
+    server.shutdown().await;
+}

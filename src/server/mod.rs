@@ -187,7 +187,7 @@ impl Server {
                 .config
                 .accounts
                 .iter()
-                .map(|a| NameKey::new(&a.name))
+                .map(|a| (NameKey::new(&a.name), a.role))
                 .collect(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),

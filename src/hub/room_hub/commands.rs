@@ -45,7 +45,7 @@ impl RoomHub {
         }
         // A registered name needs its password: only its owner (already logged in under a
         // case variant of it) may take it.
-        if new_key != old_key && self.settings.registered.contains(&new_key) {
+        if new_key != old_key && self.settings.registered.contains_key(&new_key) {
             self.tell(
                 id,
                 &format!("The username {new} is registered; log in as {new} to use it."),

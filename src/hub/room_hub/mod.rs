@@ -114,8 +114,9 @@ pub struct HubSettings {
     pub exempt: ExemptList,
     /// The filter rules `/reload` reloads, if the server has a filters directory.
     pub filter_rules: Option<FilterRules>,
-    /// Names that belong to accounts: nobody else may take them with `/nick`.
-    pub registered: HashSet<NameKey>,
+    /// Names that belong to accounts, with their roles: nobody else may take them with `/nick`,
+    /// and only admins may ban a moderator's or admin's name while it is offline.
+    pub registered: HashMap<NameKey, Role>,
     /// Where `/reload` runs its blocking work, so shutdown waits for it.
     pub tasks: TaskTracker,
     /// The server's metrics.
@@ -320,7 +321,8 @@ impl RoomHub {
             let latency = event.received_at.elapsed().as_secs_f64();
             self.settings.metrics.pipeline_latency.observe(latency);
         }
-        if is_speech && let Some(refusal) = self.refusal_to_speak(id, &room) {
+        let in_room = !matches!(event.body, Body::Private { .. });
+        if is_speech && let Some(refusal) = self.refusal_to_speak(id, &room, in_room) {
             self.tell(id, &refusal);
             return;
         }
@@ -350,8 +352,9 @@ impl RoomHub {
         }
     }
 
-    /// Why `id` may not speak in `room` now, if it may not.
-    fn refusal_to_speak(&self, id: ClientId, room: &str) -> Option<String> {
+    /// Why `id` may not speak now, if it may not: a mute silences everything; a moderated room
+    /// only what is said `in_room` (private messages are not the room's business).
+    fn refusal_to_speak(&self, id: ClientId, room: &str, in_room: bool) -> Option<String> {
         let member = self.members.get(&id)?;
         if let Some(left) = member.muted_for() {
             return Some(format!(
@@ -360,7 +363,11 @@ impl RoomHub {
             ));
         }
         let room_state = self.rooms.get(room)?;
-        if room_state.moderated && member.role() == Role::User && !room_state.voiced.contains(&id) {
+        if in_room
+            && room_state.moderated
+            && member.role() == Role::User
+            && !room_state.voiced.contains(&id)
+        {
             return Some(format!(
                 "{room} is moderated: only moderators and voiced users may speak."
             ));

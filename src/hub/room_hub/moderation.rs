@@ -150,6 +150,14 @@ impl RoomHub {
         if online.is_some() && self.target(id, actor_role, name).is_none() {
             return;
         }
+        let offline_role = self.settings.registered.get(&NameKey::new(name)).copied();
+        if online.is_none()
+            && offline_role.is_some_and(|r| r != Role::User)
+            && actor_role != Role::Admin
+        {
+            self.tell(id, PERMISSION_DENIED);
+            return;
+        }
         if crate::names::validate_username(name).is_err() {
             self.tell(id, &format!("{name} is not a valid username."));
             return;
