@@ -216,42 +216,81 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
             k = j + 1;
         }
     }
-    let mut text = String::with_capacity(bytes.len());
+    // Within a word canonical and original bytes advance together, so the mapping can only
+    // jump at a word's start or at the space before it.
+    let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut runs = Vec::new();
     let mut next_orig = usize::MAX;
-    let mut emit = |text: &mut String, c: char, orig: usize| {
+    let mut jump_check = |text: &Vec<u8>, orig: usize, len: usize| {
         if orig != next_orig {
             runs.push((text.len() as u32, orig as u32));
         }
-        next_orig = orig + 1;
-        text.push(c);
+        next_orig = orig + len;
     };
     for (k, word) in words.iter().enumerate() {
         if k > 0 && !joined[k - 1] {
             // The space stands for the first separator after the previous word.
-            emit(&mut text, ' ', words[k - 1].end);
+            jump_check(&text, words[k - 1].end, 1);
+            text.push(b' ');
         }
-        for (offset, &b) in bytes[word.clone()].iter().enumerate() {
-            let lower = b.to_ascii_lowercase();
-            let c = if letters_in[k] {
-                letter_like(lower)
-            } else {
-                lower
-            };
-            emit(&mut text, char::from(c), word.start + offset);
-        }
+        jump_check(&text, word.start, word.len());
+        let table = if letters_in[k] { &AS_LETTERS } else { &LOWER };
+        text.extend(bytes[word.clone()].iter().map(|&b| table[usize::from(b)]));
     }
+    // Only ASCII bytes were written, so this cannot fail.
+    let text = String::from_utf8(text).unwrap_or_default();
     Some(Normalized {
         text,
         origin: Origin::Runs(runs),
     })
 }
 
+/// ASCII lower-casing as a table, for the byte loops above.
+const LOWER: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    table
+};
+
+/// Lower-casing plus reading letter-like characters as letters, for words with letters.
+const AS_LETTERS: [u8; 128] = {
+    let mut table = LOWER;
+    table[b'0' as usize] = b'o';
+    table[b'1' as usize] = b'i';
+    table[b'3' as usize] = b'e';
+    table[b'4' as usize] = b'a';
+    table[b'@' as usize] = b'a';
+    table[b'5' as usize] = b's';
+    table[b'$' as usize] = b's';
+    table
+};
+
+/// The class of each ASCII byte (case does not matter).
+const ASCII_CLASS: [Class; 128] = {
+    let mut table = [Class::Separator; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = (b as u8).to_ascii_lowercase();
+        table[b] = match c {
+            b'a'..=b'z' => Class::Letter,
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'@' | b'$' => Class::LetterLike,
+            b'0'..=b'9' => Class::Digit,
+            _ => Class::Separator,
+        };
+        b += 1;
+    }
+    table
+};
+
 /// Longer gaps between single letters (`a   .   b`) are deliberate spacing, not an evasion.
 const MAX_GAP: usize = 3;
 
 fn ascii_class(b: u8) -> Class {
-    classify(char::from(b.to_ascii_lowercase()))
+    ASCII_CLASS[usize::from(b & 0x7f)]
 }
 
 /// The letter a letter-like character reads as inside a word with letters.

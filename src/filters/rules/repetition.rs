@@ -114,16 +114,17 @@ impl RepetitionRule {
     }
 }
 
-/// FNV-1a over the normalised text without spaces and repeated characters. Not DoS-resistant,
-/// and need not be: a collision only makes two lines of one sender count as the same.
+/// FNV-1a over the normalised text's bytes without spaces and repeated bytes. Not
+/// DoS-resistant, and need not be: a collision only makes two lines of one sender count as the
+/// same.
 fn skeleton_hash(normalized: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut previous = None;
-    for c in normalized.chars().filter(|c| *c != ' ') {
-        if previous != Some(c) {
-            hash = (hash ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+    let mut previous = 0u8;
+    for b in normalized.bytes().filter(|b| *b != b' ') {
+        if b != previous {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        previous = Some(c);
+        previous = b;
     }
     hash
 }

@@ -24,10 +24,20 @@ impl Default for ShoutingConfig {
 impl ShoutingConfig {
     /// True when `text` is shouting.
     pub fn is_shouting(&self, text: &str) -> bool {
+        if text.len() < self.min_letters {
+            return false;
+        }
         let (mut letters, mut capitals) = (0usize, 0usize);
-        for c in text.chars().filter(|c| c.is_alphabetic()) {
-            letters += 1;
-            capitals += usize::from(c.is_uppercase());
+        if text.is_ascii() {
+            for b in text.bytes() {
+                letters += usize::from(b.is_ascii_alphabetic());
+                capitals += usize::from(b.is_ascii_uppercase());
+            }
+        } else {
+            for c in text.chars().filter(|c| c.is_alphabetic()) {
+                letters += 1;
+                capitals += usize::from(c.is_uppercase());
+            }
         }
         letters >= self.min_letters && capitals as f64 > self.max_caps_ratio * letters as f64
     }
