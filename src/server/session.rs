@@ -37,7 +37,7 @@ pub const MAX_NAME_ATTEMPTS: usize = 5;
 
 /// The read buffer a connection starts with. Chat lines are short; the buffer grows (up to one
 /// maximum line) only for a client that sends long ones, so an idle client stays cheap.
-const INITIAL_READ_BUFFER: usize = 256;
+const INITIAL_READ_BUFFER: usize = 128;
 
 /// What every session shares.
 pub(crate) struct SessionShared {

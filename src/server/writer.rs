@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use std::sync::Arc;
 
 /// Largest line queue (in lines) a writer keeps for reuse between batches.
-const MAX_KEPT_QUEUE: usize = 32;
+const MAX_KEPT_QUEUE: usize = 8;
 
 /// What a writer needs besides its socket and outbox.
 pub(crate) struct WriterContext {
