@@ -98,8 +98,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             tokio::spawn(reload_on_sighup(rules));
         }
         let listener = server.bind().await.map_err(|e| e.to_string())?;
-        if let Some(admin) = server.bind_admin().await.map_err(|e| e.to_string())? {
-            server = server.admin_listener(admin);
+        // The chat service matters more than its dashboard: a busy admin port is reported, and
+        // the server runs without the endpoints.
+        match server.bind_admin().await {
+            Ok(Some(admin)) => server = server.admin_listener(admin),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!("{error}; running without the admin endpoints");
+                eprintln!("chatpipe: {error}; running without the admin endpoints");
+            }
         }
         server
             .run(listener, shutdown)
