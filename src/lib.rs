@@ -14,10 +14,15 @@
 //! # Layout
 //! - [`config`]: the configuration file, with a default for every setting;
 //! - [`event`]: [`Event`], [`Body`] and [`Client`], what flows through the pipeline;
-//! - [`server`]: listener, sessions, line codec, batched writers, graceful shutdown ([`Server`]);
+//! - [`server`]: listener, admission limits, sessions and accounts, line codec, batched writers,
+//!   graceful shutdown ([`Server`]);
 //! - [`pipeline`]: the [`Stage`] trait, the standard stages and [`PipelineBuilder`];
-//! - [`filters`]: the [`Filter`](filters::Filter) trait and the live filter chain;
-//! - [`hub`]: [`RoomHub`](hub::RoomHub), the owner of rooms and members, and client outboxes;
+//! - [`filters`]: the [`Filter`](filters::Filter) trait, the live filter chain, and the rules
+//!   loaded from the filters directory;
+//! - [`hub`]: [`RoomHub`](hub::RoomHub), the owner of rooms, members, names and bans, with
+//!   moderation, and client outboxes;
+//! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
+//!   readiness over HTTP;
 //! - [`protocol`]: the exact text of every line the server writes;
 //! - [`names`]: username and room-name rules;
 //! - [`testing`]: stream fixtures to run a stage or the pipeline without sockets.
