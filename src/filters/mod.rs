@@ -6,7 +6,7 @@
 //! - [`words`]: many words compiled into one matcher;
 //! - [`rules`]: links, shouting and repetition rules;
 //! - [`rule_filter`]: [`RuleFilter`], the filter a filter file describes;
-//! - [`file`]: the filter file format and its validation;
+//! - [`file`](mod@file): the filter file format and its validation;
 //! - [`loader`]: loading the filters directory and reloading it ([`FilterRules`]);
 //! - [`fixture_tests`]: running the `[[test]]` fixtures of filter files.
 
