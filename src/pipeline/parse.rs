@@ -55,10 +55,16 @@ impl Stage for ParseStage {
 }
 
 /// Parses one event; `None` when the line is to be ignored.
-pub fn parse_event(event: Event) -> Option<Event> {
-    let Body::Line(line) = &event.body else {
+pub fn parse_event(mut event: Event) -> Option<Event> {
+    let Body::Line(line) = &mut event.body else {
         return Some(event);
     };
+    // The common case, a chat line with nothing to trim, keeps its buffer: this stage runs on
+    // one task for all clients, so an allocation per line here costs the whole pipeline.
+    if !line.starts_with('/') && !line.is_empty() && line.trim().len() == line.len() {
+        let text = std::mem::take(line);
+        return Some(event.with_body(Body::Chat(text)));
+    }
     let body = match parse_line(line)? {
         Body::Notice(text) if text == HELP => Body::Notice(help_for(event.client.info().role)),
         body => body,
