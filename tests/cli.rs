@@ -101,11 +101,11 @@ fn logs_listening_and_exits_cleanly_on_sigterm() {
     };
     let addr: std::net::SocketAddr = listening.parse().unwrap();
     assert_ne!(addr.port(), 0);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());

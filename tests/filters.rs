@@ -501,11 +501,11 @@ fn sighup_reloads_the_binary() {
         "action = \"mask\"\nwords = [\"heck\"]\n",
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
     next_log("filters reloaded");
     writer.write_all(b"darn heck\n").unwrap();
     assert_eq!(read_line(), "alice: darn ****");
