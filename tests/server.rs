@@ -272,3 +272,41 @@ async fn basic_commands() {
     alice.expect_contains("SERVER: Usage: /nick NEW").await;
     server.shutdown().await;
 }
+
+/// A client whose socket stops taking bytes is dropped when a write passes its deadline, even
+/// while its outbox still has room; the others keep receiving in order.
+#[tokio::test]
+async fn write_deadline_drops_a_stuck_client() {
+    let mut config = test_config();
+    config.server.write_timeout = std::time::Duration::from_millis(300);
+    config.server.outbox_lines = 1_000_000;
+    config.server.outbox_bytes = 512 * 1024 * 1024;
+    let server = TestServer::with_config(config).await;
+    let mut sender = server.login("sender").await;
+    let mut watcher = server.login("watcher").await;
+    sender.expect("watcher has joined the chat").await;
+    let _stuck = server.login("stuck").await;
+    watcher.expect("stuck has joined the chat").await;
+
+    let filler = "y".repeat(1500);
+    let mut sent = 0;
+    let mut gone = false;
+    while !gone {
+        assert!(sent < 100_000, "the stuck client was never dropped");
+        for _ in 0..100 {
+            sender.send(&format!("{sent} {filler}")).await;
+            sent += 1;
+        }
+        let mut received = sent - 100;
+        while received < sent {
+            let line = watcher.next_line().await.expect("watcher disconnected");
+            if line == "stuck has left the chat" {
+                gone = true;
+                continue;
+            }
+            assert_eq!(line, format!("sender: {received} {filler}"));
+            received += 1;
+        }
+    }
+    server.shutdown().await;
+}
