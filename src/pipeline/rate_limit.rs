@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -30,7 +31,6 @@ use crate::config::{RateLimitConfig, RateLimitPolicy};
 use crate::event::{Body, ClientId, Event};
 use crate::metrics::Metrics;
 use crate::protocol::RATE_LIMITED;
-use std::sync::Arc;
 
 /// governor's clock, read from tokio's (pausable) clock.
 #[derive(Debug, Clone, Copy)]

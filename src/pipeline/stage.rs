@@ -9,13 +9,13 @@
 //! fixture stream with [`crate::testing`] and collect what comes out.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use tokio_util::task::TaskTracker;
 
 use crate::event::Event;
 use crate::metrics::Metrics;
-use std::sync::Arc;
 
 /// A boxed stream of events, the currency between stages.
 pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + 'static>>;

@@ -10,6 +10,7 @@
 //! error logged, and the worker carries on.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -20,7 +21,6 @@ use super::stage::{EventStream, Stage, StageContext};
 use crate::event::{Body, Event, Sanction, SanctionKind};
 use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
 use crate::metrics::Metrics;
-use std::sync::Arc;
 
 /// Batches queued for, and from, one worker: at most this many times [`BATCH`] events. Enough
 /// that a worker rarely idles waiting for the dispatcher, few enough that a saturated pipeline

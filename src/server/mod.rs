@@ -24,6 +24,7 @@ mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -32,6 +33,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::accounts::Accounts;
+use self::admission::{AddressLimits, ExemptList};
 use crate::admin::AdminState;
 use crate::config::Config;
 use crate::error::ServerError;
@@ -40,9 +43,6 @@ use crate::hub::{HubSettings, RoomHub};
 use crate::metrics::Metrics;
 use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
-use accounts::Accounts;
-use admission::{AddressLimits, ExemptList};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use session::MAX_NAME_ATTEMPTS;
 

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,6 @@ use super::session::Admission;
 use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
 use crate::metrics::Metrics;
-use std::sync::Arc;
 
 /// Largest line queue (in lines) a writer keeps for reuse between batches.
 const MAX_KEPT_QUEUE: usize = 8;
