@@ -137,6 +137,10 @@ async fn slow_reader_is_disconnected_and_others_are_unaffected() {
             sender.send(&format!("{sent} {filler}")).await;
             sent += 1;
         }
+        // The sender reads its own echoes too, so only the sloth falls behind.
+        sender
+            .expect_contains(&format!("sender: {} ", sent - 1))
+            .await;
         // The watcher reads everything, in order; the sloth's departure shows up among the lines.
         let mut received = sent - 50;
         while received < sent {
@@ -297,6 +301,10 @@ async fn write_deadline_drops_a_stuck_client() {
             sender.send(&format!("{sent} {filler}")).await;
             sent += 1;
         }
+        // The sender reads its own echoes too, so only the stuck client falls behind.
+        sender
+            .expect_contains(&format!("sender: {} ", sent - 1))
+            .await;
         let mut received = sent - 100;
         while received < sent {
             let line = watcher.next_line().await.expect("watcher disconnected");
