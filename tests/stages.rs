@@ -32,6 +32,25 @@ async fn rate_limit_rejects_over_the_burst_and_says_so_once() {
     assert_eq!(shown(&out), expected);
 }
 
+/// `/quit` and `/ping` pass even over the limit, in order with the rest.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_lets_quit_and_ping_through() {
+    let fixture =
+        Fixture::parse("alice> a\nalice> b\nalice> c\nalice> /ping\nalice> d\nalice> /QUIT\n")
+            .unwrap();
+    let out = run_stage(limit(1, 2, RateLimitPolicy::Reject), fixture.stream()).await;
+    assert_eq!(
+        shown(&out),
+        [
+            "alice> a",
+            "alice> b",
+            "alice <- SERVER: Rate limit exceeded. Please slow down.",
+            "alice> /ping",
+            "alice> /QUIT",
+        ]
+    );
+}
+
 /// The limit refills at the configured rate, and the notice is repeated after a line got through.
 #[tokio::test(start_paused = true)]
 async fn rate_limit_refills_over_time() {

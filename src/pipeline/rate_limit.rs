@@ -132,10 +132,18 @@ struct RateLimited {
     timer_at: Option<Instant>,
 }
 
+/// Lines the limit does not count.
+fn is_exempt(line: &str) -> bool {
+    let line = line.trim();
+    line.eq_ignore_ascii_case("/quit") || line.eq_ignore_ascii_case("/ping")
+}
+
 impl RateLimited {
     fn admit(&mut self, event: Event) {
         let id = event.client.id();
-        let is_line = matches!(event.body, Body::Line(_));
+        // `/quit` and `/ping` are never limited: a flooder can always leave, and a client can
+        // always check its connection. Neither reaches anyone else.
+        let is_line = matches!(&event.body, Body::Line(line) if !is_exempt(line));
         let state = match self.clients.get_mut(&id) {
             Some(state) => state,
             None if !is_line => {
