@@ -128,31 +128,7 @@ async fn slow_reader_is_disconnected_and_others_are_unaffected() {
     watcher.expect("sloth has joined the chat").await;
 
     // Lines of ~1 KB fill the sloth's socket buffers and then its outbox.
-    let filler = "x".repeat(1000);
-    let mut sent = 0;
-    let mut sloth_left = false;
-    while !sloth_left {
-        assert!(sent < 50_000, "the slow reader was never disconnected");
-        for _ in 0..50 {
-            sender.send(&format!("{sent} {filler}")).await;
-            sent += 1;
-        }
-        // The sender reads its own echoes too, so only the sloth falls behind.
-        sender
-            .expect_contains(&format!("sender: {} ", sent - 1))
-            .await;
-        // The watcher reads everything, in order; the sloth's departure shows up among the lines.
-        let mut received = sent - 50;
-        while received < sent {
-            let line = watcher.next_line().await.expect("watcher disconnected");
-            if line == "sloth has left the chat" {
-                sloth_left = true;
-                continue;
-            }
-            assert_eq!(line, format!("sender: {received} {filler}"));
-            received += 1;
-        }
-    }
+    flood_until_gone(&mut sender, &mut watcher, "sloth", 1000).await;
     // The sloth finally reads: its backlog was dropped, and it is told why.
     sloth
         .expect_contains("SERVER: Disconnected: too slow to keep up")
@@ -162,6 +138,42 @@ async fn slow_reader_is_disconnected_and_others_are_unaffected() {
     sender.send("still here").await;
     watcher.expect("sender: still here").await;
     server.shutdown().await;
+}
+
+/// `sender` sends numbered lines of about `size` bytes in batches until `watcher` sees `gone`
+/// leave; the sender reads its own echoes (so only `gone` falls behind), and the watcher checks
+/// it received every line, in order.
+async fn flood_until_gone(
+    sender: &mut TestClient,
+    watcher: &mut TestClient,
+    gone: &str,
+    size: usize,
+) {
+    const BATCH: usize = 50;
+    let filler = "x".repeat(size);
+    let left = format!("{gone} has left the chat");
+    let mut sent = 0;
+    let mut is_gone = false;
+    while !is_gone {
+        assert!(sent < 100_000, "{gone} was never disconnected");
+        for _ in 0..BATCH {
+            sender.send(&format!("{sent} {filler}")).await;
+            sent += 1;
+        }
+        sender
+            .expect_contains(&format!("sender: {} ", sent - 1))
+            .await;
+        let mut received = sent - BATCH;
+        while received < sent {
+            let line = watcher.next_line().await.expect("watcher disconnected");
+            if line == left {
+                is_gone = true;
+                continue;
+            }
+            assert_eq!(line, format!("sender: {received} {filler}"));
+            received += 1;
+        }
+    }
 }
 
 /// 20 senders × 50 lines: everyone receives every line, each sender's in order, all in one order.
@@ -292,29 +304,6 @@ async fn write_deadline_drops_a_stuck_client() {
     let _stuck = server.login("stuck").await;
     watcher.expect("stuck has joined the chat").await;
 
-    let filler = "y".repeat(1500);
-    let mut sent = 0;
-    let mut gone = false;
-    while !gone {
-        assert!(sent < 100_000, "the stuck client was never dropped");
-        for _ in 0..100 {
-            sender.send(&format!("{sent} {filler}")).await;
-            sent += 1;
-        }
-        // The sender reads its own echoes too, so only the stuck client falls behind.
-        sender
-            .expect_contains(&format!("sender: {} ", sent - 1))
-            .await;
-        let mut received = sent - 100;
-        while received < sent {
-            let line = watcher.next_line().await.expect("watcher disconnected");
-            if line == "stuck has left the chat" {
-                gone = true;
-                continue;
-            }
-            assert_eq!(line, format!("sender: {received} {filler}"));
-            received += 1;
-        }
-    }
+    flood_until_gone(&mut sender, &mut watcher, "stuck", 1500).await;
     server.shutdown().await;
 }
