@@ -29,7 +29,7 @@ use tokio::time::{Instant, Sleep};
 use super::stage::{EventStream, Stage, StageContext};
 use crate::config::{RateLimitConfig, RateLimitPolicy};
 use crate::event::{Body, ClientId, Event};
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::protocol::RATE_LIMITED;
 
 /// governor's clock, read from tokio's (pausable) clock.
@@ -202,7 +202,7 @@ impl RateLimited {
         ready: &mut VecDeque<Event>,
         metrics: &Metrics,
     ) {
-        metrics.dropped("rate_limit", 1);
+        metrics.dropped(DropReason::RateLimit, 1);
         if state.warned {
             tracing::debug!(client = %event.client.id(), "line dropped: rate limit");
         } else {

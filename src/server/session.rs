@@ -28,7 +28,7 @@ use super::writer::{WriterContext, write_loop};
 use crate::config::ServerConfig;
 use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
 use crate::hub::{HubHandle, Outbox, RegisterError};
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::names::validate_username;
 use crate::protocol::{self, server_line};
 
@@ -321,10 +321,10 @@ async fn read_lines(
             Some(Ok(Frame::Line(line))) => line,
             Some(Ok(bad)) => {
                 let notice = if bad == Frame::TooLong {
-                    shared.metrics.dropped("too_long", 1);
+                    shared.metrics.dropped(DropReason::TooLong, 1);
                     format!("Line too long (the limit is {max} bytes); it was discarded.")
                 } else {
-                    shared.metrics.dropped("invalid_utf8", 1);
+                    shared.metrics.dropped(DropReason::InvalidUtf8, 1);
                     "Invalid UTF-8; the line was discarded.".to_owned()
                 };
                 let _ = outbox.push(server_line(&notice));

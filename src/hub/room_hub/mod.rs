@@ -32,7 +32,7 @@ use super::outbox::Outbox;
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Event, Role};
 use crate::filters::FilterRules;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::names::NameKey;
 use crate::protocol;
 use crate::server::admission::ExemptList;
@@ -485,7 +485,7 @@ impl RoomHub {
         let metrics = &self.settings.metrics;
         metrics.disconnect(reason);
         if discarded > 0 {
-            metrics.dropped("slow_client", discarded as u64);
+            metrics.dropped(DropReason::SlowClient, discarded as u64);
         }
         tracing::info!(
             client = %id, name = %name, reason,
