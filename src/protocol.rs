@@ -65,6 +65,24 @@ pub fn left_room_line(name: &str) -> Bytes {
 /// Marks a replayed history line: `[history] alice: hi`.
 pub const HISTORY_PREFIX: &str = "[history] ";
 
+/// A line from a room's history, marked: `[history] LINE`.
+pub fn history_line(line: &[u8]) -> Bytes {
+    let mut marked = Vec::with_capacity(HISTORY_PREFIX.len() + line.len());
+    marked.extend_from_slice(HISTORY_PREFIX.as_bytes());
+    marked.extend_from_slice(line);
+    Bytes::from(marked)
+}
+
+/// `[PM from SENDER] TEXT\n`, to the recipient of a private message.
+pub fn pm_from_line(sender: &str, text: &str) -> Bytes {
+    Bytes::from(format!("[PM from {sender}] {text}\n"))
+}
+
+/// `[PM to RECIPIENT] TEXT\n`, to the sender of a private message.
+pub fn pm_to_line(recipient: &str, text: &str) -> Bytes {
+    Bytes::from(format!("[PM to {recipient}] {text}\n"))
+}
+
 /// `OLD is now known as NEW\n`.
 pub fn renamed_line(old: &str, new: &str) -> Bytes {
     Bytes::from(format!("{old} is now known as {new}\n"))

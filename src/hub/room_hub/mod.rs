@@ -185,10 +185,28 @@ pub struct RoomHub {
     default_room: Arc<str>,
     settings: HubSettings,
     requests: mpsc::Receiver<Request>,
-    /// Clients found with a full outbox during a fan-out, disconnected once it is done.
+    /// What queueing lines left to do: writers to wake, clients to cut off.
+    pending: Pending,
+}
+
+/// Follow-up work from queueing lines, done after a fan-out rather than during it.
+#[derive(Default)]
+struct Pending {
+    /// Clients found with a full outbox, disconnected once the fan-out is done.
     too_slow: Vec<ClientId>,
     /// Outboxes given lines since the last flush, whose writers are still to be woken.
     unflushed: Vec<Outbox>,
+}
+
+impl Pending {
+    /// Queues `line` for client `id` without waking its writer.
+    fn queue(&mut self, id: ClientId, outbox: &Outbox, line: Bytes) {
+        match outbox.push_quietly(line) {
+            Ok(true) => self.unflushed.push(outbox.clone()),
+            Ok(false) => {}
+            Err(_) => self.too_slow.push(id),
+        }
+    }
 }
 
 impl RoomHub {
@@ -203,8 +221,7 @@ impl RoomHub {
             default_room: Arc::from(settings.rooms.default.as_str()),
             settings,
             requests: rx,
-            too_slow: Vec::new(),
-            unflushed: Vec::new(),
+            pending: Pending::default(),
         };
         (hub, HubHandle { requests: tx })
     }
@@ -241,7 +258,7 @@ impl RoomHub {
                 },
             }
             self.disconnect_slow_clients();
-            if !self.unflushed.is_empty() && !flush_armed {
+            if !self.pending.unflushed.is_empty() && !flush_armed {
                 if flush_interval.is_zero() {
                     self.flush();
                 } else {
@@ -256,7 +273,7 @@ impl RoomHub {
 
     /// Wakes every writer that has lines waiting.
     fn flush(&mut self) {
-        for outbox in self.unflushed.drain(..) {
+        for outbox in self.pending.unflushed.drain(..) {
             outbox.wake();
         }
     }
@@ -386,14 +403,8 @@ impl RoomHub {
         };
         let (sender_name, recipient_name) = (sender.client.name(), recipient.client.name());
         tracing::debug!(from = %from, to = %target, text = %text, "private message");
-        self.send(
-            target,
-            Bytes::from(format!("[PM from {sender_name}] {text}\n")),
-        );
-        self.send(
-            from,
-            Bytes::from(format!("[PM to {recipient_name}] {text}\n")),
-        );
+        self.send(target, protocol::pm_from_line(&sender_name, text));
+        self.send(from, protocol::pm_to_line(&recipient_name, text));
     }
 
     /// Sends `SERVER:` lines to one client.
@@ -404,32 +415,31 @@ impl RoomHub {
     /// Queues a line for one client.
     fn send(&mut self, id: ClientId, line: Bytes) {
         if let Some(member) = self.members.get(&id) {
-            match member.outbox.push_quietly(line) {
-                Ok(true) => self.unflushed.push(member.outbox.clone()),
-                Ok(false) => {}
-                Err(_) => self.too_slow.push(id),
-            }
+            self.pending.queue(id, &member.outbox, line);
         }
     }
 
     /// Puts one shared line into the outbox of every member of `room`.
-    ///
-    /// Membership changes are always announced with a broadcast, so the gauges are brought up
-    /// to date here, before anyone can see the announcement.
     fn broadcast(&mut self, room: &str, line: Bytes) {
-        let metrics = &self.settings.metrics;
-        metrics.connected_clients.set(self.members.len() as i64);
-        metrics.rooms.set(self.rooms.len() as i64);
         let Some(room) = self.rooms.get(room) else {
             return;
         };
         for (id, outbox) in &room.members {
-            match outbox.push_quietly(line.clone()) {
-                Ok(true) => self.unflushed.push(outbox.clone()),
-                Ok(false) => {}
-                Err(_) => self.too_slow.push(*id),
-            }
+            self.pending.queue(*id, outbox, line.clone());
         }
+    }
+
+    /// `SERVER: TEXT` to every member of `room` (moderation announcements).
+    fn announce(&mut self, room: &str, text: &str) {
+        self.broadcast(room, protocol::server_line(text));
+    }
+
+    /// Brings the membership gauges up to date. Called wherever membership changes, before the
+    /// change is announced, so nobody can see an announcement the metrics do not yet reflect.
+    fn update_gauges(&self) {
+        let metrics = &self.settings.metrics;
+        metrics.connected_clients.set(self.members.len() as i64);
+        metrics.rooms.set(self.rooms.len() as i64);
     }
 
     /// Broadcasts a chat line and keeps it in the room's history.
@@ -463,7 +473,7 @@ impl RoomHub {
     /// Disconnects every client found with a full outbox. Announcing one departure can fill
     /// another outbox, so this runs until no slow client is left.
     fn disconnect_slow_clients(&mut self) {
-        while let Some(id) = self.too_slow.pop() {
+        while let Some(id) = self.pending.too_slow.pop() {
             self.remove(
                 id,
                 "too slow",

@@ -50,10 +50,7 @@ impl RoomHub {
                     member.muted_until = None;
                     let (whom, room) = (member.client.name(), member.room.clone());
                     audit(&actor_name, &whom, "unmute", "", None);
-                    self.broadcast(
-                        &room,
-                        protocol::server_line(&format!("{whom} was unmuted by {actor_name}")),
-                    );
+                    self.announce(&room, &format!("{whom} was unmuted by {actor_name}"));
                 }
             }
             Command::Ban { name, duration } => {
@@ -109,18 +106,26 @@ impl RoomHub {
     }
 
     fn kick(&mut self, target: ClientId, who: &str, why: &str) {
-        let Some(member) = self.members.get(&target) else {
+        let Some(whom) = self.members.get(&target).map(|m| m.client.name()) else {
             return;
         };
-        let (whom, room) = (member.client.name(), member.room.clone());
         audit(who, &whom, "kick", why, None);
-        // Removed first, so the announcement reaches the room but not the one kicked.
-        let last = protocol::server_line(&format!("You were kicked by {who}: {why}"));
-        self.remove(target, "kicked", Some(last), false);
-        self.broadcast(
-            &room,
-            protocol::server_line(&format!("{whom} was kicked by {who}: {why}")),
+        self.expel(
+            target,
+            "kicked",
+            &format!("You were kicked by {who}: {why}"),
+            &format!("{whom} was kicked by {who}: {why}"),
         );
+    }
+
+    /// Disconnects `target`, telling them `to_them` last, then tells their room `to_room`. The
+    /// removal comes first, so the announcement reaches the room but not the one expelled.
+    fn expel(&mut self, target: ClientId, reason: &str, to_them: &str, to_room: &str) {
+        let Some(room) = self.members.get(&target).map(|m| m.room.clone()) else {
+            return;
+        };
+        self.remove(target, reason, Some(protocol::server_line(to_them)), false);
+        self.announce(&room, to_room);
     }
 
     fn mute(&mut self, target: ClientId, who: &str, duration: Duration, why: &str) {
@@ -131,10 +136,7 @@ impl RoomHub {
         let (whom, room) = (member.client.name(), member.room.clone());
         audit(who, &whom, "mute", why, Some(duration));
         let shown = describe_duration(duration);
-        self.broadcast(
-            &room,
-            protocol::server_line(&format!("{whom} was muted by {who} for {shown}")),
-        );
+        self.announce(&room, &format!("{whom} was muted by {who} for {shown}"));
     }
 
     fn ban(
@@ -184,15 +186,12 @@ impl RoomHub {
             ""
         };
         self.tell(id, &format!("{name} is banned {shown}{addr_note}."));
-        if let Some(target) = online
-            && let Some(member) = self.members.get(&target)
-        {
-            let room = member.room.clone();
-            let last = protocol::server_line(&format!("You were banned by {actor_name} {shown}."));
-            self.remove(target, "banned", Some(last), false);
-            self.broadcast(
-                &room,
-                protocol::server_line(&format!("{name} was banned by {actor_name} {shown}")),
+        if let Some(target) = online {
+            self.expel(
+                target,
+                "banned",
+                &format!("You were banned by {actor_name} {shown}."),
+                &format!("{name} was banned by {actor_name} {shown}"),
             );
         }
     }
@@ -242,17 +241,21 @@ impl RoomHub {
         } else {
             format!("{room} is no longer moderated ({actor_name})")
         };
-        self.broadcast(&room, protocol::server_line(&text));
+        self.announce(&room, &text);
     }
 
     fn voice(&mut self, id: ClientId, target: ClientId, actor_name: &str) {
         let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
             return;
         };
-        let Some(whom) = self.members.get(&target).map(|m| m.client.name()) else {
+        let Some((whom, target_room)) = self
+            .members
+            .get(&target)
+            .map(|m| (m.client.name(), m.room.clone()))
+        else {
             return;
         };
-        if self.members.get(&target).map(|m| &m.room) != Some(&room) {
+        if target_room != room {
             self.tell(id, &format!("{whom} is not in {room}."));
             return;
         }
@@ -260,10 +263,7 @@ impl RoomHub {
             state.voiced.insert(target);
         }
         audit(actor_name, &whom, "voice", "", None);
-        self.broadcast(
-            &room,
-            protocol::server_line(&format!("{whom} was given voice by {actor_name}")),
-        );
+        self.announce(&room, &format!("{whom} was given voice by {actor_name}"));
     }
 
     fn reload_filters(&mut self, id: ClientId, actor_name: &str) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Room, RoomHub};
+use super::RoomHub;
 use crate::event::{ClientId, Role};
 use crate::protocol;
 
@@ -21,14 +21,12 @@ impl RoomHub {
         let state = self.rooms.entry(room.clone()).or_default();
         state.members.push((id, outbox));
         let history: Vec<Bytes> = state.history.iter().cloned().collect();
+        self.update_gauges();
         self.broadcast(room, join_line);
         if !history.is_empty() {
             self.tell(id, &format!("Recent messages in {room}:"));
             for line in history {
-                let mut marked = Vec::with_capacity(line.len() + 10);
-                marked.extend_from_slice(protocol::HISTORY_PREFIX.as_bytes());
-                marked.extend_from_slice(&line);
-                self.send(id, Bytes::from(marked));
+                self.send(id, protocol::history_line(&line));
             }
             self.tell(id, "End of history");
         }
@@ -45,6 +43,7 @@ impl RoomHub {
         if state.members.is_empty() && !self.is_permanent(room) {
             self.rooms.remove(room);
         }
+        self.update_gauges();
     }
 
     fn is_permanent(&self, room: &str) -> bool {
@@ -73,10 +72,8 @@ impl RoomHub {
                 );
                 return;
             }
-            None => {
-                self.rooms.insert(Arc::from(room), Room::default());
-                Arc::from(room)
-            }
+            // `enter_room` creates it.
+            None => Arc::from(room),
         };
         self.leave_room(id, &old);
         self.broadcast(&old, protocol::left_room_line(&name));
