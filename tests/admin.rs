@@ -73,12 +73,7 @@ async fn healthz_reports_connections_and_rooms() {
 /// Metric values follow what clients did.
 #[tokio::test]
 async fn metrics_count_what_happened() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mask.toml"),
-        "action = \"mask\"\nwords = [\"darn\"]\n",
-    )
-    .unwrap();
+    let dir = common::dir_with(&[("mask.toml", "action = \"mask\"\nwords = [\"darn\"]\n")]);
     let mut config = test_config();
     config.rate_limit.per_second = 1;
     config.rate_limit.burst = 2;

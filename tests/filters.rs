@@ -192,18 +192,14 @@ fn actions_and_exemptions() {
 /// Errors in several files are all reported, each with file, line and column.
 #[test]
 fn load_errors_name_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("a.toml"),
-        "action = \"mask\"\nwords = [\"ok\"]\nbogus = 1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("b.toml"),
-        "action = \"mute\"\npatterns = [\"fine\", \"(unclosed\"]\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("c.toml"), "words_file = \"missing.txt\"\n").unwrap();
+    let dir = common::dir_with(&[
+        ("a.toml", "action = \"mask\"\nwords = [\"ok\"]\nbogus = 1\n"),
+        (
+            "b.toml",
+            "action = \"mute\"\npatterns = [\"fine\", \"(unclosed\"]\n",
+        ),
+        ("c.toml", "words_file = \"missing.txt\"\n"),
+    ]);
     let errors = load_dir(dir.path()).unwrap_err().to_string();
     assert!(
         errors.contains("a.toml:3:1:") && errors.contains("bogus"),
@@ -226,22 +222,14 @@ fn load_errors_name_file_line_and_column() {
 /// Files apply in name order; disabled files are loaded (and tested) but do not run.
 #[test]
 fn files_apply_in_name_order_and_can_be_disabled() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("20-b.toml"),
-        "action = \"mask\"\nwords = [\"b\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("10-a.toml"),
-        "action = \"mask\"\nwords = [\"a\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("30-c.toml"),
-        "enabled = false\naction = \"mask\"\nwords = [\"c\"]\n",
-    )
-    .unwrap();
+    let dir = common::dir_with(&[
+        ("20-b.toml", "action = \"mask\"\nwords = [\"b\"]\n"),
+        ("10-a.toml", "action = \"mask\"\nwords = [\"a\"]\n"),
+        (
+            "30-c.toml",
+            "enabled = false\naction = \"mask\"\nwords = [\"c\"]\n",
+        ),
+    ]);
     let set = FilterSet::new();
     let rules = FilterRules::load(dir.path(), set.clone()).unwrap();
     assert_eq!(rules.reload().unwrap(), ["10-a", "20-b"]);
@@ -325,17 +313,16 @@ async fn reload_racing_a_flood_loses_nothing() {
 /// is disconnected with the filter's message and the room is told.
 #[tokio::test]
 async fn mute_and_kick_over_tcp() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mute.toml"),
-        "action = \"mute\"\nmute_for = \"1h\"\nwords = [\"darn\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("kick.toml"),
-        "action = \"kick\"\nmessage = \"Bye, spammer.\"\nwords = [\"spamspam\"]\n",
-    )
-    .unwrap();
+    let dir = common::dir_with(&[
+        (
+            "mute.toml",
+            "action = \"mute\"\nmute_for = \"1h\"\nwords = [\"darn\"]\n",
+        ),
+        (
+            "kick.toml",
+            "action = \"kick\"\nmessage = \"Bye, spammer.\"\nwords = [\"spamspam\"]\n",
+        ),
+    ]);
     let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
     let server = TestServer::start(server).await;
     let mut alice = server.login("alice").await;
@@ -386,12 +373,10 @@ fn test_filters_command_passes_on_shipped_filters() {
 /// A failing fixture is printed as expected vs actual, and the command exits non-zero.
 #[test]
 fn test_filters_command_reports_failures() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("x.toml"),
+    let dir = common::dir_with(&[(
+        "x.toml",
         "action = \"mask\"\nwords = [\"darn\"]\n\n[[test]]\ninput = \"darn\"\nexpect = \"darn\"\n",
-    )
-    .unwrap();
+    )]);
     let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
         .args(["test-filters", dir.path().to_str().unwrap()])
         .env("NO_COLOR", "1")

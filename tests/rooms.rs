@@ -97,12 +97,7 @@ async fn history_is_replayed_on_join() {
 /// `/msg` reaches only its recipient, passes the filters, and answers unknown names.
 #[tokio::test]
 async fn private_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("w.toml"),
-        "action = \"mask\"\nwords = [\"darn\"]\n",
-    )
-    .unwrap();
+    let dir = common::dir_with(&[("w.toml", "action = \"mask\"\nwords = [\"darn\"]\n")]);
     let server = chatpipe::Server::new(test_config())
         .filters_dir(dir.path())
         .unwrap();

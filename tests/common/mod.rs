@@ -162,3 +162,12 @@ impl TestClient {
         drop(stream);
     }
 }
+
+/// A temporary directory holding `files` (name, contents): filter directories for tests.
+pub fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
