@@ -120,6 +120,15 @@ impl Fixture {
         Ok(fixture)
     }
 
+    /// Parses fixture lines given as a list, one step each (`["alice> hi", "+1s bob left"]`).
+    ///
+    /// # Errors
+    /// [`FixtureError::Syntax`] with the position in the list (1-based).
+    pub fn from_lines<S: AsRef<str>>(lines: &[S]) -> Result<Fixture, FixtureError> {
+        let text: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+        Fixture::parse(&text.join("\n"))
+    }
+
     /// Reads and parses a fixture file.
     ///
     /// # Errors

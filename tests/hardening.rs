@@ -221,3 +221,35 @@ async fn idle_clients_are_warned_then_disconnected() {
     good.expect_contains("SERVER: PONG").await;
     server.shutdown().await;
 }
+
+/// At `max_connections` the server stops accepting: a further client gets nothing until a
+/// place frees up, then is served normally.
+#[tokio::test]
+async fn connection_limit_waits_for_a_free_place() {
+    let mut config = test_config();
+    config.server.max_connections = 2;
+    let server = TestServer::with_config(config).await;
+    let mut first = server.login("first").await;
+    let mut second = server.login("second").await;
+    first.expect("second has joined the chat").await;
+
+    let mut third = server.connect().await;
+    // A round trip through the server: had the third client been accepted, its greeting would
+    // have been sent by now.
+    second.send("ping?").await;
+    second.expect("second: ping?").await;
+    assert!(
+        third
+            .try_next_line(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "a client over the limit was served"
+    );
+
+    first.send("/quit").await;
+    first.expect_contains("Goodbye").await;
+    third.expect_contains("Please enter your username").await;
+    third.send("third").await;
+    third.expect("third has joined the chat").await;
+    server.shutdown().await;
+}

@@ -297,3 +297,66 @@ async fn moderation_limits() {
     m.expect("SERVER: someone is banned for 1h.").await;
     server.shutdown().await;
 }
+
+/// Every moderator command is refused to an ordinary user, and `/help` does not list them.
+#[tokio::test]
+async fn users_cannot_moderate() {
+    let server = TestServer::with_config(with_accounts()).await;
+    let mut user = server.login("plain").await;
+    let _other = server.login("other").await;
+    user.expect("other has joined the chat").await;
+    for command in [
+        "/kick other",
+        "/mute other",
+        "/mute other 5m",
+        "/unmute other",
+        "/ban other",
+        "/ban other 1h",
+        "/unban other",
+        "/reload",
+        "/moderated on",
+        "/voice other",
+    ] {
+        user.send(command).await;
+        user.expect("SERVER: Permission denied").await;
+    }
+    user.send("/help").await;
+    let mut help = Vec::new();
+    loop {
+        let line = user.next_line().await.unwrap();
+        let last = line.contains("//text");
+        help.push(line);
+        if last {
+            break;
+        }
+    }
+    assert!(help.iter().all(|l| !l.contains("/kick")), "{help:?}");
+    server.shutdown().await;
+}
+
+/// `/reload` by a moderator re-reads the filters directory and says what is running.
+#[tokio::test]
+async fn moderator_reloads_filters() {
+    let dir = common::dir_with(&[("w.toml", "action = \"mask\"\nwords = [\"darn\"]\n")]);
+    let server = chatpipe::Server::new(with_accounts())
+        .filters_dir(dir.path())
+        .unwrap();
+    let server = TestServer::start(server).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    std::fs::write(
+        dir.path().join("w.toml"),
+        "action = \"mask\"\nwords = [\"heck\"]\n",
+    )
+    .unwrap();
+    m.send("/reload").await;
+    m.expect("SERVER: Filters reloaded: w").await;
+    m.send("darn heck").await;
+    m.expect("mod: darn ****").await;
+    std::fs::write(dir.path().join("w.toml"), "words = [\n").unwrap();
+    m.send("/reload").await;
+    let answer = m.expect_contains("Filter reload failed").await;
+    assert!(answer.contains("w.toml:"), "{answer}");
+    m.send("darn heck").await;
+    m.expect("mod: darn ****").await;
+    server.shutdown().await;
+}

@@ -153,6 +153,27 @@ async fn rate_limit_off_passes_everything() {
     assert_eq!(out.len(), 100);
 }
 
+/// A fixture can be given as a list of lines, offsets included.
+#[tokio::test(start_paused = true)]
+async fn fixture_from_a_list() {
+    let start = tokio::time::Instant::now();
+    let fixture = Fixture::from_lines(&["alice> one", "+2s bob> two", "bob left"]).unwrap();
+    let timed: Vec<(std::time::Duration, String)> = fixture
+        .stream()
+        .map(|e| (start.elapsed(), describe(&e)))
+        .collect()
+        .await;
+    assert_eq!(
+        timed,
+        [
+            (Duration::ZERO, "alice> one".to_owned()),
+            (Duration::from_secs(2), "bob> two".to_owned()),
+            (Duration::from_secs(2), "bob left".to_owned()),
+        ]
+    );
+    assert!(Fixture::from_lines(&["no separator"]).is_err());
+}
+
 /// The parse stage turns lines into chat, actions, commands and answers; blank lines vanish.
 #[tokio::test(start_paused = true)]
 async fn parse_stage_from_fixture() {

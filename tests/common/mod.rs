@@ -125,6 +125,16 @@ impl TestClient {
         Some(line)
     }
 
+    /// The next line if one arrives within `wait`, for checking that nothing was sent. A line
+    /// that comes later is missed: such a check may pass wrongly, but never fails wrongly.
+    pub async fn try_next_line(&mut self, wait: Duration) -> Option<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(wait, self.reader.read_line(&mut line)).await {
+            Ok(Ok(n)) if n > 0 => Some(line.trim_end_matches('\n').to_owned()),
+            _ => None,
+        }
+    }
+
     /// Asserts the next line is exactly `expected`.
     pub async fn expect(&mut self, expected: &str) {
         let line = self.next_line().await;
