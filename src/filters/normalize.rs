@@ -293,18 +293,6 @@ fn ascii_class(b: u8) -> Class {
     ASCII_CLASS[usize::from(b & 0x7f)]
 }
 
-/// The letter a letter-like character reads as inside a word with letters.
-fn letter_like(b: u8) -> u8 {
-    match b {
-        b'0' => b'o',
-        b'1' => b'i',
-        b'3' => b'e',
-        b'4' | b'@' => b'a',
-        b'5' | b'$' => b's',
-        other => other,
-    }
-}
-
 /// One unit per character of the canonical form, before words are looked at.
 fn collect_units(text: &str, units: &mut Vec<Unit>) {
     units.clear();
@@ -343,10 +331,7 @@ fn collect_units(text: &str, units: &mut Vec<Unit>) {
 
 fn classify(c: char) -> Class {
     match c {
-        'a'..='z' => Class::Letter,
-        '0' | '1' | '3' | '4' | '5' | '@' | '$' => Class::LetterLike,
-        '0'..='9' => Class::Digit,
-        c if c.is_ascii() => Class::Separator,
+        c if c.is_ascii() => ascii_class(c as u8),
         c if c.is_alphabetic() => Class::Letter,
         _ => Class::Separator,
     }
@@ -375,7 +360,8 @@ fn split_words(units: &mut [Unit], words: &mut Vec<Range<usize>>) -> usize {
                 continue;
             }
             if has_letter {
-                unit.c = char::from(letter_like(unit.c as u8));
+                // Letter-like characters are ASCII, so the table covers them.
+                unit.c = char::from(AS_LETTERS[usize::from(unit.c as u8 & 0x7f)]);
                 unit.class = Class::Letter;
             } else if unit.c.is_ascii_digit() {
                 unit.class = Class::Digit;
