@@ -38,16 +38,23 @@ pub enum ConfigError {
 impl ConfigError {
     /// Turns a TOML error into a [`ConfigError::Parse`] with line and column.
     pub(crate) fn parse(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
-        let (line, column) = err
-            .span()
-            .map_or((1, 1), |span| crate::config::line_col(text, span.start));
+        let (line, column, message) = toml_error_position(text, err);
         ConfigError::Parse {
             path: path.to_owned(),
             line,
             column,
-            message: err.message().trim().to_owned(),
+            message,
         }
     }
+}
+
+/// Line, column and message of a TOML error in `text`; configuration and filter files report
+/// their syntax errors the same way.
+pub(crate) fn toml_error_position(text: &str, err: &toml::de::Error) -> (usize, usize, String) {
+    let (line, column) = err
+        .span()
+        .map_or((1, 1), |span| crate::config::line_col(text, span.start));
+    (line, column, err.message().trim().to_owned())
 }
 
 /// Why the server could not start or stopped with an error.

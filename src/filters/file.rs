@@ -175,12 +175,12 @@ impl FilterFile {
     /// Every problem in the file and its words file.
     pub fn load(path: &Path, text: &str) -> Result<LoadedFilter, Vec<FilterError>> {
         let file: FilterFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            let (line, column, message) = crate::error::toml_error_position(text, &e);
             vec![FilterError {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }]
         })?;
         file.build(path, text)
