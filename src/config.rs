@@ -153,10 +153,15 @@ pub struct ServerConfig {
     /// writes under load and a little more latency; `0s` wakes writers after every event.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// Most lines queued for one client; a client over it is disconnected as too slow.
+    /// Most lines queued for a client whose socket is stuck: a client with more waiting, whose
+    /// socket has taken no bytes for `stall_timeout`, is disconnected as too slow.
     pub outbox_lines: usize,
-    /// Most bytes queued for one client; a client over it is disconnected as too slow.
+    /// Most bytes queued for a client whose socket is stuck (see `outbox_lines`).
     pub outbox_bytes: usize,
+    /// How long a client's socket may take no bytes while its backlog is over the outbox bounds
+    /// before it is disconnected as too slow.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -173,6 +178,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             outbox_lines: 1024,
             outbox_bytes: 1024 * 1024,
+            stall_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -32,7 +32,7 @@ async fn join(
             role,
         },
     ));
-    let outbox = Outbox::new(1024, 1 << 20);
+    let outbox = Outbox::new(1024, 1 << 20, std::time::Duration::from_secs(2));
     hub.register(client.clone(), outbox.clone()).await?;
     Ok(Member { client, outbox })
 }

@@ -8,6 +8,6 @@
 mod outbox;
 mod room_hub;
 
-pub use outbox::{Batch, Outbox, OutboxFull};
+pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
 pub use room_hub::{HubHandle, HubSettings, RegisterError, RoomHub};

@@ -1,15 +1,26 @@
 //! A client's outbox: the bounded queue between the hub and the client's writer task.
 //!
 //! The hub pushes shared buffers ([`Bytes`], one allocation per message however many members
-//! receive it) and never waits: a push either fits within the line and byte bounds or fails with
-//! [`OutboxFull`], and the hub disconnects that client. The writer takes everything queued at once
+//! receive it) and never waits. The writer takes everything queued at once
 //! ([`Outbox::next_batch`]) and writes it with one syscall, so a busy room costs one write per
 //! client per batch rather than one per line.
 //!
+//! # When a client is too slow
+//! `max_lines` and `max_bytes` bound the backlog a client may have *while its socket is stuck*.
+//! A backlog over them is no fault of the client when its socket keeps taking bytes: the hub may
+//! simply have run ahead of a writer that has not been scheduled yet (a paste of 20,000 lines, a
+//! pipeline that stalled for a moment and then released thousands of lines). So a push over the
+//! bounds fails with [`OutboxFull`] (and the hub disconnects the client) only when
+//! - the writer is blocked on a socket that has accepted no bytes for `stall_timeout`, or
+//! - the backlog reaches [`HARD_LIMIT_FACTOR`] times the bounds, whatever the socket does: a
+//!   client that reads a trickle cannot make the server hold an unbounded backlog.
+//!
 //! Invariants:
-//! - the queue never holds more than `max_lines` lines or `max_bytes` bytes;
-//! - the writer is woken only when the queue goes from empty to non-empty (or the outbox closes),
-//!   so a burst of pushes costs one wake-up;
+//! - the queue never holds more than `HARD_LIMIT_FACTOR × max_lines` lines or
+//!   `HARD_LIMIT_FACTOR × max_bytes` bytes;
+//! - the writer is woken when the queue goes from empty to non-empty (or the outbox closes), so a
+//!   burst of pushes costs one wake-up; the push that takes the queue past half its bound says
+//!   so ([`Queued::Urgent`]) so the hub wakes the writer at once instead of letting lines gather;
 //! - after [`Outbox::close`] nothing more is queued; the writer flushes what is queued (unless the
 //!   close discards it), writes the final line, and stops.
 //!
@@ -17,10 +28,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How far past its bounds a backlog may grow while the client's socket is still taking bytes.
+pub const HARD_LIMIT_FACTOR: usize = 8;
 
 /// The push did not fit: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,16 +55,35 @@ struct Shared {
     wake: Notify,
     max_lines: usize,
     max_bytes: usize,
+    /// How long a blocked writer's socket may take no bytes before a backlog over the bounds
+    /// counts as "too slow".
+    stall_timeout: Duration,
 }
 
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Bytes>,
     bytes: usize,
+    /// While the writer is writing: when its socket last accepted bytes (or the write began).
+    /// `None` while the writer waits for lines.
+    writing_since_progress: Option<Instant>,
     /// When the oldest queued line was queued (for the fan-out latency metric).
     since: Option<Instant>,
     /// Set once by `close`: the line to write last (if any).
     closed: Option<Option<Bytes>>,
+}
+
+/// How a push went, for the hub's waking of writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// The queue was empty: the writer needs waking (now or after a short gathering delay).
+    First,
+    /// Queued behind other lines; the writer has been or will be woken already.
+    Behind,
+    /// The queue is past half its bounds: wake the writer now, and let it run.
+    Urgent,
+    /// The outbox is closed; the line was dropped (the client is leaving and was told why).
+    Closed,
 }
 
 /// What the writer should do next.
@@ -62,14 +96,17 @@ pub enum Batch {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `max_lines` lines and `max_bytes` bytes.
-    pub fn new(max_lines: usize, max_bytes: usize) -> Self {
+    /// An empty outbox whose client counts as too slow once more than `max_lines` lines or
+    /// `max_bytes` bytes wait while its socket has taken nothing for `stall_timeout` (see the
+    /// module documentation).
+    pub fn new(max_lines: usize, max_bytes: usize, stall_timeout: Duration) -> Self {
         Outbox {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 max_lines,
                 max_bytes,
+                stall_timeout,
             }),
         }
     }
@@ -80,35 +117,60 @@ impl Outbox {
     /// # Errors
     /// [`OutboxFull`] when the line would break a bound; nothing is queued then.
     pub fn push(&self, line: Bytes) -> Result<(), OutboxFull> {
-        if self.push_quietly(line)? {
-            self.wake();
+        match self.push_quietly(line)? {
+            Queued::First | Queued::Urgent => self.wake(),
+            Queued::Behind | Queued::Closed => {}
         }
         Ok(())
     }
 
     /// Queues a line like [`Outbox::push`] but leaves waking the writer to the caller, who calls
-    /// [`Outbox::wake`] when the returned flag says the queue was empty. The hub uses this to
-    /// let lines gather for a moment, so a writer takes several per write.
+    /// [`Outbox::wake`] when the answer says so. The hub uses this to let lines gather for a
+    /// moment, so a writer takes several per write.
     ///
     /// # Errors
-    /// [`OutboxFull`] when the line would break a bound; nothing is queued then.
-    pub fn push_quietly(&self, line: Bytes) -> Result<bool, OutboxFull> {
+    /// [`OutboxFull`] when the client is too slow (see the module documentation); nothing is
+    /// queued then.
+    pub fn push_quietly(&self, line: Bytes) -> Result<Queued, OutboxFull> {
+        let shared = &*self.shared;
         let mut state = self.lock();
         if state.closed.is_some() {
-            return Ok(false);
+            return Ok(Queued::Closed);
         }
-        if state.queue.len() >= self.shared.max_lines
-            || state.bytes + line.len() > self.shared.max_bytes
-        {
-            return Err(OutboxFull);
+        let (lines, bytes) = (state.queue.len() + 1, state.bytes + line.len());
+        if lines > shared.max_lines || bytes > shared.max_bytes {
+            let stalled = state
+                .writing_since_progress
+                .is_some_and(|t| t.elapsed() >= shared.stall_timeout);
+            let over_hard_limit = lines > shared.max_lines.saturating_mul(HARD_LIMIT_FACTOR)
+                || bytes > shared.max_bytes.saturating_mul(HARD_LIMIT_FACTOR);
+            if stalled || over_hard_limit {
+                return Err(OutboxFull);
+            }
         }
         let was_empty = state.queue.is_empty();
         if was_empty {
             state.since = Some(Instant::now());
         }
-        state.bytes += line.len();
+        state.bytes = bytes;
         state.queue.push_back(line);
-        Ok(was_empty)
+        Ok(if was_empty {
+            Queued::First
+        } else if lines * 2 > shared.max_lines || bytes * 2 > shared.max_bytes {
+            Queued::Urgent
+        } else {
+            Queued::Behind
+        })
+    }
+
+    /// The writer's socket accepted bytes (or a write began): the client is not stalled.
+    pub fn progressed(&self) {
+        self.lock().writing_since_progress = Some(Instant::now());
+    }
+
+    /// The writer finished writing its batch and waits for more.
+    pub fn written(&self) {
+        self.lock().writing_since_progress = None;
     }
 
     /// Wakes the writer (after [`Outbox::push_quietly`]).
@@ -152,6 +214,7 @@ impl Outbox {
                 let mut state = self.lock();
                 if !state.queue.is_empty() {
                     state.bytes = 0;
+                    state.writing_since_progress = Some(Instant::now());
                     let since = state.since.take().unwrap_or_else(Instant::now);
                     let mut queue = spare.take().unwrap_or_default();
                     std::mem::swap(&mut queue, &mut state.queue);
@@ -193,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_everything_queued() {
-        let outbox = Outbox::new(10, 1000);
+        let outbox = Outbox::new(10, 1000, STALL);
         outbox.push(line("a\n")).unwrap();
         outbox.push(line("b\n")).unwrap();
         match outbox.next_batch(VecDeque::new()).await {
@@ -203,18 +266,70 @@ mod tests {
         assert!(outbox.is_empty());
     }
 
+    const STALL: Duration = Duration::from_secs(2);
+
+    /// Fills `outbox` past its bounds, as the hub may before the writer has run.
+    fn fill(outbox: &Outbox, n: usize) {
+        for _ in 0..n {
+            outbox.push(line("x\n")).unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_over_the_bounds_is_fine_while_the_socket_takes_bytes() {
+        let outbox = Outbox::new(4, 1000, STALL);
+        // The writer has not run yet: over the bound, but nothing is stalled.
+        fill(&outbox, 10);
+        // The writer takes the batch and its socket blocks: pushes still fit within the grace.
+        assert!(
+            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q, _) if q.len() == 10)
+        );
+        fill(&outbox, 10);
+        tokio::time::advance(STALL / 2).await;
+        outbox.progressed();
+        tokio::time::advance(STALL / 2).await;
+        fill(&outbox, 5);
+        // No progress for the whole stall timeout: now a backlog over the bound is too slow.
+        tokio::time::advance(STALL / 2).await;
+        assert_eq!(outbox.push(line("x\n")), Err(OutboxFull));
+        assert_eq!(outbox.len(), 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_socket_may_still_fill_up_to_the_bounds() {
+        let outbox = Outbox::new(4, 1000, STALL);
+        fill(&outbox, 1);
+        let _ = outbox.next_batch(VecDeque::new()).await;
+        tokio::time::advance(STALL * 10).await;
+        fill(&outbox, 4);
+        assert_eq!(outbox.push(line("x\n")), Err(OutboxFull), "5 lines > 4");
+        outbox.written();
+        fill(&outbox, 1);
+    }
+
     #[tokio::test]
-    async fn bounds_lines_and_bytes() {
-        let outbox = Outbox::new(2, 5);
-        outbox.push(line("ab\n")).unwrap();
-        assert_eq!(outbox.push(line("cd\n")), Err(OutboxFull), "6 bytes > 5");
-        outbox.push(line("c\n")).unwrap();
-        assert_eq!(outbox.push(line("\n")), Err(OutboxFull), "3 lines > 2");
+    async fn the_hard_limit_holds_whatever_the_socket_does() {
+        let outbox = Outbox::new(2, 1000, STALL);
+        fill(&outbox, 2 * HARD_LIMIT_FACTOR);
+        assert_eq!(outbox.push(line("x\n")), Err(OutboxFull));
+        let outbox = Outbox::new(100, 10, STALL);
+        fill(&outbox, 5 * HARD_LIMIT_FACTOR);
+        assert_eq!(outbox.push(line("x\n")), Err(OutboxFull), "bytes bound too");
+    }
+
+    #[tokio::test]
+    async fn half_full_asks_for_an_early_wake() {
+        let outbox = Outbox::new(4, 1000, STALL);
+        assert_eq!(outbox.push_quietly(line("a\n")), Ok(Queued::First));
+        assert_eq!(outbox.push_quietly(line("b\n")), Ok(Queued::Behind));
+        assert_eq!(outbox.push_quietly(line("c\n")), Ok(Queued::Urgent));
+        outbox.close(None, false);
+        assert_eq!(outbox.push_quietly(line("d\n")), Ok(Queued::Closed));
     }
 
     #[tokio::test]
     async fn close_flushes_then_gives_the_last_line() {
-        let outbox = Outbox::new(10, 1000);
+        let outbox = Outbox::new(10, 1000, STALL);
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("bye\n")), false);
         outbox.push(line("ignored\n")).unwrap();
@@ -228,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn discarding_close_drops_the_backlog() {
-        let outbox = Outbox::new(10, 1000);
+        let outbox = Outbox::new(10, 1000, STALL);
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("slow\n")), true);
         assert!(matches!(
@@ -239,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn writer_waiting_is_woken_by_a_push() {
-        let outbox = Outbox::new(10, 1000);
+        let outbox = Outbox::new(10, 1000, STALL);
         let writer = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.next_batch(VecDeque::new()).await }

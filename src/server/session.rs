@@ -75,7 +75,11 @@ pub(crate) async fn run_session(
 ) {
     let (read_half, write_half) = socket.into_split();
     let config = &shared.config;
-    let outbox = Outbox::new(config.outbox_lines, config.outbox_bytes);
+    let outbox = Outbox::new(
+        config.outbox_lines,
+        config.outbox_bytes,
+        config.stall_timeout,
+    );
     let closed = CancellationToken::new();
     let writer = write_loop(
         write_half,

@@ -3,8 +3,13 @@
 //! Everything queued when the writer wakes goes out in one vectored write (`writev`), so a busy
 //! room costs one syscall per client per batch, not one per line, and no line is copied: the
 //! shared buffers the hub queued are written directly. Every write has a deadline; a client that
-//! does not take its bytes in time is dropped. The writer holds no buffer of its own between
-//! batches, which keeps an idle connection cheap.
+//! does not take its bytes in time is dropped. Between batches the writer keeps only a small
+//! spare queue (at most `MAX_KEPT_QUEUE` entries) to swap with the outbox, which keeps an idle
+//! connection cheap.
+//!
+//! The writer tells the outbox when a batch is taken, when the socket takes part of it and when
+//! it is written: that is what lets the outbox tell a stuck client from one whose writer merely
+//! has not run yet (see [`crate::hub::Outbox`]).
 //!
 //! The writer owns the connection's admission permit and cancels the session's `closed` token
 //! when it ends, however it ends, so the reader stops too.
@@ -58,7 +63,7 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
             _ = ctx.cut.cancelled() => return,
             // Boxed: the write's state is only needed while writing; unboxed it would sit in every
             // idle connection's writer future.
-            result = Box::pin(tokio::time::timeout(ctx.write_timeout, write_all(&mut socket, &lines, last))) => result,
+            result = Box::pin(tokio::time::timeout(ctx.write_timeout, write_all(&mut socket, &outbox, &lines, last))) => result,
         };
         match result {
             Ok(Ok(())) if closing => {
@@ -67,6 +72,7 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
                 return;
             }
             Ok(Ok(())) => {
+                outbox.written();
                 ctx.metrics.lines_delivered.inc_by(lines.len() as u64);
                 if let Some(since) = since {
                     ctx.metrics
@@ -94,9 +100,12 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
     }
 }
 
-/// Writes every line, then `last`, with as few `writev` calls as the socket allows.
+/// Writes every line, then `last`, with as few `writev` calls as the socket allows, telling the
+/// outbox each time the socket takes bytes (so a client reading a long backlog is not mistaken
+/// for a stalled one).
 async fn write_all(
     socket: &mut OwnedWriteHalf,
+    outbox: &Outbox,
     lines: &VecDeque<Bytes>,
     last: Option<Bytes>,
 ) -> io::Result<()> {
@@ -112,6 +121,9 @@ async fn write_all(
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut remaining, written);
+        if !remaining.is_empty() {
+            outbox.progressed();
+        }
     }
     Ok(())
 }

@@ -86,7 +86,8 @@ impl TestServer {
 /// A line-oriented TCP client.
 pub struct TestClient {
     reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    /// `None` once [`TestClient::take_writer`] handed it out.
+    writer: Option<OwnedWriteHalf>,
 }
 
 impl TestClient {
@@ -95,7 +96,7 @@ impl TestClient {
         let (r, w) = stream.into_split();
         TestClient {
             reader: BufReader::new(r),
-            writer: w,
+            writer: Some(w),
         }
     }
 
@@ -106,7 +107,16 @@ impl TestClient {
 
     /// Sends bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
+        self.writer().write_all(bytes).await.unwrap();
+    }
+
+    fn writer(&mut self) -> &mut OwnedWriteHalf {
+        self.writer.as_mut().expect("the writer was taken")
+    }
+
+    /// Hands out the write half, so another task can write while this client reads.
+    pub fn take_writer(&mut self) -> OwnedWriteHalf {
+        self.writer.take().expect("the writer was taken")
     }
 
     /// The next line, without its newline; `None` at end of stream. Fails after [`WAIT`].
@@ -160,12 +170,13 @@ impl TestClient {
 
     /// Closes the write side (EOF to the server) but keeps reading.
     pub async fn close_write(&mut self) {
-        self.writer.shutdown().await.unwrap();
+        self.writer().shutdown().await.unwrap();
     }
 
     /// Resets the connection abruptly (RST instead of FIN).
     pub fn reset(self) {
-        let stream = self.reader.into_inner().reunite(self.writer).unwrap();
+        let writer = self.writer.expect("the writer was taken");
+        let stream = self.reader.into_inner().reunite(writer).unwrap();
         socket2::SockRef::from(&stream)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
@@ -180,4 +191,17 @@ pub fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), contents).unwrap();
     }
     dir
+}
+
+/// Polls `condition` until it holds; fails after [`WAIT`] naming `what`. For state that has no
+/// line to wait for (a counter in a test stage, say).
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Queued};
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Event, Role};
 use crate::filters::FilterRules;
@@ -196,14 +196,22 @@ struct Pending {
     too_slow: Vec<ClientId>,
     /// Outboxes given lines since the last flush, whose writers are still to be woken.
     unflushed: Vec<Outbox>,
+    /// Some outbox is past half its bounds: its writer was woken at once, and the hub should let
+    /// it run before queueing more.
+    backlogged: bool,
 }
 
 impl Pending {
-    /// Queues `line` for client `id` without waking its writer.
+    /// Queues `line` for client `id`, leaving the wake-up of its writer to the next flush unless
+    /// its queue is getting long.
     fn queue(&mut self, id: ClientId, outbox: &Outbox, line: Bytes) {
         match outbox.push_quietly(line) {
-            Ok(true) => self.unflushed.push(outbox.clone()),
-            Ok(false) => {}
+            Ok(Queued::First) => self.unflushed.push(outbox.clone()),
+            Ok(Queued::Urgent) => {
+                outbox.wake();
+                self.backlogged = true;
+            }
+            Ok(Queued::Behind | Queued::Closed) => {}
             Err(_) => self.too_slow.push(id),
         }
     }
@@ -258,6 +266,12 @@ impl RoomHub {
                 },
             }
             self.disconnect_slow_clients();
+            if std::mem::take(&mut self.pending.backlogged) {
+                // Writers fell behind (a paste, or a backlog released at once): wake them all
+                // and step aside so they run before more is queued for them.
+                self.flush();
+                tokio::task::yield_now().await;
+            }
             if !self.pending.unflushed.is_empty() && !flush_armed {
                 if flush_interval.is_zero() {
                     self.flush();
