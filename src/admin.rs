@@ -1,7 +1,8 @@
 //! The admin HTTP listener: health, readiness and metrics for operators and orchestrators.
 //!
 //! - `GET /healthz`: 200 and `{"status":"ok","uptime_seconds":…,"connections":…,"rooms":…}` while
-//!   the server runs;
+//!   the server runs; 503 and `{"status":"failed"}` once the hub has stopped (the server then
+//!   shuts down and exits non-zero);
 //! - `GET /readyz`: 200 while accepting clients, 503 once shutdown has begun;
 //! - `GET /metrics`: the Prometheus text exposition of [`Metrics`].
 //!
@@ -31,6 +32,8 @@ pub(crate) struct AdminState {
     pub(crate) started: Instant,
     /// Cleared when shutdown begins.
     pub(crate) ready: Arc<AtomicBool>,
+    /// Cleared when the hub has stopped while the server was meant to run.
+    pub(crate) healthy: Arc<AtomicBool>,
     /// The pipeline's input, weakly held so it never keeps the pipeline open at shutdown.
     pub(crate) pipeline_input: mpsc::WeakSender<Event>,
 }
@@ -54,17 +57,22 @@ pub(crate) async fn serve(listener: TcpListener, state: AdminState, stop: Cancel
 }
 
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    if !state.healthy.load(Ordering::Relaxed) {
+        let body = r#"{"status":"failed"}"#.to_owned();
+        return (StatusCode::SERVICE_UNAVAILABLE, json, body);
+    }
     let body = format!(
         r#"{{"status":"ok","uptime_seconds":{:.1},"connections":{},"rooms":{}}}"#,
         state.started.elapsed().as_secs_f64(),
         state.metrics.connected_clients.get(),
         state.metrics.rooms.get(),
     );
-    ([(header::CONTENT_TYPE, "application/json")], body)
+    (StatusCode::OK, json, body)
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.ready.load(Ordering::Relaxed) && state.healthy.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -84,4 +92,30 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(ready: bool, healthy: bool) -> AdminState {
+        let (tx, _rx) = mpsc::channel(1);
+        AdminState {
+            metrics: Metrics::new(),
+            started: Instant::now(),
+            ready: Arc::new(AtomicBool::new(ready)),
+            healthy: Arc::new(AtomicBool::new(healthy)),
+            pipeline_input: tx.downgrade(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_hub_fails_both_probes() {
+        let health = healthz(State(state(true, false))).await.into_response();
+        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ready = readyz(State(state(true, false))).await.into_response();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let health = healthz(State(state(true, true))).await.into_response();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
 }

@@ -15,6 +15,12 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+/// The most connections `[server] max_connections` may allow.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// The longest line `[server] max_line_bytes` may allow.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,6 +309,44 @@ impl Config {
             })
     }
 
+    /// Every duration setting with its lower and upper bound. The upper bounds keep each one far
+    /// from overflowing the clock arithmetic it feeds (a timer, a deadline), and reject values
+    /// that can only be typos.
+    fn durations(&self) -> [(&'static str, Duration, Duration, Duration); 9] {
+        const ZERO: Duration = Duration::ZERO;
+        const MS: Duration = Duration::from_millis(1);
+        const SECOND: Duration = Duration::from_secs(1);
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let s = &self.server;
+        [
+            ("[server] handshake_timeout", s.handshake_timeout, MS, HOUR),
+            ("[server] idle_timeout", s.idle_timeout, ZERO, 7 * DAY),
+            ("[server] write_timeout", s.write_timeout, MS, HOUR),
+            ("[server] shutdown_grace", s.shutdown_grace, ZERO, HOUR),
+            ("[server] flush_interval", s.flush_interval, ZERO, SECOND),
+            ("[server] stall_timeout", s.stall_timeout, MS, HOUR),
+            (
+                "[filters] watch_interval",
+                self.filters.watch_interval,
+                MS,
+                DAY,
+            ),
+            (
+                "[admission] login_lockout",
+                self.admission.login_lockout,
+                ZERO,
+                30 * DAY,
+            ),
+            (
+                "[admin] log_interval",
+                self.admin.log_interval,
+                ZERO,
+                7 * DAY,
+            ),
+        ]
+    }
+
     /// Checks values that parse but make no sense, collecting every problem.
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -330,10 +374,33 @@ impl Config {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
-        if s.outbox_bytes < s.max_line_bytes + 64 {
+        if s.max_connections > MAX_CONNECTIONS {
+            problems.push(format!(
+                "[server] max_connections: at most {MAX_CONNECTIONS}"
+            ));
+        }
+        if s.max_line_bytes > MAX_LINE_BYTES {
+            problems.push(format!("[server] max_line_bytes: at most {MAX_LINE_BYTES}"));
+        }
+        for (key, value, min, max) in self.durations() {
+            if value < min {
+                problems.push(format!(
+                    "{key}: must be at least {}",
+                    humantime::format_duration(min)
+                ));
+            }
+            if value > max {
+                problems.push(format!(
+                    "{key}: must be at most {} (got {})",
+                    humantime::format_duration(max),
+                    humantime::format_duration(value)
+                ));
+            }
+        }
+        if s.outbox_bytes < s.max_line_bytes.saturating_add(64) {
             problems.push(format!(
                 "[server] outbox_bytes: must hold at least one full line ({} bytes)",
-                s.max_line_bytes + 64
+                s.max_line_bytes.saturating_add(64)
             ));
         }
         let r = &self.rate_limit;
@@ -443,6 +510,24 @@ mod tests {
         let err = parse("[rate_limit]\npolicy = \"sometimes\"\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("chatpipe.toml:2:10:"), "{text}");
+    }
+
+    #[test]
+    fn durations_and_counts_have_upper_bounds() {
+        let err = parse(
+            "[server]\nflush_interval = \"10000000y\"\nidle_timeout = \"400d\"\nmax_connections = 3000000000000000000\nwrite_timeout = \"0s\"\n[admin]\nlog_interval = \"100y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "[server] flush_interval: must be at most 1s",
+            "[server] idle_timeout: must be at most 7days",
+            "[server] max_connections: at most 1000000",
+            "[server] write_timeout: must be at least 1ms",
+            "[admin] log_interval: must be at most",
+        ] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
     }
 
     #[test]

@@ -74,4 +74,8 @@ pub enum ServerError {
     /// The pipeline cannot be assembled.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::UnknownStage),
+    /// The hub stopped while the server was running: the server shut down instead of running
+    /// on without delivering anything.
+    #[error("{0}")]
+    HubStopped(String),
 }

@@ -230,4 +230,8 @@ pub enum Command {
     Moderated(bool),
     /// `/voice NAME`: may speak in the sender's moderated room.
     Voice(String),
+    /// `/bans`: list the bans in force.
+    Bans,
+    /// `/mutes`: list the members muted now.
+    Mutes,
 }

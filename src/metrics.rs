@@ -28,14 +28,17 @@ pub enum DropReason {
     InvalidUtf8,
     /// Queued for a client cut off as too slow.
     SlowClient,
+    /// Handling it panicked (the sender was told).
+    Panic,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 4] = [
+    const ALL: [DropReason; 5] = [
         DropReason::RateLimit,
         DropReason::TooLong,
         DropReason::InvalidUtf8,
         DropReason::SlowClient,
+        DropReason::Panic,
     ];
 
     fn label(self) -> &'static str {
@@ -44,6 +47,7 @@ impl DropReason {
             DropReason::TooLong => "too_long",
             DropReason::InvalidUtf8 => "invalid_utf8",
             DropReason::SlowClient => "slow_client",
+            DropReason::Panic => "panic",
         }
     }
 }
@@ -80,7 +84,7 @@ pub struct Metrics {
     pub filter_reloads: Family<Labels, Counter>,
     /// The `lines_dropped` series of each [`DropReason`], looked up once: a flood drops lines on
     /// a hot path, which should not build label sets for every line.
-    drops: [Counter; 4],
+    drops: [Counter; 5],
 }
 
 impl Metrics {

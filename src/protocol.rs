@@ -14,6 +14,9 @@ pub const GREETING: &str = "Welcome to chatpipe! Please enter your username:";
 pub const ASK_AGAIN: &str = "Please enter your username:";
 /// Said to every client when the server shuts down.
 pub const SHUTTING_DOWN: &str = "Chat server is shutting down";
+/// Said to every client when the server stops because of an internal error.
+pub const STOPPED_AFTER_ERROR: &str =
+    "Chat server is shutting down after an internal error; please reconnect later";
 /// Said to a client whose outbox overflowed.
 pub const TOO_SLOW: &str = "Disconnected: too slow to keep up";
 /// Said to a client over the rate limit.

@@ -253,3 +253,54 @@ async fn connection_limit_waits_for_a_free_place() {
     third.expect("third has joined the chat").await;
     server.shutdown().await;
 }
+
+/// A stage that panics on the line "boom": a bug in a user's stage.
+struct PanicsOnBoom;
+
+impl chatpipe::Stage for PanicsOnBoom {
+    fn name(&self) -> &str {
+        "panics_on_boom"
+    }
+
+    fn apply(
+        self: Box<Self>,
+        input: chatpipe::EventStream,
+        _: &chatpipe::StageContext,
+    ) -> chatpipe::EventStream {
+        use futures::StreamExt;
+        Box::pin(input.map(|event| {
+            if matches!(&event.body, chatpipe::Body::Chat(text) if text == "boom") {
+                panic!("boom");
+            }
+            event
+        }))
+    }
+}
+
+/// When the hub cannot go on (the pipeline feeding it panicked), the server does not pretend to
+/// be alive: every client is told, connections close, and `run` returns an error (the binary
+/// exits non-zero).
+#[tokio::test]
+async fn a_dead_hub_stops_the_server() {
+    let server = chatpipe::Server::new(test_config()).pipeline(|p| p.stage(PanicsOnBoom));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let run = tokio::spawn(server.run(listener, std::future::pending()));
+    let mut alice = TestClient::connect(addr).await;
+    alice.expect_contains("Please enter your username").await;
+    alice.send("alice").await;
+    alice.expect("alice has joined the chat").await;
+    alice.send("fine").await;
+    alice.expect("alice: fine").await;
+    alice.send("boom").await;
+    alice
+        .expect_contains("Chat server is shutting down after an internal error")
+        .await;
+    alice.expect_eof().await;
+    let result = tokio::time::timeout(common::WAIT, run)
+        .await
+        .expect("run returned")
+        .unwrap();
+    let error = result.expect_err("run must fail when the hub stops");
+    assert!(error.to_string().contains("boom"), "{error}");
+}

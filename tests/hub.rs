@@ -123,5 +123,5 @@ async fn mutes_and_bans_expire() {
         .expect("the ban has expired");
 
     drop(events);
-    hub_task.await.unwrap();
+    hub_task.await.unwrap().unwrap();
 }

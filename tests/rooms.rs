@@ -252,7 +252,7 @@ async fn bans_refuse_name_and_address() {
     m.expect("bob has joined the chat").await;
 
     m.send("/ban bob 1h").await;
-    m.expect("SERVER: bob is banned for 1h (name and address).")
+    m.expect("SERVER: bob is banned by mod for 1h (name and address).")
         .await;
     bob.expect("SERVER: You were banned by mod for 1h.").await;
     bob.expect_eof().await;
@@ -271,9 +271,59 @@ async fn bans_refuse_name_and_address() {
     assert!(refusal.contains("banned by mod"), "{refusal}");
     again.expect_eof().await;
 
+    // A second ban on the same name replaces the first; /bans lists it once.
+    m.send("/ban bob 2d").await;
+    m.expect("SERVER: bob is banned by mod for 2d.").await;
+    m.send("/bans").await;
+    m.expect("SERVER: Bans (1):").await;
+    m.expect("SERVER: bob (name) for 2d: banned by mod").await;
+
+    // Nobody online can rename into the banned name.
+    let mut eve = server.login("eve").await;
+    m.expect("eve has joined the chat").await;
+    eve.send("/nick Bob").await;
+    eve.expect_contains("You cannot take the name Bob: you are banned")
+        .await;
+
     m.send("/unban bob").await;
     m.expect("SERVER: bob is no longer banned.").await;
+    m.expect("SERVER: bob was unbanned by mod").await;
+    eve.expect("SERVER: bob was unbanned by mod").await;
+    m.send("/bans").await;
+    m.expect("SERVER: Nobody is banned.").await;
     let _bob = server.login("bob").await;
+    server.shutdown().await;
+}
+
+/// A mute or ban longer than anything representable lasts until lifted instead of crashing the
+/// hub; `/mutes` lists it; chat goes on.
+#[tokio::test]
+async fn huge_durations_mean_until_lifted() {
+    let server = TestServer::with_config(with_accounts()).await;
+    let mut m = login_with_password(&server, "mod", "modpass").await;
+    let mut bob = server.login("bob").await;
+    m.expect("bob has joined the chat").await;
+    m.send("/mute bob 300000000y").await;
+    m.expect("SERVER: bob was muted by mod until unmuted").await;
+    bob.expect("SERVER: bob was muted by mod until unmuted")
+        .await;
+    bob.send("let me speak").await;
+    bob.expect("SERVER: You are muted until a moderator unmutes you.")
+        .await;
+    m.send("/mutes").await;
+    m.expect("SERVER: Mutes (1):").await;
+    m.expect("SERVER: bob until unmuted").await;
+    m.send("/ban someone 300000000000y").await;
+    let answer = m.next_line().await.unwrap();
+    assert!(
+        answer == "SERVER: someone is banned by mod until unbanned."
+            || answer.starts_with("SERVER: Usage: /ban"),
+        "{answer}"
+    );
+    // The hub is alive: a line still goes round.
+    m.send("still here").await;
+    m.expect("mod: still here").await;
+    bob.expect("mod: still here").await;
     server.shutdown().await;
 }
 
@@ -294,7 +344,7 @@ async fn moderation_limits() {
     m.send("/ban root").await;
     m.expect("SERVER: Permission denied").await;
     m.send("/ban someone 1h").await;
-    m.expect("SERVER: someone is banned for 1h.").await;
+    m.expect("SERVER: someone is banned by mod for 1h.").await;
     server.shutdown().await;
 }
 
@@ -316,6 +366,8 @@ async fn users_cannot_moderate() {
         "/reload",
         "/moderated on",
         "/voice other",
+        "/bans",
+        "/mutes",
     ] {
         user.send(command).await;
         user.expect("SERVER: Permission denied").await;

@@ -144,6 +144,26 @@ async fn rate_limit_delay_keeps_leave_behind_held_lines() {
     );
 }
 
+/// Under the delay policy the held queue is bounded for `/ping` and `/quit` too: a client that
+/// floods `/ping` behind held lines gets them rejected, and one `/quit` still gets through.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_delay_bounds_pings_and_keeps_one_quit() {
+    let mut text: String = (0..4).map(|n| format!("alice> {n}\n")).collect();
+    text.extend((0..1000).map(|_| "alice> /ping\n".to_owned()));
+    text.push_str("alice> /quit\nalice> /quit\nalice left\n");
+    let fixture = Fixture::parse(&text).unwrap();
+    let out = run_stage(limit(10, 2, RateLimitPolicy::Delay), fixture.stream()).await;
+    let shown = shown(&out);
+    let pings = shown.iter().filter(|l| *l == "alice> /ping").count();
+    let quits = shown.iter().filter(|l| *l == "alice> /quit").count();
+    assert_eq!(
+        pings, 0,
+        "every /ping behind a full queue is rejected: {shown:?}"
+    );
+    assert_eq!(quits, 1, "{shown:?}");
+    assert_eq!(shown.last().map(String::as_str), Some("alice left"));
+}
+
 /// Rate limiting off (`per_second = 0`) passes everything.
 #[tokio::test(start_paused = true)]
 async fn rate_limit_off_passes_everything() {

@@ -10,4 +10,4 @@ mod room_hub;
 
 pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
-pub use room_hub::{HubHandle, HubSettings, RegisterError, RoomHub};
+pub use room_hub::{HubFailure, HubHandle, HubSettings, RegisterError, RoomHub};

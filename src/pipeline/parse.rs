@@ -36,6 +36,8 @@ pub const MODERATOR_HELP: &str = "Moderator commands:
 /unmute NAME - lift a mute
 /ban NAME [duration] - ban a name and its address (default: until /unban)
 /unban NAME - lift a ban
+/bans - list the bans in force
+/mutes - list who is muted
 /moderated on|off - only moderators and voiced users may speak in this room
 /voice NAME - let a user speak in this moderated room
 /reload - reload the filters";
@@ -154,6 +156,8 @@ pub fn parse_line(line: &str) -> Option<Body> {
             _ => usage("/moderated on|off"),
         },
         ("voice", [name]) => command(Command::Voice((*name).to_owned())),
+        ("bans", []) => command(Command::Bans),
+        ("mutes", []) => command(Command::Mutes),
         (known, _) => match USAGES.iter().find(|(name, _)| *name == known) {
             Some((_, form)) => usage(form),
             None => Body::Notice(format!(
@@ -184,6 +188,8 @@ const USAGES: &[(&str, &str)] = &[
     ("unban", "/unban NAME"),
     ("moderated", "/moderated on|off"),
     ("voice", "/voice NAME"),
+    ("bans", "/bans"),
+    ("mutes", "/mutes"),
 ];
 
 /// A positive duration such as `30s`, `10m`, `2h`.

@@ -132,6 +132,11 @@ struct RateLimited {
     timer_at: Option<Instant>,
 }
 
+/// A `/quit` line.
+fn is_quit(event: &Event) -> bool {
+    matches!(&event.body, Body::Line(line) if line.trim().eq_ignore_ascii_case("/quit"))
+}
+
 /// Lines the limit does not count.
 fn is_exempt(line: &str) -> bool {
     let line = line.trim();
@@ -159,8 +164,14 @@ impl RateLimited {
             }),
         };
         if !state.held.is_empty() {
-            // Order: everything of this client waits behind its held lines.
-            if !is_line || state.held.len() < self.stage.max_held {
+            // Order: everything of this client waits behind its held lines. The queue is bounded
+            // for every kind of event: past `max_held` only the client's departure and one
+            // `/quit` still get a place (so a flooder can always leave), anything else — `/ping`
+            // included — is rejected like an over-limit line.
+            let fits = state.held.len() < self.stage.max_held
+                || matches!(event.body, Body::Left(_))
+                || (is_quit(&event) && !state.held.iter().any(is_quit));
+            if fits {
                 state.held.push_back(event);
                 self.held_total += 1;
             } else {

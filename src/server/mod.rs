@@ -193,8 +193,9 @@ impl Server {
             metrics: metrics.clone(),
             flush_interval: self.config.server.flush_interval,
         });
-        tasks.spawn(hub.run(output));
+        let mut hub_task = tasks.spawn(hub.run(output));
         let ready = Arc::new(AtomicBool::new(true));
+        let healthy = Arc::new(AtomicBool::new(true));
         // The admin listener outlives the other tasks (probes see the 503 during shutdown), so it
         // has its own token and is awaited last.
         let admin_stop = CancellationToken::new();
@@ -203,6 +204,7 @@ impl Server {
                 metrics: metrics.clone(),
                 started: tokio::time::Instant::now(),
                 ready: ready.clone(),
+                healthy: healthy.clone(),
                 pipeline_input: input.downgrade(),
             };
             tokio::spawn(crate::admin::serve(admin, state, admin_stop.clone()))
@@ -237,7 +239,20 @@ impl Server {
             tasks.spawn(rules.watch(interval, stop_reading.clone()));
         }
 
-        shutdown.await;
+        // The hub ending before shutdown was asked for is a failure: the server must not go on
+        // accepting clients it cannot serve.
+        let hub_failure = tokio::select! {
+            () = shutdown => None,
+            ended = &mut hub_task => Some(match ended {
+                Ok(Err(failure)) => failure.to_string(),
+                Ok(Ok(())) => "the hub stopped: its input ended".to_owned(),
+                Err(error) => format!("the hub stopped: {error}"),
+            }),
+        };
+        if let Some(failure) = &hub_failure {
+            healthy.store(false, Ordering::Relaxed);
+            tracing::error!(%failure, "the hub stopped; shutting the server down");
+        }
         tracing::info!("shutting down");
         ready.store(false, Ordering::Relaxed);
         stop_reading.cancel();
@@ -258,7 +273,10 @@ impl Server {
             let _ = admin.await;
         }
         tracing::info!("shutdown complete");
-        Ok(())
+        match hub_failure {
+            Some(failure) => Err(ServerError::HubStopped(failure)),
+            None => Ok(()),
+        }
     }
 }
 

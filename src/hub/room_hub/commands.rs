@@ -52,6 +52,16 @@ impl RoomHub {
             );
             return;
         }
+        let addr = member.client.addr().ip();
+        if new_key != old_key
+            && let Some(ban) = self.ban_on(&new_key, addr)
+        {
+            self.tell(id, &format!("You cannot take the name {new}: {ban}."));
+            return;
+        }
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
         let room = member.room.clone();
         member.client.update(|info| info.name = Arc::from(new));
         self.names.remove(&old_key);

@@ -19,11 +19,12 @@ mod rooms;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -105,6 +106,20 @@ impl HubHandle {
     }
 }
 
+/// The hub stopped because the pipeline feeding it panicked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the hub stopped: the pipeline panicked: {0}")]
+pub struct HubFailure(pub String);
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// What the hub needs besides its inputs.
 #[derive(Debug, Clone, Default)]
 pub struct HubSettings {
@@ -130,8 +145,8 @@ struct Member {
     outbox: Outbox,
     room: Arc<str>,
     connected_at: Instant,
-    /// While set and in the future, the member's lines are refused.
-    muted_until: Option<Instant>,
+    /// While set and not over, the member's lines are refused.
+    muted: Option<Until>,
 }
 
 impl Member {
@@ -139,11 +154,9 @@ impl Member {
         self.client.info().role
     }
 
-    /// How long the member stays muted, if they are.
-    fn muted_for(&self) -> Option<Duration> {
-        let until = self.muted_until?;
-        let now = Instant::now();
-        (until > now).then(|| until - now)
+    /// How long the member stays muted (`Some(None)`: until unmuted), if they are.
+    fn muted_for(&self) -> Option<Option<Duration>> {
+        self.muted?.remaining(Instant::now())
     }
 }
 
@@ -160,18 +173,51 @@ struct Room {
 
 /// A ban on a name and (unless exempt) the address it was used from.
 struct Ban {
+    /// The name as the moderator typed it, for `/bans`.
+    shown: String,
     name: NameKey,
     addr: Option<IpAddr>,
-    until: Option<Instant>,
+    until: Until,
     reason: String,
 }
 
-impl Ban {
-    fn remaining(&self, now: Instant) -> Option<Option<Duration>> {
-        match self.until {
-            None => Some(None),
-            Some(until) if until > now => Some(Some(until - now)),
-            Some(_) => None,
+/// The longest mute or ban with an end: anything longer lasts until a moderator lifts it. Also
+/// keeps `Instant` arithmetic far from overflowing, whatever duration a client or a filter file
+/// names.
+pub(crate) const MAX_SANCTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// When a mute or a ban ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// When a moderator lifts it.
+    Lifted,
+    /// At this instant.
+    At(Instant),
+}
+
+impl Until {
+    /// `duration` from now; no duration, or one over [`MAX_SANCTION`], lasts until lifted.
+    fn after(duration: Option<Duration>) -> Until {
+        duration
+            .filter(|d| *d <= MAX_SANCTION)
+            .and_then(|d| Instant::now().checked_add(d))
+            .map_or(Until::Lifted, Until::At)
+    }
+
+    /// `None` once over; `Some(None)` until lifted; else the time left.
+    fn remaining(self, now: Instant) -> Option<Option<Duration>> {
+        match self {
+            Until::Lifted => Some(None),
+            Until::At(until) if until > now => Some(Some(until - now)),
+            Until::At(_) => None,
+        }
+    }
+
+    /// `for 5m`, or `until lifted` in the words of `lift` (`until unbanned`).
+    fn describe(self, lift: &str) -> String {
+        match self.remaining(Instant::now()) {
+            Some(Some(left)) => format!("for {}", describe_duration(left)),
+            _ => format!("until {lift}"),
         }
     }
 }
@@ -241,7 +287,15 @@ impl RoomHub {
     /// Writers are woken at most every `flush_interval`: lines queued meanwhile go out in one
     /// write per client, which is what keeps a busy room from costing one syscall per line per
     /// member.
-    pub async fn run(mut self, events: impl Stream<Item = Event>) {
+    ///
+    /// A panic while carrying out one event or request costs that event only: it is logged,
+    /// counted, and the client who sent it is told. A panic in the pipeline feeding the hub
+    /// cannot be recovered from (the stream is broken); then every client is told and `run`
+    /// returns [`HubFailure`], so the server can stop rather than pretend to be alive.
+    ///
+    /// # Errors
+    /// [`HubFailure`] when the pipeline's output panicked.
+    pub async fn run(mut self, events: impl Stream<Item = Event>) -> Result<(), HubFailure> {
         let mut events = std::pin::pin!(events);
         let mut requests_open = true;
         let flush_interval = self.settings.flush_interval;
@@ -253,16 +307,26 @@ impl RoomHub {
                 // Registrations first: a waiting client is cheap to serve and is in a handshake.
                 biased;
                 request = self.requests.recv(), if requests_open => match request {
-                    Some(request) => self.handle_request(request),
+                    Some(request) => self.guarded(None, |hub| hub.handle_request(request)),
                     None => requests_open = false,
                 },
                 () = &mut flush, if flush_armed => {
                     flush_armed = false;
                     self.flush();
                 }
-                event = events.next() => match event {
-                    Some(event) => self.handle_event(event),
-                    None => break,
+                event = AssertUnwindSafe(events.next()).catch_unwind() => match event {
+                    Ok(Some(event)) => {
+                        let id = event.client.id();
+                        self.guarded(Some(id), |hub| hub.handle_event(event));
+                    }
+                    Ok(None) => break,
+                    Err(panic) => {
+                        let failure = HubFailure(panic_message(panic.as_ref()));
+                        tracing::error!(%failure, "the pipeline panicked; stopping the server");
+                        self.flush();
+                        self.shut_down(protocol::STOPPED_AFTER_ERROR);
+                        return Err(failure);
+                    }
                 },
             }
             self.disconnect_slow_clients();
@@ -282,7 +346,25 @@ impl RoomHub {
             }
         }
         self.flush();
-        self.shut_down();
+        self.shut_down(protocol::SHUTTING_DOWN);
+        Ok(())
+    }
+
+    /// Runs `work`, containing a panic in it: the panic is logged and counted, and `client`
+    /// (whose line or command it was) is told it could not be carried out.
+    fn guarded(&mut self, client: Option<ClientId>, work: impl FnOnce(&mut RoomHub)) {
+        let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| work(self))) else {
+            return;
+        };
+        let message = panic_message(panic.as_ref());
+        tracing::error!(client = ?client, panic = %message, "handling an event panicked; it was dropped");
+        self.settings.metrics.dropped(DropReason::Panic, 1);
+        if let Some(id) = client {
+            self.tell(
+                id,
+                "Sorry, that could not be done (an internal error); it was dropped.",
+            );
+        }
     }
 
     /// Wakes every writer that has lines waiting.
@@ -328,7 +410,7 @@ impl RoomHub {
                 outbox,
                 room: self.default_room.clone(),
                 connected_at: Instant::now(),
-                muted_until: None,
+                muted: None,
             },
         );
         let room = self.default_room.clone();
@@ -388,10 +470,10 @@ impl RoomHub {
     fn refusal_to_speak(&self, id: ClientId, room: &str, in_room: bool) -> Option<String> {
         let member = self.members.get(&id)?;
         if let Some(left) = member.muted_for() {
-            return Some(format!(
-                "You are muted for another {}.",
-                describe_duration(left)
-            ));
+            return Some(match left {
+                Some(left) => format!("You are muted for another {}.", describe_duration(left)),
+                None => "You are muted until a moderator unmutes you.".to_owned(),
+            });
         }
         let room_state = self.rooms.get(room)?;
         if in_room
@@ -519,12 +601,12 @@ impl RoomHub {
         self.broadcast(&member.room, protocol::left_line(&name));
     }
 
-    fn shut_down(&mut self) {
+    fn shut_down(&mut self, why: &str) {
         tracing::info!(
             connections = self.members.len(),
             "hub stopping: telling every client"
         );
-        let notice = protocol::server_line(protocol::SHUTTING_DOWN);
+        let notice = protocol::server_line(why);
         for member in self.members.values() {
             // Queued lines go first; the notice is written last even into a full outbox.
             member.outbox.close(Some(notice.clone()), false);
@@ -540,8 +622,51 @@ impl RoomHub {
     }
 }
 
-/// `5m 3s`-style text for a remaining time, rounded up to whole seconds.
+/// `1d 2h 5m 3s`-style text for a time, rounded up to whole seconds, the way every duration is
+/// written to clients (and the way `/mute` and `/ban` read them).
 pub(crate) fn describe_duration(d: Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    humantime::format_duration(Duration::from_secs(secs)).to_string()
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let shown: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    shown.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_compactly() {
+        assert_eq!(describe_duration(Duration::from_secs(86_400)), "1d");
+        assert_eq!(describe_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(describe_duration(Duration::from_millis(90_500)), "1m 31s");
+        assert_eq!(
+            describe_duration(Duration::from_secs(90_061)),
+            "1d 1h 1m 1s"
+        );
+        assert_eq!(describe_duration(Duration::ZERO), "0s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_sanctions_last_until_lifted() {
+        assert_eq!(Until::after(Some(Duration::MAX)), Until::Lifted);
+        assert_eq!(Until::after(Some(MAX_SANCTION * 2)), Until::Lifted);
+        assert_eq!(Until::after(None), Until::Lifted);
+        let hour = Until::after(Some(Duration::from_secs(3600)));
+        assert_eq!(hour.describe("unbanned"), "for 1h");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(hour.remaining(Instant::now()), None);
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Ban, RegisterError, RoomHub, describe_duration};
+use super::{Ban, RegisterError, RoomHub, Until, describe_duration};
 use crate::event::{ClientId, Command, Role, Sanction, SanctionKind};
 use crate::names::NameKey;
 use crate::protocol;
@@ -47,9 +47,9 @@ impl RoomHub {
                 if let Some(target) = self.target(id, actor_role, &name)
                     && let Some(member) = self.members.get_mut(&target)
                 {
-                    member.muted_until = None;
+                    member.muted = None;
                     let (whom, room) = (member.client.name(), member.room.clone());
-                    audit(&actor_name, &whom, "unmute", "", None);
+                    audit(&actor_name, &whom, "unmute", "", Until::Lifted);
                     self.announce(&room, &format!("{whom} was unmuted by {actor_name}"));
                 }
             }
@@ -64,6 +64,8 @@ impl RoomHub {
                 }
             }
             Command::Reload => self.reload_filters(id, &actor_name),
+            Command::Bans => self.list_bans(id),
+            Command::Mutes => self.list_mutes(id),
             // Not moderation: handled by `handle_command` before this.
             Command::Quit
             | Command::Nick(_)
@@ -109,7 +111,7 @@ impl RoomHub {
         let Some(whom) = self.members.get(&target).map(|m| m.client.name()) else {
             return;
         };
-        audit(who, &whom, "kick", why, None);
+        audit(who, &whom, "kick", why, Until::Lifted);
         self.expel(
             target,
             "kicked",
@@ -132,11 +134,12 @@ impl RoomHub {
         let Some(member) = self.members.get_mut(&target) else {
             return;
         };
-        member.muted_until = Some(Instant::now() + duration);
+        let until = Until::after(Some(duration));
+        member.muted = Some(until);
         let (whom, room) = (member.client.name(), member.room.clone());
-        audit(who, &whom, "mute", why, Some(duration));
-        let shown = describe_duration(duration);
-        self.announce(&room, &format!("{whom} was muted by {who} for {shown}"));
+        audit(who, &whom, "mute", why, until);
+        let shown = until.describe("unmuted");
+        self.announce(&room, &format!("{whom} was muted by {who} {shown}"));
     }
 
     fn ban(
@@ -169,23 +172,28 @@ impl RoomHub {
             .map(|m| m.client.addr().ip())
             .filter(|ip| !self.settings.exempt.contains(*ip));
         let reason = format!("banned by {actor_name}");
+        let key = NameKey::new(name);
+        let until = Until::after(duration);
+        // A new ban on a name replaces the old one (a moderator shortening or extending it).
+        self.bans.retain(|ban| ban.name != key);
         self.bans.push(Ban {
-            name: NameKey::new(name),
+            shown: name.to_owned(),
+            name: key,
             addr,
-            until: duration.map(|d| Instant::now() + d),
+            until,
             reason: reason.clone(),
         });
-        audit(actor_name, name, "ban", &reason, duration);
-        let shown = duration.map_or_else(
-            || "until unbanned".to_owned(),
-            |d| format!("for {}", describe_duration(d)),
-        );
+        audit(actor_name, name, "ban", &reason, until);
+        let shown = until.describe("unbanned");
         let addr_note = if addr.is_some() {
             " (name and address)"
         } else {
             ""
         };
-        self.tell(id, &format!("{name} is banned {shown}{addr_note}."));
+        self.tell(
+            id,
+            &format!("{name} is banned by {actor_name} {shown}{addr_note}."),
+        );
         if let Some(target) = online {
             self.expel(
                 target,
@@ -204,21 +212,78 @@ impl RoomHub {
             self.tell(id, &format!("{name} is not banned."));
             return;
         }
-        audit(actor_name, name, "unban", "", None);
+        audit(actor_name, name, "unban", "", Until::Lifted);
         self.tell(id, &format!("{name} is no longer banned."));
+        if let Some(room) = self.members.get(&id).map(|m| m.room.clone()) {
+            self.announce(&room, &format!("{name} was unbanned by {actor_name}"));
+        }
+    }
+
+    /// `/bans`: every ban in force, with what it covers and how long it lasts.
+    fn list_bans(&mut self, id: ClientId) {
+        let now = Instant::now();
+        self.bans.retain(|ban| ban.until.remaining(now).is_some());
+        if self.bans.is_empty() {
+            self.tell(id, "Nobody is banned.");
+            return;
+        }
+        let lines: Vec<String> = self
+            .bans
+            .iter()
+            .map(|ban| {
+                let addr = if ban.addr.is_some() {
+                    " and address"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} (name{addr}) {}: {}",
+                    ban.shown,
+                    ban.until.describe("unbanned"),
+                    ban.reason
+                )
+            })
+            .collect();
+        self.tell(
+            id,
+            &format!("Bans ({}):\n{}", lines.len(), lines.join("\n")),
+        );
+    }
+
+    /// `/mutes`: every member muted now, and for how long.
+    fn list_mutes(&mut self, id: ClientId) {
+        let now = Instant::now();
+        let mut lines: Vec<String> = self
+            .members
+            .values()
+            .filter_map(|m| {
+                let until = m.muted?;
+                until.remaining(now)?;
+                Some(format!("{} {}", m.client.name(), until.describe("unmuted")))
+            })
+            .collect();
+        if lines.is_empty() {
+            self.tell(id, "Nobody is muted.");
+            return;
+        }
+        lines.sort();
+        self.tell(
+            id,
+            &format!("Mutes ({}):\n{}", lines.len(), lines.join("\n")),
+        );
     }
 
     /// The ban that keeps `name` or `addr` out, if any; forgets expired bans.
     pub(super) fn ban_on(&mut self, name: &NameKey, addr: IpAddr) -> Option<RegisterError> {
         let now = Instant::now();
-        self.bans.retain(|ban| ban.remaining(now).is_some());
+        self.bans.retain(|ban| ban.until.remaining(now).is_some());
         let exempt = self.settings.exempt.contains(addr);
         self.bans
             .iter()
             .find(|ban| ban.name == *name || (!exempt && ban.addr == Some(addr)))
             .map(|ban| RegisterError::Banned {
                 reason: ban.reason.clone(),
-                remaining: ban.remaining(now).flatten(),
+                remaining: ban.until.remaining(now).flatten(),
             })
     }
 
@@ -233,7 +298,7 @@ impl RoomHub {
             }
         }
         let what = if on { "moderated" } else { "unmoderated" };
-        audit(actor_name, &room, what, "", None);
+        audit(actor_name, &room, what, "", Until::Lifted);
         let text = if on {
             format!(
                 "{room} is now moderated by {actor_name}: only moderators and voiced users may speak"
@@ -262,7 +327,7 @@ impl RoomHub {
         if let Some(state) = self.rooms.get_mut(&room) {
             state.voiced.insert(target);
         }
-        audit(actor_name, &whom, "voice", "", None);
+        audit(actor_name, &whom, "voice", "", Until::Lifted);
         self.announce(&room, &format!("{whom} was given voice by {actor_name}"));
     }
 
@@ -273,7 +338,7 @@ impl RoomHub {
             self.tell(id, "This server has no filters directory to reload.");
             return;
         };
-        audit(actor_name, "filters", "reload", "", None);
+        audit(actor_name, "filters", "reload", "", Until::Lifted);
         let outbox = member.outbox.clone();
         // Reading and compiling the files is blocking work: off the hub, which must never wait.
         // The answer goes straight into the asker's outbox.
@@ -291,12 +356,11 @@ impl RoomHub {
     }
 }
 
-/// One audit log entry.
-fn audit(who: &str, whom: &str, what: &str, why: &str, until: Option<Duration>) {
-    tracing::info!(
-        target: "chatpipe::audit",
-        who, whom, what, why,
-        until = until.map(describe_duration).unwrap_or_default(),
-        "moderation"
-    );
+/// One audit log entry; `until` matters for mutes and bans only.
+fn audit(who: &str, whom: &str, what: &str, why: &str, until: Until) {
+    let until = match until.remaining(Instant::now()) {
+        Some(Some(left)) => describe_duration(left),
+        _ => String::new(),
+    };
+    tracing::info!(target: "chatpipe::audit", who, whom, what, why, until, "moderation");
 }
