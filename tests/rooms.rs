@@ -120,6 +120,8 @@ async fn private_messages() {
     server.shutdown().await;
 }
 
+const WRONG_ALICE: &str = "SERVER: Wrong password for alice; try again, or send an empty line to choose another username";
+
 /// Accounts: the right password logs in with the account's role; a wrong or missing one does
 /// not; guests can be turned off; a registered name cannot be taken with /nick.
 #[tokio::test]
@@ -134,12 +136,29 @@ async fn accounts_need_their_password() {
     wrong.send("alice").await;
     wrong.expect("SERVER: Password required for alice").await;
     wrong.send("guess").await;
-    wrong.expect("SERVER: Wrong password for alice").await;
+    wrong.expect(WRONG_ALICE).await;
+    // Asked for the password again, not for a name: a retyped password never becomes a name.
+    wrong.expect("SERVER: Password for alice:").await;
+    wrong.send("s3cret").await;
+    wrong.expect(WRONG_ALICE).await;
+    wrong.expect("SERVER: Password for alice:").await;
+    // An empty line goes back to choosing a username.
+    wrong.send("").await;
+    wrong
+        .expect("SERVER: No password given; choose a username")
+        .await;
     wrong.expect("SERVER: Please enter your username:").await;
-    // Missing password: the connection ends before one is given.
-    wrong.send("alice").await;
-    wrong.expect("SERVER: Password required for alice").await;
+    wrong.send("someone").await;
+    wrong.expect("someone has joined the chat").await;
     drop(wrong);
+    // The moderator sees the real name join, and never the password.
+    loop {
+        let line = m.next_line().await.unwrap();
+        assert!(!line.contains("s3cret"), "a password shown as a name: {line}");
+        if line == "someone has joined the chat" {
+            break;
+        }
+    }
 
     let mut guest = server.login("guest").await;
     guest.send("/nick ALICE").await;
@@ -168,14 +187,14 @@ async fn wrong_passwords_are_throttled() {
     let server = TestServer::with_config(config).await;
     let mut client = server.connect().await;
     client.expect_contains("Please enter your username").await;
-    for _ in 0..2 {
-        client.send("alice").await;
-        client.expect("SERVER: Password required for alice").await;
-        client.send("nope").await;
-        client.expect("SERVER: Wrong password for alice").await;
-        client.expect("SERVER: Please enter your username:").await;
-    }
     client.send("alice").await;
+    client.expect("SERVER: Password required for alice").await;
+    client.send("nope").await;
+    client.expect(WRONG_ALICE).await;
+    client.expect("SERVER: Password for alice:").await;
+    client.send("nope").await;
+    client.expect(WRONG_ALICE).await;
+    // Past the limit: refused without another prompt, back to choosing a name.
     let refusal = client.next_line().await.unwrap();
     assert!(
         refusal.starts_with("SERVER: Too many failed logins; try again in"),

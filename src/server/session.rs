@@ -141,7 +141,7 @@ pub(crate) async fn run_session(
 enum HandshakeEnd {
     #[error("client went away")]
     Gone,
-    #[error("too many invalid usernames")]
+    #[error("too many invalid usernames or passwords")]
     TooManyAttempts,
     #[error("banned")]
     Banned(String),
@@ -153,7 +153,9 @@ impl HandshakeEnd {
     fn farewell(&self) -> Option<String> {
         match self {
             HandshakeEnd::Gone => None,
-            HandshakeEnd::TooManyAttempts => Some("Too many invalid usernames. Goodbye.".into()),
+            HandshakeEnd::TooManyAttempts => {
+                Some("Too many invalid usernames or passwords. Goodbye.".into())
+            }
             HandshakeEnd::Banned(why) => Some(format!("Connection refused: {why}.")),
             HandshakeEnd::ShuttingDown => Some(protocol::SHUTTING_DOWN.into()),
         }
@@ -244,34 +246,46 @@ async fn log_in(
         )));
     };
     let throttle = accounts.throttle();
-    if let Some(wait) = throttle.refused_for(name, addr.ip()) {
-        shared.metrics.handshake_failure("throttled");
-        return Ok(Err(format!(
-            "Too many failed logins; try again in {}",
-            crate::hub::describe_duration(wait)
-        )));
-    }
-    let _ = outbox.push(server_line(&format!(
-        "Password required for {}",
-        account.name
-    )));
-    let password = match frames.next().await {
-        None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
-        Some(Ok(Frame::Line(password))) => password,
-        Some(Ok(_)) => String::new(),
-    };
-    let hash = account.password_hash.clone();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    if matches {
-        Ok(Ok((account.name.clone(), account.role)))
-    } else {
+    // A wrong password asks for the password again rather than for a username: a person who
+    // thinks the prompt repeated would otherwise type the password as a name for all to see.
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        if let Some(wait) = throttle.refused_for(name, addr.ip()) {
+            shared.metrics.handshake_failure("throttled");
+            return Ok(Err(format!(
+                "Too many failed logins; try again in {}",
+                crate::hub::describe_duration(wait)
+            )));
+        }
+        let prompt = if attempt == 0 {
+            format!("Password required for {}", account.name)
+        } else {
+            format!("Password for {}:", account.name)
+        };
+        let _ = outbox.push(server_line(&prompt));
+        let password = match frames.next().await {
+            None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
+            Some(Ok(Frame::Line(password))) => password,
+            Some(Ok(_)) => String::new(),
+        };
+        if password.trim().is_empty() {
+            return Ok(Err("No password given; choose a username".to_owned()));
+        }
+        let hash = account.password_hash.clone();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if matches {
+            return Ok(Ok((account.name.clone(), account.role)));
+        }
         throttle.record_failure(name, addr.ip());
         shared.metrics.handshake_failure("wrong_password");
         tracing::info!(name = %account.name, peer = %addr, "wrong password");
-        Ok(Err(format!("Wrong password for {}", account.name)))
+        let _ = outbox.push(server_line(&format!(
+            "Wrong password for {}; try again, or send an empty line to choose another username",
+            account.name
+        )));
     }
+    Err(HandshakeEnd::TooManyAttempts)
 }
 
 /// Reads lines into the pipeline until the client goes or shutdown begins.
