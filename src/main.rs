@@ -29,11 +29,12 @@ enum Cmd {
         /// The filters directory.
         dir: Option<PathBuf>,
     },
-    /// Read a password from standard input and print its Argon2 hash for `[[accounts]]`.
+    /// Print the Argon2 hash of a password for `[[accounts]]`: asked for twice without echo at a
+    /// terminal, else read as one line from standard input.
     HashPassword,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 struct ServeArgs {
     /// Address to listen on, overriding the config file (e.g. 127.0.0.1:8080).
     #[arg(long)]
@@ -46,6 +47,45 @@ struct ServeArgs {
     filters: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none() && self.config.is_none() && self.filters.is_none()
+    }
+
+    /// These arguments, with those given after `serve` winning over those given before it.
+    fn or(self, before: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            listen: self.listen.or(before.listen),
+            config: self.config.or(before.config),
+            filters: self.filters.or(before.filters),
+        }
+    }
+}
+
+/// Log lines go to stdout; a line that cannot be written (the reading end of a pipe closed, a
+/// full disk) is dropped and counted, never a reason to stop the server or its shutdown.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stdout().write_all(buf).is_err() {
+            chatpipe::metrics::LOG_LINES_DROPPED.inc();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+}
+
+/// Writes a line to stderr, ignoring failure (`eprintln!` panics on a closed pipe).
+fn say(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -55,19 +95,29 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(|| LogSink)
+        // Its own report of a failed write goes to stderr with `eprintln!`, which panics when
+        // stderr is the same closed pipe.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
-        Some(Cmd::Serve(args)) => serve(args),
+        Some(Cmd::Serve(args)) => serve(args.or(cli.serve)),
+        None => serve(cli.serve),
+        Some(_) if !cli.serve.is_empty() => {
+            say(format_args!(
+                "chatpipe: --listen, --config and --filters are options of `serve`; they mean nothing to this command"
+            ));
+            return ExitCode::from(2);
+        }
         Some(Cmd::TestFilters { dir }) => {
             test_filters(dir.as_deref().unwrap_or(Path::new("filters")))
         }
         Some(Cmd::HashPassword) => hash_password(),
-        None => serve(cli.serve),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("chatpipe: {message}");
+            say(format_args!("chatpipe: {message}"));
             ExitCode::FAILURE
         }
     }
@@ -76,6 +126,11 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), String> {
     let mut config = load_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "--listen: `{listen}` is not an address such as 127.0.0.1:8080"
+            ));
+        }
         config.server.listen = listen;
     }
     let explicit_filters = args.filters.is_some();
@@ -96,9 +151,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async {
         // Handlers first: a signal that arrives once `listening on` is logged must find them.
         let shutdown = shutdown_signal();
-        if let Some(rules) = server.filter_rules() {
-            tokio::spawn(reload_on_sighup(rules));
-        }
+        // Always: without a handler, SIGHUP's default action would end the process.
+        tokio::spawn(reload_on_sighup(server.filter_rules()));
         let listener = server.bind().await.map_err(|e| e.to_string())?;
         // The chat service matters more than its dashboard: a busy admin port is reported, and
         // the server runs without the endpoints.
@@ -107,7 +161,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             Ok(None) => {}
             Err(error) => {
                 tracing::error!("{error}; running without the admin endpoints");
-                eprintln!("chatpipe: {error}; running without the admin endpoints");
+                say(format_args!(
+                    "chatpipe: {error}; running without the admin endpoints"
+                ));
             }
         }
         server
@@ -135,17 +191,29 @@ fn test_filters(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Reads one line (the password) from stdin and prints its hash.
+/// Asks for a password (twice, without echo, at a terminal; one line from a pipe) and prints
+/// its hash.
 fn hash_password() -> Result<(), String> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_line(&mut password)
-        .map_err(|e| format!("cannot read the password: {e}"))?;
-    let password = password.trim_end_matches(['\n', '\r']);
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again, to confirm: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the two passwords differ; nothing was hashed".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
     if password.is_empty() {
-        return Err("empty password (give it on standard input)".into());
+        return Err("empty password".into());
     }
-    let hash = chatpipe::server::accounts::hash_password(password)?;
+    let hash = chatpipe::server::accounts::hash_password(&password)?;
     println!("{hash}");
     Ok(())
 }
@@ -161,8 +229,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 }
 
 /// Installs the SIGHUP handler now, and returns a task body that reloads the filters on every
-/// SIGHUP for as long as the runtime lives.
-fn reload_on_sighup(rules: FilterRules) -> impl std::future::Future<Output = ()> {
+/// SIGHUP for as long as the runtime lives. Without a filters directory a SIGHUP is logged and
+/// changes nothing: it must never stop the server.
+fn reload_on_sighup(rules: Option<FilterRules>) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -175,6 +244,10 @@ fn reload_on_sighup(rules: FilterRules) -> impl std::future::Future<Output = ()>
                 return;
             };
             while hangups.recv().await.is_some() {
+                let Some(rules) = &rules else {
+                    tracing::info!("SIGHUP: no filters directory, so nothing to reload");
+                    continue;
+                };
                 tracing::info!("SIGHUP: reloading filters");
                 // Reading and compiling files blocks; keep it off the async workers.
                 let rules = rules.clone();

@@ -52,6 +52,11 @@ impl DropReason {
     }
 }
 
+/// Log lines that could not be written (a closed pipe, a full disk). Process-wide, because the
+/// log sink is: the binary's log writer counts here, and every server's registry exports it.
+pub static LOG_LINES_DROPPED: std::sync::LazyLock<Counter> =
+    std::sync::LazyLock::new(Counter::default);
+
 /// Every metric the server exports. See the README for the list with meanings.
 #[derive(Debug)]
 pub struct Metrics {
@@ -121,6 +126,11 @@ impl Default for Metrics {
             metrics.connected_clients.clone(),
         );
         registry.register("chatpipe_rooms", "Rooms that exist", metrics.rooms.clone());
+        registry.register(
+            "chatpipe_log_lines_dropped",
+            "Log lines that could not be written (a closed pipe, a full disk)",
+            LOG_LINES_DROPPED.clone(),
+        );
         registry.register(
             "chatpipe_lines_received",
             "Lines read from clients after the handshake",

@@ -1,7 +1,7 @@
 //! The `chatpipe` binary: start-up errors, the `listening on` line, and signals.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatpipe");
@@ -60,59 +60,185 @@ fn bad_config_names_file_line_and_column() {
     assert!(stderr.contains("max_lines"), "{stderr}");
 }
 
+/// A running `chatpipe` binary whose log lines (stdout and stderr, one pipe, as with `2>&1 | tee`)
+/// arrive on `lines`.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Where it listens, from its `listening on` line.
+    addr: std::net::SocketAddr,
+    /// Dropping the reader's end closes the log pipe.
+    reader_stop: std::sync::mpsc::Sender<()>,
+}
+
+/// Starts the binary in `dir` with `args` (plus an ephemeral admin port) and waits for its
+/// `listening on` line.
+fn start(dir: &std::path::Path, args: &[&str]) -> Running {
+    let config = dir.join("chatpipe.toml");
+    // An ephemeral admin port, so the test never collides with a server already on 9090.
+    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let (reader_stop, stop) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() || stop.try_recv().is_ok() {
+                break;
+            }
+        }
+        // The reader (and so the pipe's only reading end) is dropped here.
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no `listening on` line");
+        if let Some(at) = line.find("listening on ") {
+            break line[at + "listening on ".len()..].trim().parse().unwrap();
+        }
+    };
+    Running {
+        child,
+        lines,
+        addr,
+        reader_stop,
+    }
+}
+
+impl Running {
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn expect_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn exit_code(mut self) -> Option<i32> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(self.child.wait());
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("server did not exit")
+            .unwrap()
+            .code()
+    }
+}
+
+/// A line-oriented client of the real binary, with a timeout on every read.
+struct Client(BufReader<std::net::TcpStream>);
+
+impl Client {
+    fn login(addr: std::net::SocketAddr, name: &str) -> Client {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut client = Client(BufReader::new(stream));
+        client.send(name);
+        client.expect_contains(&format!("{name} has joined the chat"));
+        client
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.0.get_mut(), "{line}").unwrap();
+    }
+
+    fn expect_contains(&mut self, needle: &str) {
+        loop {
+            let mut line = String::new();
+            let n = self.0.read_line(&mut line).expect("a line in time");
+            assert!(n > 0, "end of stream while waiting for {needle:?}");
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+}
+
 /// The server logs `listening on ADDR`, and SIGTERM makes it exit 0.
 #[test]
 fn logs_listening_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("chatpipe.toml");
-    // An ephemeral admin port, so the test never collides with a server already on 9090.
-    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .current_dir(std::env::temp_dir())
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let listening = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no `listening on` line");
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    let addr: std::net::SocketAddr = listening.parse().unwrap();
-    assert_ne!(addr.port(), 0);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server did not exit after SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0"]);
+    assert_ne!(server.addr.port(), 0);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.exit_code(), Some(0));
+}
+
+/// SIGHUP with no filters directory is logged and changes nothing: the server keeps serving.
+#[test]
+fn sighup_without_filters_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0"]);
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.expect_log("SIGHUP: no filters directory, so nothing to reload");
+    let mut alice = Client::login(server.addr, "alice");
+    alice.send("still here");
+    alice.expect_contains("alice: still here");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    alice.expect_contains("SERVER: Chat server is shutting down");
+    assert_eq!(server.exit_code(), Some(0));
+}
+
+/// A closed log pipe (`2>&1 | tee`, and tee dies first) does not stop the server or its
+/// shutdown: clients are told, and the process exits 0.
+#[test]
+fn a_closed_log_pipe_does_not_stop_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0"]);
+    let mut alice = Client::login(server.addr, "alice");
+    let _ = server.reader_stop.send(());
+    // One more log line wakes the reader thread, which then stops and closes the pipe.
+    let _bob = Client::login(server.addr, "bob");
+    alice.expect_contains("bob has joined the chat");
+    let _more = Client::login(server.addr, "carol");
+    server.signal(nix::sys::signal::Signal::SIGINT);
+    alice.expect_contains("SERVER: Chat server is shutting down");
+    assert_eq!(server.exit_code(), Some(0));
+}
+
+/// `--listen` works before `serve` as after it; elsewhere it is refused; a bad value names
+/// `--listen`.
+#[test]
+fn serve_options_before_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0", "serve"]);
+    assert_ne!(
+        server.addr.port(),
+        8080,
+        "--listen before serve was ignored"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.exit_code(), Some(0));
+
+    let (code, stderr) = run_to_exit(&["--listen", "127.0.0.1:0", "test-filters"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("options of `serve`"), "{stderr}");
+
+    let (code, stderr) = run_to_exit(&["serve", "--listen", "nowhere"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--listen: `nowhere`"), "{stderr}");
 }

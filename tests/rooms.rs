@@ -120,7 +120,8 @@ async fn private_messages() {
     server.shutdown().await;
 }
 
-const WRONG_ALICE: &str = "SERVER: Wrong password for alice; try again, or send an empty line to choose another username";
+const WRONG_ALICE: &str =
+    "SERVER: Wrong password for alice; try again, or send an empty line to choose another username";
 
 /// Accounts: the right password logs in with the account's role; a wrong or missing one does
 /// not; guests can be turned off; a registered name cannot be taken with /nick.
@@ -154,7 +155,10 @@ async fn accounts_need_their_password() {
     // The moderator sees the real name join, and never the password.
     loop {
         let line = m.next_line().await.unwrap();
-        assert!(!line.contains("s3cret"), "a password shown as a name: {line}");
+        assert!(
+            !line.contains("s3cret"),
+            "a password shown as a name: {line}"
+        );
         if line == "someone has joined the chat" {
             break;
         }
