@@ -166,8 +166,19 @@ fn mega(rate: f64) -> String {
     format!("{:>8.3} M lines/s", rate / 1e6)
 }
 
+/// Filter and pipeline throughput: the shipped filter chain on one core, each filter alone, the
+/// worker pool with 1 and N workers, and the whole pipeline. Takes about a minute in a release
+/// build (a few seconds with --quick).
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench_pipeline")]
+struct Cli {
+    /// One round of 20,000 lines instead of five of 200,000: a smoke run, not a measurement.
+    #[arg(long)]
+    quick: bool,
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick = <Cli as clap::Parser>::parse().quick;
     let (count, rounds) = if quick { (20_000, 1) } else { (200_000, 5) };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rng = Rng(0x5eed_1234_abcd_0001);

@@ -227,7 +227,11 @@ async fn connect(
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| std::io::Error::other("connect failed")))
+    let error = last_error.unwrap_or_else(|| std::io::Error::other("connect failed"));
+    Err(std::io::Error::new(
+        error.kind(),
+        format!("cannot connect to {}: {error}", opts.addr),
+    ))
 }
 
 async fn read_line_until(
@@ -523,55 +527,89 @@ pub async fn idle(opts: &Options) -> std::io::Result<String> {
     Ok(json)
 }
 
-fn options() -> (Options, Vec<String>) {
-    let mut opts = Options::default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut flags = Vec::new();
-    let mut senders = None;
-    let mut i = 0;
-    while i < args.len() {
-        let value = || args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--addr" => opts.addr = value().parse().expect("--addr IP:PORT"),
-            "--clients" => opts.clients = value().parse().expect("--clients N"),
-            "--senders" => senders = Some(value().parse().expect("--senders N")),
-            "--rate" => opts.rate = value().parse().expect("--rate LINES_PER_SECOND"),
-            "--seconds" => opts.seconds = value().parse().expect("--seconds S"),
-            "--sources" => opts.sources = value().parse().expect("--sources K (1-254)"),
-            "--connect-rate" => opts.connect_rate = value().parse().expect("--connect-rate N"),
-            "--pid" => opts.pid = Some(value().parse().expect("--pid PID")),
-            "--prefix" => opts.prefix = value(),
-            "--p99-ms" | "--step-factor" => flags.extend([args[i].clone(), value()]),
-            flag => {
-                flags.push(flag.to_owned());
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    opts.senders = senders.unwrap_or(opts.clients);
-    (opts, flags)
+/// Load generator for a chatpipe server: a busy room (default), idle clients (`--idle`), or
+/// the highest rate that keeps p99 under a bound (`--step`). Prints one JSON line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "loadgen")]
+pub struct Cli {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Clients to connect.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// How many of the clients send (the first ones); default: all.
+    #[arg(long)]
+    senders: Option<usize>,
+    /// Lines per second over all senders.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// How long the senders send (with --idle: how long the clients stay).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Spread the clients over the source addresses 127.0.0.1 … 127.0.0.K.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    sources: u8,
+    /// Connections opened per second.
+    #[arg(long, default_value_t = 1000.0)]
+    connect_rate: f64,
+    /// The server's process id, for its CPU and memory figures.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Name prefix, so two runs against one server do not collide.
+    #[arg(long, default_value = "lg")]
+    prefix: String,
+    /// Connect idle clients and report the server's memory per client.
+    #[arg(long, conflicts_with = "step")]
+    idle: bool,
+    /// Raise the rate step by step until p99 exceeds --p99-ms or a line is lost.
+    #[arg(long)]
+    step: bool,
+    /// With --step: the p99 bound in milliseconds.
+    #[arg(long, default_value_t = 50.0, requires = "step")]
+    p99_ms: f64,
+    /// With --step: the factor between steps.
+    #[arg(long, default_value_t = 1.25, requires = "step")]
+    step_factor: f64,
 }
 
-fn flag_value(flags: &[String], name: &str, default: f64) -> f64 {
-    flags
-        .windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
+impl Cli {
+    fn options(&self) -> Options {
+        Options {
+            addr: self.addr,
+            clients: self.clients,
+            senders: self.senders.unwrap_or(self.clients).min(self.clients),
+            rate: self.rate,
+            seconds: self.seconds,
+            sources: self.sources,
+            connect_rate: self.connect_rate,
+            pid: self.pid,
+            prefix: self.prefix.clone(),
+            progress: true,
+        }
+    }
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let (mut opts, flags) = options();
-    if flags.iter().any(|f| f == "--idle") {
+async fn main() -> std::process::ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    match run_cli(&cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("loadgen: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cli(cli: &Cli) -> std::io::Result<()> {
+    let mut opts = cli.options();
+    if cli.idle {
         println!("{}", idle(&opts).await?);
         return Ok(());
     }
-    if flags.iter().any(|f| f == "--step") {
-        let bound = flag_value(&flags, "--p99-ms", 50.0);
-        let factor = flag_value(&flags, "--step-factor", 1.25);
+    if cli.step {
+        let (bound, factor) = (cli.p99_ms, cli.step_factor);
         let mut best: Option<(f64, Report)> = None;
         for step in 0.. {
             opts.prefix = format!("s{step}x");

@@ -32,19 +32,25 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let mut s = Settings {
-        seconds: 30,
-        clients: 200,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        match pair[0].as_str() {
-            "--seconds" => s.seconds = pair[1].parse().expect("--seconds N"),
-            "--clients" => s.clients = pair[1].parse().expect("--clients N"),
-            _ => {}
-        }
+    let cli = <Cli as clap::Parser>::parse();
+    Settings {
+        seconds: cli.seconds,
+        clients: cli.clients,
     }
-    s
+}
+
+/// Soak test: runs a chatpipe server in-process and a crowd of clients against it (chatting,
+/// flooding, pasting bursts, idling, sending junk, vanishing), then checks that nothing leaked,
+/// nobody who reads was cut off, and the room still works.
+#[derive(Debug, clap::Parser)]
+#[command(name = "soak")]
+struct Cli {
+    /// How long the crowd runs.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Clients in the crowd.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
 }
 
 struct Client {

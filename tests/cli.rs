@@ -2,7 +2,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::binary::start;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatpipe");
 
@@ -58,92 +62,6 @@ fn bad_config_names_file_line_and_column() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("bad.toml:3:1:"), "{stderr}");
     assert!(stderr.contains("max_lines"), "{stderr}");
-}
-
-/// A running `chatpipe` binary whose log lines (stdout and stderr, one pipe, as with `2>&1 | tee`)
-/// arrive on `lines`.
-struct Running {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    /// Where it listens, from its `listening on` line.
-    addr: std::net::SocketAddr,
-    /// Dropping the reader's end closes the log pipe.
-    reader_stop: std::sync::mpsc::Sender<()>,
-}
-
-/// Starts the binary in `dir` with `args` (plus an ephemeral admin port) and waits for its
-/// `listening on` line.
-fn start(dir: &std::path::Path, args: &[&str]) -> Running {
-    let config = dir.join("chatpipe.toml");
-    // An ephemeral admin port, so the test never collides with a server already on 9090.
-    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let (reader, writer) = std::io::pipe().unwrap();
-    let child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(writer.try_clone().unwrap())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let (reader_stop, stop) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() || stop.try_recv().is_ok() {
-                break;
-            }
-        }
-        // The reader (and so the pipe's only reading end) is dropped here.
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no `listening on` line");
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().parse().unwrap();
-        }
-    };
-    Running {
-        child,
-        lines,
-        addr,
-        reader_stop,
-    }
-}
-
-impl Running {
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn expect_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-
-    /// Waits for the process to exit; its exit code.
-    fn exit_code(mut self) -> Option<i32> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(self.child.wait());
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("server did not exit")
-            .unwrap()
-            .code()
-    }
 }
 
 /// A line-oriented client of the real binary, with a timeout on every read.

@@ -7,19 +7,19 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 mod loadgen;
 
-use common::{TestServer, test_config};
-
-/// A few clients for a second: nothing lost or reordered, and the JSON carries every field.
+/// A few clients for a second against the real binary: nothing lost or reordered, the server's
+/// CPU and memory are read from its own process, and the JSON carries every field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_smoke_run() {
-    let server = TestServer::with_config(test_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::binary::start(dir.path(), &["--listen", "127.0.0.1:0"]);
     let options = loadgen::Options {
         addr: server.addr,
         clients: 5,
         senders: 3,
         rate: 15.0,
         seconds: 1.0,
-        pid: Some(std::process::id()),
+        pid: Some(server.child.id()),
         progress: false,
         ..loadgen::Options::default()
     };
@@ -56,5 +56,56 @@ async fn loadgen_smoke_run() {
     let json = loadgen::idle(&idle).await.unwrap();
     assert!(json.contains("\"idle_clients\":5"), "{json}");
     assert!(json.contains("\"server_kib_per_client\":"), "{json}");
-    server.shutdown().await;
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.exit_code(), Some(0));
+}
+
+/// `--help` describes every option with its default; unknown flags and bad values are errors
+/// with exit code 2 (clap's usage error), not a silent default run or a panic.
+#[test]
+fn loadgen_options_are_checked() {
+    use clap::Parser;
+    let help = loadgen::Cli::try_parse_from(["loadgen", "--help"])
+        .unwrap_err()
+        .to_string();
+    for option in [
+        "--addr",
+        "--clients",
+        "--rate",
+        "--seconds",
+        "--idle",
+        "--step",
+        "--p99-ms",
+    ] {
+        assert!(help.contains(option), "{option} missing from {help}");
+    }
+    assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
+    for bad in [
+        vec!["loadgen", "--rate=1000x"],
+        vec!["loadgen", "--rat", "1000"],
+        vec!["loadgen", "--clients", "-5"],
+        vec!["loadgen", "--sources", "0"],
+        vec!["loadgen", "--p99-ms", "10"],
+    ] {
+        let error = loadgen::Cli::try_parse_from(&bad).expect_err(&bad.join(" "));
+        assert_eq!(error.exit_code(), 2, "{}: {error}", bad.join(" "));
+    }
+}
+
+/// A server that is not there is an error naming the address.
+#[tokio::test]
+async fn loadgen_names_the_address_it_cannot_reach() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let options = loadgen::Options {
+        addr,
+        clients: 1,
+        senders: 1,
+        seconds: 0.1,
+        progress: false,
+        ..loadgen::Options::default()
+    };
+    let error = loadgen::run(&options).await.unwrap_err().to_string();
+    assert!(error.contains(&addr.to_string()), "{error}");
 }
