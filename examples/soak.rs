@@ -4,7 +4,10 @@
 //! - a well-behaved client lost or got out of order any line of another well-behaved client;
 //! - a misbehaving client did not get its notice (rate limit, idle warning and disconnect,
 //!   over-long line);
-//! - resident memory grew by more than a tenth after the warm-up (the first third of the run).
+//! - resident memory grew by more than a tenth after the warm-up (the first third of the run);
+//! - in the burst phase (a second server with the rate limit off, where a few clients paste
+//!   2,000 lines at once, several times), a reading client was cut off as too slow or missed a
+//!   line.
 //!
 //! ```sh
 //! cargo run --release --example soak -- --seconds 60 --clients 300
@@ -234,6 +237,102 @@ async fn vanisher(addr: SocketAddr, i: usize, run: Duration) -> std::io::Result<
     Ok(true)
 }
 
+/// Lines in one paste of the burst phase.
+const PASTE_LINES: usize = 2_000;
+
+/// The burst phase: `pasters` clients each paste `PASTE_LINES` lines at once, `rounds` times, to
+/// a room of `readers` clients that read as fast as they can, on a server with the rate limit
+/// off. Every reader (pasters included) must get every line, each paster's in order, and nobody
+/// may be cut off. Returns what went wrong.
+async fn burst_phase(readers: usize, pasters: usize, rounds: usize) -> Vec<String> {
+    let mut config = Config::default();
+    config.rate_limit.per_second = 0;
+    config.admin.listen = String::new();
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(e) => return vec![format!("burst phase: cannot bind: {e}")],
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return vec!["burst phase: no address".into()];
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(Server::new(config).run(listener, async {
+        let _ = stopped.await;
+    }));
+    let expected = pasters * rounds * PASTE_LINES;
+    let members = readers + pasters;
+    let all_joined = Arc::new(Barrier::new(members + 1));
+    let mut tasks = Vec::new();
+    for i in 0..members {
+        let all_joined = all_joined.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("burst{i}");
+            let client = Client::join(addr, &name).await;
+            all_joined.wait().await;
+            let Client {
+                mut lines,
+                mut writer,
+            } = client?;
+            let paster = i < pasters;
+            let writing = tokio::spawn(async move {
+                for round in 0..rounds {
+                    if !paster {
+                        break;
+                    }
+                    let paste: String = (0..PASTE_LINES)
+                        .map(|n| format!("paste {}\n", round * PASTE_LINES + n))
+                        .collect();
+                    writer.write_all(paste.as_bytes()).await?;
+                }
+                Ok::<_, std::io::Error>(writer)
+            });
+            let mut next: HashMap<String, usize> = HashMap::new();
+            let mut got = 0;
+            while got < expected {
+                let line = tokio::time::timeout(DRAIN, lines.next_line())
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::other(format!("{name} timed out after {got} lines"))
+                    })??
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("{name} disconnected after {got} lines"))
+                    })?;
+                if line.contains("too slow") {
+                    return Err(std::io::Error::other(format!(
+                        "{name} was cut off as too slow after {got} lines"
+                    )));
+                }
+                let Some((sender, text)) = line.split_once(": paste ") else {
+                    continue;
+                };
+                let n: usize = text.parse().map_err(std::io::Error::other)?;
+                let want = next.entry(sender.to_owned()).or_default();
+                if n != *want {
+                    return Err(std::io::Error::other(format!(
+                        "{name}: line {n} from {sender} where {want} was due"
+                    )));
+                }
+                *want += 1;
+                got += 1;
+            }
+            let _writer = writing.await.map_err(std::io::Error::other)??;
+            Ok::<_, std::io::Error>(())
+        }));
+    }
+    all_joined.wait().await;
+    let mut failures = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("burst phase: {e}")),
+            Err(e) => failures.push(format!("burst phase: a client panicked: {e}")),
+        }
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    failures
+}
+
 fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -339,6 +438,12 @@ async fn main() {
     let _ = stop.send(());
     let _ = server_task.await;
 
+    let (readers, pasters, rounds) = ((s.clients / 4).clamp(10, 100), 3, 3);
+    eprintln!(
+        "burst phase: {pasters} clients paste {PASTE_LINES} lines {rounds} times to {readers} readers"
+    );
+    failures.extend(burst_phase(readers, pasters, rounds).await);
+
     let warm = rss.len() / 3;
     let after_warmup = &rss[warm.min(rss.len())..];
     let (low, high) = (
@@ -356,6 +461,11 @@ async fn main() {
         println!("  {ok} × {kind}");
     }
     println!("  RSS after warm-up: {low}..{high} KiB");
+    println!(
+        "  burst phase: 3 pasters × 3 pastes of {PASTE_LINES} lines to {} readers, nobody cut off: {}",
+        (s.clients / 4).clamp(10, 100),
+        !failures.iter().any(|f| f.starts_with("burst phase"))
+    );
     if failures.is_empty() {
         println!("soak: ok");
     } else {
