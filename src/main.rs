@@ -181,7 +181,12 @@ fn test_filters(dir: &Path) -> Result<(), String> {
         println!("FAIL {failure}");
     }
     for filter in &filters {
-        println!("{}: {} tests", filter.path.display(), filter.tests.len());
+        println!(
+            "{}: {} tests, {} chain tests",
+            filter.path.display(),
+            filter.tests.len(),
+            filter.chain_tests.len()
+        );
     }
     println!("{} passed, {} failed", report.passed, report.failures.len());
     if report.failures.is_empty() {

@@ -497,3 +497,29 @@ fn sighup_reloads_the_binary() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[path = "../examples/evasion.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod evasion;
+
+/// On the evasion corpus (the one `examples/evasion` compares with rustrict), the shipped
+/// profanity filter catches every evasion and flags no innocent line.
+#[test]
+fn evasion_corpus_all_caught_nothing_innocent_flagged() {
+    let chain = evasion::profanity_chain();
+    let cases = evasion::corpus();
+    assert!(cases.iter().filter(|c| c.bad).count() >= 40);
+    assert!(cases.iter().filter(|c| !c.bad).count() >= 60);
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|case| evasion::chatpipe_flags(&chain, &case.text) != case.bad)
+        .map(|case| {
+            format!(
+                "{} {:?}",
+                if case.bad { "missed" } else { "flagged" },
+                case.text
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -1,6 +1,9 @@
 //! [`FilterChain`]: the filters a message passes through, in order, and [`FilterSet`], the
 //! handle through which the chain is replaced atomically on reload.
 //!
+//! Every filter judges the text as it was sent; the most severe verdict wins and masks combine
+//! (see [`FilterChain::judge`]).
+//!
 //! Invariant: a message is judged wholly by one chain. A worker loads the current chain once per
 //! message ([`FilterSet::current`]); a reload builds the complete new chain first and swaps it in
 //! with one atomic store, so no message sees half of the old rules and half of the new.
@@ -111,60 +114,99 @@ impl FilterChain {
         self.filters.iter().map(|f| f.name()).collect()
     }
 
-    /// Runs `message.text` through every filter: a rewrite feeds the next filter, a warning is
-    /// noted and the chain goes on; a block, silent drop, mute or kick ends the chain.
+    /// Runs every filter on `message.text` as it was sent, so an earlier filter's mask can never
+    /// hide what a later one looks for (`shitcoins` masked by a profanity filter is still a
+    /// crypto-scam line). The most severe verdict wins: kick > mute > block > silent; among
+    /// equals, the first filter's. Warnings are all kept. When the line is delivered, the
+    /// rewrites combine: rewrites that keep the text's length (masks, case changes) merge
+    /// character by character, a `*` winning over any other change; a rewrite that changes the
+    /// length replaces the text, with the masks of the filters after it merged in if they fit.
     pub fn judge(&self, message: &Message<'_>) -> Judgement {
-        let mut text: Option<String> = None;
         let mut warnings = Vec::new();
         let mut rewritten_by = Vec::new();
-        // The normalised text, shared by the filters until one rewrites the text.
-        let mut normalized = std::cell::OnceCell::new();
+        let mut rewrite: Option<Vec<char>> = None;
+        let mut stop: Option<(u8, Outcome)> = None;
+        // The normalised text, computed once and shared by every filter.
+        let normalized = std::cell::OnceCell::new();
+        let current = Message {
+            normalized: Some(&normalized),
+            ..*message
+        };
         for filter in &self.filters {
-            let current = Message {
-                text: text.as_deref().unwrap_or(message.text),
-                normalized: Some(&normalized),
-                ..*message
-            };
             let name = || filter.name().to_owned();
-            let outcome = match filter.check(&current) {
+            let (severity, outcome) = match filter.check(&current) {
                 Verdict::Pass => continue,
                 Verdict::Rewrite(new) => {
                     tracing::debug!(filter = filter.name(), "filter rewrote a line");
-                    text = Some(new);
+                    merge_rewrite(&mut rewrite, message.text, &new);
                     rewritten_by.push(name());
-                    normalized = std::cell::OnceCell::new();
                     continue;
                 }
                 Verdict::Warn(reason) => {
                     warnings.push((name(), reason));
                     continue;
                 }
-                Verdict::Block(notice) => Outcome::Blocked {
-                    filter: name(),
-                    notice,
-                },
-                Verdict::Silent => Outcome::Silenced { filter: name() },
-                Verdict::Mute { duration, notice } => Outcome::Muted {
-                    filter: name(),
-                    duration,
-                    notice,
-                },
-                Verdict::Kick(notice) => Outcome::Kicked {
-                    filter: name(),
-                    notice,
-                },
+                Verdict::Silent => (1, Outcome::Silenced { filter: name() }),
+                Verdict::Block(notice) => (
+                    2,
+                    Outcome::Blocked {
+                        filter: name(),
+                        notice,
+                    },
+                ),
+                Verdict::Mute { duration, notice } => (
+                    3,
+                    Outcome::Muted {
+                        filter: name(),
+                        duration,
+                        notice,
+                    },
+                ),
+                Verdict::Kick(notice) => (
+                    4,
+                    Outcome::Kicked {
+                        filter: name(),
+                        notice,
+                    },
+                ),
             };
-            return Judgement {
-                outcome,
-                warnings,
-                rewritten_by,
-            };
+            if stop.as_ref().is_none_or(|(worst, _)| severity > *worst) {
+                stop = Some((severity, outcome));
+            }
         }
-        let text = text.unwrap_or_else(|| message.text.to_owned());
+        let outcome = match stop {
+            Some((_, outcome)) => outcome,
+            None => Outcome::Deliver(match rewrite {
+                Some(chars) => chars.into_iter().collect(),
+                None => message.text.to_owned(),
+            }),
+        };
         Judgement {
-            outcome: Outcome::Deliver(text),
+            outcome,
             warnings,
             rewritten_by,
+        }
+    }
+}
+
+/// Merges one filter's rewrite of `original` into the rewrites so far (see
+/// [`FilterChain::judge`]).
+fn merge_rewrite(merged: &mut Option<Vec<char>>, original: &str, new: &str) {
+    let new: Vec<char> = new.chars().collect();
+    let Some(current) = merged else {
+        *merged = Some(new);
+        return;
+    };
+    if new.len() != current.len() {
+        // A length-changing rewrite cannot be merged by position: it replaces the text.
+        *merged = Some(new);
+        return;
+    }
+    let original: Vec<char> = original.chars().collect();
+    for (i, (slot, c)) in current.iter_mut().zip(new).enumerate() {
+        let changed = original.get(i) != Some(&c);
+        if changed && *slot != '*' {
+            *slot = c;
         }
     }
 }
@@ -254,28 +296,69 @@ mod tests {
         chain.judge(&message).outcome
     }
 
-    #[test]
-    fn rewrites_feed_the_next_filter_and_blocks_stop_the_chain() {
-        let set = FilterSet::new();
-        set.push_first(filter_fn("upper", |m| {
-            Verdict::Rewrite(m.text.to_uppercase())
-        }));
-        set.push_last(filter_fn("no-x", |m| {
-            if m.text.contains('X') {
-                Verdict::Block("no x".into())
+    fn word_mask(name: &'static str, word: &'static str) -> Arc<dyn Filter> {
+        filter_fn(name, move |m| {
+            if m.text.contains(word) {
+                Verdict::Rewrite(m.text.replace(word, &"*".repeat(word.len())))
             } else {
                 Verdict::Pass
             }
-        }));
-        let chain = set.current();
-        assert_eq!(judge(&chain, "abc"), Outcome::Deliver("ABC".into()));
+        })
+    }
+
+    fn block_if(name: &'static str, word: &'static str, notice: &'static str) -> Arc<dyn Filter> {
+        filter_fn(name, move |m| {
+            if m.text.contains(word) {
+                Verdict::Block(notice.into())
+            } else {
+                Verdict::Pass
+            }
+        })
+    }
+
+    #[test]
+    fn every_filter_judges_the_text_as_sent_and_masks_combine() {
+        let chain = FilterChain::new(vec![
+            word_mask("20-profanity", "shit"),
+            block_if("25-crypto", "shitcoin", "No coin spam."),
+            word_mask("30-more", "darn"),
+        ]);
+        // An earlier mask does not hide a later block.
         assert_eq!(
-            judge(&chain, "xyz"),
+            judge(&chain, "shitcoins everywhere"),
             Outcome::Blocked {
-                filter: "no-x".into(),
-                notice: "no x".into()
+                filter: "25-crypto".into(),
+                notice: "No coin spam.".into()
             }
         );
+        // Two masks on one line both apply.
+        assert_eq!(
+            judge(&chain, "shit, darn"),
+            Outcome::Deliver("****, ****".into())
+        );
+    }
+
+    #[test]
+    fn the_most_severe_verdict_wins() {
+        let kick = filter_fn("kick", |_| Verdict::Kick("out".into()));
+        let silent = filter_fn("silent", |_| Verdict::Silent);
+        let mute = filter_fn("mute", |_| Verdict::Mute {
+            duration: std::time::Duration::from_secs(60),
+            notice: "hush".into(),
+        });
+        let chain = FilterChain::new(vec![
+            silent.clone(),
+            block_if("block", "x", "no"),
+            mute.clone(),
+            kick,
+        ]);
+        assert_eq!(judge(&chain, "x").as_expectation(), "kicked");
+        let chain = FilterChain::new(vec![silent.clone(), block_if("block", "x", "no"), mute]);
+        assert_eq!(judge(&chain, "x").as_expectation(), "muted");
+        let chain = FilterChain::new(vec![silent.clone(), block_if("block", "x", "no")]);
+        assert_eq!(judge(&chain, "x").as_expectation(), "blocked");
+        let chain = FilterChain::new(vec![word_mask("mask", "x"), silent]);
+        assert_eq!(judge(&chain, "x").as_expectation(), "silent");
     }
 
     #[test]

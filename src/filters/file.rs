@@ -100,9 +100,13 @@ pub struct FilterFile {
     pub shouting: Option<Spanned<ShoutingConfig>>,
     /// Repetition detection.
     pub repetition: Option<Spanned<RepetitionConfig>>,
-    /// Fixture tests of this filter.
+    /// Fixture tests of this filter alone.
     #[serde(default)]
     pub test: Vec<Spanned<FilterTest>>,
+    /// Fixture tests of the whole chain: every enabled filter of the directory, in order, as
+    /// the server runs them (for interactions, such as one file's mask and another's block).
+    #[serde(default)]
+    pub chain_test: Vec<Spanned<FilterTest>>,
 }
 
 fn enabled_by_default() -> bool {
@@ -147,6 +151,8 @@ pub struct LoadedFilter {
     pub filter: Arc<RuleFilter>,
     /// The fixture tests with their line numbers.
     pub tests: Vec<(usize, FilterTest)>,
+    /// The whole-chain fixture tests with their line numbers.
+    pub chain_tests: Vec<(usize, FilterTest)>,
 }
 
 /// Collects problems with positions in one file.
@@ -224,7 +230,7 @@ impl FilterFile {
                 "the filter has no rules: give words, words_file, patterns, [links], [shouting] or [repetition]",
             );
         }
-        for test in &self.test {
+        for test in self.test.iter().chain(&self.chain_test) {
             if test.get_ref().repeat == 0 {
                 problems.at(test.span(), "repeat must be at least 1");
             }
@@ -244,11 +250,14 @@ impl FilterFile {
             shouting: self.shouting.map(Spanned::into_inner),
             repetition: self.repetition.map(|r| RepetitionRule::new(r.into_inner())),
         };
-        let tests = self
-            .test
-            .into_iter()
-            .map(|t| (line_col(text, t.span().start).0, t.into_inner()))
-            .collect();
+        let with_lines = |tests: Vec<Spanned<FilterTest>>| {
+            tests
+                .into_iter()
+                .map(|t| (line_col(text, t.span().start).0, t.into_inner()))
+                .collect()
+        };
+        let tests = with_lines(self.test);
+        let chain_tests = with_lines(self.chain_test);
         Ok(LoadedFilter {
             name,
             path: path.to_owned(),
@@ -256,6 +265,7 @@ impl FilterFile {
             enabled: self.enabled,
             filter: Arc::new(filter),
             tests,
+            chain_tests,
         })
     }
 

@@ -1,7 +1,9 @@
 //! Running the `[[test]]` fixtures of filter files (`chatpipe test-filters DIR`).
 //!
-//! Each test checks its filter alone: the input is judged by a chain holding only that filter,
-//! as a sender with the test's name, role and room, and the outcome compared with `expect`.
+//! A `[[test]]` checks its filter alone: the input is judged by a chain holding only that filter,
+//! as a sender with the test's name, role and room, and the outcome compared with `expect`. A
+//! `[[chain_test]]` (in any file) is judged by the whole chain of enabled filters, in order, as
+//! the server runs them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,26 +51,37 @@ pub struct TestReport {
     pub failures: Vec<TestFailure>,
 }
 
-/// Runs every fixture test of every filter, enabled or not.
+/// Runs every fixture test of every filter (enabled or not), then every chain test against the
+/// enabled filters.
 pub fn run_fixture_tests(filters: &[LoadedFilter]) -> TestReport {
     let mut report = TestReport::default();
     let mut next_client = 0;
+    let whole = FilterChain::new(
+        filters
+            .iter()
+            .filter(|f| f.enabled)
+            .map(|f| f.filter.clone() as Arc<dyn Filter>)
+            .collect(),
+    );
     for loaded in filters {
-        let chain = FilterChain::new(vec![loaded.filter.clone() as Arc<dyn Filter>]);
-        for (line, test) in &loaded.tests {
-            // A client of its own per test, so rules with memory start fresh.
-            next_client += 1;
-            let actual = outcome(&chain, test, ClientId(next_client));
-            if actual == test.expect {
-                report.passed += 1;
-            } else {
-                report.failures.push(TestFailure {
-                    path: loaded.path.clone(),
-                    line: *line,
-                    input: test.input.clone(),
-                    expected: test.expect.clone(),
-                    actual,
-                });
+        let alone = FilterChain::new(vec![loaded.filter.clone() as Arc<dyn Filter>]);
+        let suites = [(&alone, &loaded.tests), (&whole, &loaded.chain_tests)];
+        for (chain, tests) in suites {
+            for (line, test) in tests {
+                // A client of its own per test, so rules with memory start fresh.
+                next_client += 1;
+                let actual = outcome(chain, test, ClientId(next_client));
+                if actual == test.expect {
+                    report.passed += 1;
+                } else {
+                    report.failures.push(TestFailure {
+                        path: loaded.path.clone(),
+                        line: *line,
+                        input: test.input.clone(),
+                        expected: test.expect.clone(),
+                        actual,
+                    });
+                }
             }
         }
     }

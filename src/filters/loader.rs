@@ -84,7 +84,8 @@ impl FilterRules {
             set,
             metrics: Arc::default(),
         };
-        rules.reload()?;
+        let names = rules.reload()?;
+        tracing::info!(dir = %rules.dir.display(), filters = ?names, "filters loaded");
         Ok(rules)
     }
 

@@ -8,8 +8,14 @@
 //!   combining marks: `Ｆ`, `é`, `𝐟` become `f`, `e`, `f`);
 //! - confusable letters from other scripts become their Latin look-alikes (Cyrillic `а`, Greek `ο`);
 //! - inside a word that has letters, `0 1 3 4 5 @ $` read as `o i e a s a s` (`h3ll0`), while a
-//!   number alone stays a number;
+//!   number alone stays a number; `€` reads as `e`;
+//! - between two letters (or letter-like characters), `! |` read as `i`, `+` as `t` and `(` as
+//!   `c` (`sh!t`, `f+ck`), while at the end of a word they stay punctuation (`what!`);
+//! - zero-width characters and soft hyphens vanish (`f\u{200b}uck` is `fuck`);
 //! - three or more single letters separated by spaces or symbols are joined (`b.a.d`, `b a d`);
+//!   when such a run starts with `a` or `i`, which are words of their own, an alternative form
+//!   keeps that letter apart ([`Normalized::alternative`]: `a s h i t` is both `ashit` and
+//!   `a shit`);
 //! - every other separator becomes one space.
 //!
 //! Repeated letters (`baaaad`) are not squeezed here: the word matcher allows each letter of a
@@ -27,6 +33,9 @@ pub struct Normalized {
     pub text: String,
     /// The way back from `text` to the original.
     origin: Origin,
+    /// A second reading of the line, when joining single letters may have swallowed a one-letter
+    /// word (`a s h i t`): matchers look at both.
+    pub alternative: Option<Box<Normalized>>,
 }
 
 /// How canonical bytes map to original bytes.
@@ -73,6 +82,9 @@ enum Class {
     Letter,
     /// A digit or symbol that reads as a letter inside a word.
     LetterLike,
+    /// A symbol that reads as a letter only between two letter-ish characters (`sh!t`), and is
+    /// punctuation elsewhere (`what!`).
+    Inner,
     /// A digit that is not letter-like.
     Digit,
     Separator,
@@ -130,10 +142,22 @@ fn normalize_general(text: &str, scratch: &mut Scratch) -> Normalized {
     let single_letters = split_words(units, words);
     joined.clear();
     joined.resize(units.len(), false);
+    let mut kept_apart = Vec::new();
     if single_letters >= 3 {
-        join_single_letters(units, words, joined);
+        join_single_letters(units, words, joined, &mut kept_apart);
     }
+    let mut normalized = emit(units, joined);
+    if !kept_apart.is_empty() {
+        for gap in kept_apart {
+            joined[gap].fill(false);
+        }
+        normalized.alternative = Some(Box::new(emit(units, joined)));
+    }
+    normalized
+}
 
+/// The canonical text of `units`, leaving out the separators marked in `joined`.
+fn emit(units: &[Unit], joined: &[bool]) -> Normalized {
     let mut text = String::with_capacity(units.len());
     let mut origin = Vec::with_capacity(units.len());
     let mut last_was_space = true;
@@ -159,6 +183,7 @@ fn normalize_general(text: &str, scratch: &mut Scratch) -> Normalized {
     Normalized {
         text,
         origin: Origin::PerByte(origin),
+        alternative: None,
     }
 }
 
@@ -175,15 +200,32 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
     words.clear();
     letters_in.clear();
     let mut single_letters = 0;
+    // Punctuation that reads as a letter between two letter-ish bytes (`sh!t`) is left to the
+    // general path; elsewhere (`what!`) it is a separator like any other.
+    let wordish = |b: u8| {
+        matches!(
+            ascii_class(b),
+            Class::Letter | Class::LetterLike | Class::Digit
+        )
+    };
+    let is_separator = |i: usize| match ascii_class(bytes[i]) {
+        Class::Separator => Ok(true),
+        Class::Inner => {
+            let inside =
+                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
+            if inside { Err(()) } else { Ok(true) }
+        }
+        _ => Ok(false),
+    };
     let mut i = 0;
     while i < bytes.len() {
-        if ascii_class(bytes[i]) == Class::Separator {
+        if is_separator(i).ok()? {
             i += 1;
             continue;
         }
         let start = i;
         let (mut has_letter, mut has_symbol) = (false, false);
-        while i < bytes.len() && ascii_class(bytes[i]) != Class::Separator {
+        while i < bytes.len() && !is_separator(i).ok()? {
             has_letter |= bytes[i].is_ascii_alphabetic();
             has_symbol |= matches!(bytes[i], b'@' | b'$');
             i += 1;
@@ -211,6 +253,10 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
                 j += 1;
             }
             if j - k + 1 >= 3 {
+                if j - k + 1 >= 4 && matches!(bytes[words[k].start] | 0x20, b'a' | b'i') {
+                    // A one-letter word may start the run: the general path reads it both ways.
+                    return None;
+                }
                 joined[k..j].fill(true);
             }
             k = j + 1;
@@ -242,6 +288,7 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
     Some(Normalized {
         text,
         origin: Origin::Runs(runs),
+        alternative: None,
     })
 }
 
@@ -266,6 +313,10 @@ const AS_LETTERS: [u8; 128] = {
     table[b'@' as usize] = b'a';
     table[b'5' as usize] = b's';
     table[b'$' as usize] = b's';
+    table[b'!' as usize] = b'i';
+    table[b'|' as usize] = b'i';
+    table[b'+' as usize] = b't';
+    table[b'(' as usize] = b'c';
     table
 };
 
@@ -278,6 +329,7 @@ const ASCII_CLASS: [Class; 128] = {
         table[b] = match c {
             b'a'..=b'z' => Class::Letter,
             b'0' | b'1' | b'3' | b'4' | b'5' | b'@' | b'$' => Class::LetterLike,
+            b'!' | b'|' | b'+' | b'(' => Class::Inner,
             b'0'..=b'9' => Class::Digit,
             _ => Class::Separator,
         };
@@ -307,11 +359,15 @@ fn collect_units(text: &str, units: &mut Vec<Unit>) {
                 class: classify(c),
             }
         }));
+        settle_inner(units);
         return;
     }
     for (offset, c) in text.char_indices() {
         let start = offset as u32;
         let end = (offset + c.len_utf8()) as u32;
+        if is_invisible(c) {
+            continue;
+        }
         decompose_compatible(c, |d| {
             if is_combining_mark(d) {
                 return;
@@ -326,6 +382,37 @@ fn collect_units(text: &str, units: &mut Vec<Unit>) {
                 });
             }
         });
+    }
+    settle_inner(units);
+}
+
+/// Characters that show nothing and split nothing: zero-width spaces and joiners, the word
+/// joiner, the byte-order mark, the soft hyphen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{00ad}'
+    )
+}
+
+/// Settles each [`Class::Inner`] unit: a letter-like character between two letter-ish ones, a
+/// separator elsewhere.
+fn settle_inner(units: &mut [Unit]) {
+    let wordish = |u: &Unit| matches!(u.class, Class::Letter | Class::LetterLike | Class::Digit);
+    for i in 0..units.len() {
+        if units[i].class != Class::Inner {
+            continue;
+        }
+        let inside = i > 0
+            && wordish(&units[i - 1])
+            && units
+                .get(i + 1)
+                .is_some_and(|next| wordish(next) || next.class == Class::Inner);
+        units[i].class = if inside {
+            Class::LetterLike
+        } else {
+            Class::Separator
+        };
     }
 }
 
@@ -385,8 +472,15 @@ fn split_words(units: &mut [Unit], words: &mut Vec<Range<usize>>) -> usize {
     single_letters
 }
 
-/// Marks the separators between three or more single-letter words (`b.a.d`) to be dropped.
-fn join_single_letters(units: &[Unit], words: &[Range<usize>], joined: &mut [bool]) {
+/// Marks the separators between three or more single-letter words (`b.a.d`) to be dropped, and
+/// notes in `kept_apart` the gap after a run's first letter where that letter is a word of its
+/// own (`a`, `i`) and the rest is still three letters or more.
+fn join_single_letters(
+    units: &[Unit],
+    words: &[Range<usize>],
+    joined: &mut [bool],
+    kept_apart: &mut Vec<Range<usize>>,
+) {
     let single = |w: &Range<usize>| w.len() == 1 && units[w.start].class == Class::Letter;
     let mut i = 0;
     while i < words.len() {
@@ -403,6 +497,9 @@ fn join_single_letters(units: &[Unit], words: &[Range<usize>], joined: &mut [boo
                 for flag in &mut joined[words[k].end..words[k + 1].start] {
                     *flag = true;
                 }
+            }
+            if j - i + 1 >= 4 && matches!(units[words[i].start].c, 'a' | 'i') {
+                kept_apart.push(words[i].end..words[i + 1].start);
             }
         }
         i = j + 1;
@@ -457,6 +554,10 @@ fn confusable(c: char) -> char {
         'ԛ' => 'q',
         'ԝ' => 'w',
         'ӏ' => 'l',
+        'һ' => 'h',
+        'ԍ' => 'g',
+        // Currency and other symbols that stand for letters
+        '€' => 'e',
         // Greek
         'α' => 'a',
         'β' => 'b',
@@ -519,6 +620,38 @@ mod tests {
     }
 
     #[test]
+    fn symbols_between_letters_read_as_letters() {
+        assert_eq!(n("sh!t"), "shit");
+        assert_eq!(n("sh|t"), "shit");
+        assert_eq!(n("f+ck"), "ftck");
+        assert_eq!(n("(ool"), "ool", "a leading bracket is punctuation");
+        assert_eq!(n("what! no|yes"), "what noiyes");
+        assert_eq!(n("what!"), "what");
+        assert_eq!(n("1+1 (two)"), "1 1 two");
+        assert_eq!(n("€vil"), "evil");
+        assert_eq!(n("һell"), "hell", "Cyrillic shha");
+    }
+
+    #[test]
+    fn invisible_characters_vanish() {
+        assert_eq!(n("fu\u{200b}ck"), "fuck");
+        assert_eq!(n("sh\u{00ad}it"), "shit");
+    }
+
+    #[test]
+    fn a_one_letter_word_before_spaced_letters_is_read_both_ways() {
+        let norm = normalize("you a s h i t");
+        assert_eq!(norm.text, "you ashit");
+        let alt = norm.alternative.as_ref().expect("an alternative");
+        assert_eq!(alt.text, "you a shit");
+        assert_eq!(&"you a s h i t"[alt.original_range(6..10)], "s h i t");
+        assert!(
+            normalize("a s s").alternative.is_none(),
+            "too short to split"
+        );
+    }
+
+    #[test]
     fn separators_collapse() {
         assert_eq!(n("  what...the   heck?! "), "what the heck");
     }
@@ -545,6 +678,9 @@ mod tests {
             "one,two;three",
             "A B C",
             "4 5 6",
+            "what! is this?",
+            "(see) this + that | other",
+            "a.b.c",
         ];
         for sample in samples {
             let mut scratch = Scratch::default();

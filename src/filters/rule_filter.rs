@@ -69,7 +69,7 @@ impl Findings {
         let before = self.ranges.len();
         self.ranges
             .extend(ranges.into_iter().filter(|r| !overlaps_any(r, allowed)));
-        if self.ranges.len() > before {
+        if self.ranges.len() > before && !self.reasons.contains(&reason) {
             self.reasons.push(reason);
         }
     }
@@ -90,17 +90,19 @@ impl RuleFilter {
         let mut allowed = Vec::new();
         if self.words.is_some() || self.allow.is_some() {
             let normalized = message.normalized();
+            // The line's readings: usually one, two when a one-letter word may start a run of
+            // spaced letters (see `normalize`).
+            let forms = || std::iter::once(&*normalized).chain(normalized.alternative.as_deref());
             if let Some(allow) = &self.allow {
-                allowed.extend(
-                    allow
-                        .find_iter(&normalized.text)
-                        .map(|r| normalized.original_range(r)),
-                );
+                for form in forms() {
+                    allowed.extend(allow.find_iter(&form.text).map(|r| form.original_range(r)));
+                }
             }
             if let Some(words) = &self.words {
-                let matches = words.find_iter(&normalized.text);
-                let ranges = matches.map(|r| normalized.original_range(r));
-                found.add("listed word", ranges, &allowed);
+                for form in forms() {
+                    let ranges = words.find_iter(&form.text).map(|r| form.original_range(r));
+                    found.add("listed word", ranges, &allowed);
+                }
             }
         }
         if let Some(patterns) = &self.patterns {

@@ -107,7 +107,8 @@ fn word_pattern(word: &str) -> Option<String> {
     has_content.then_some(pattern)
 }
 
-/// Appends `token` with each run of a letter allowed to repeat: `good` → `g+o{2,}d+`.
+/// Appends `token` with each run of a letter allowed to repeat: `good` → `g+o{2,}d+`; a `u` may
+/// also be written `v`.
 fn push_repeatable(pattern: &mut String, token: &str) {
     let mut chars = token.chars().peekable();
     while let Some(c) = chars.next() {
@@ -116,7 +117,13 @@ fn push_repeatable(pattern: &mut String, token: &str) {
             chars.next();
             run += 1;
         }
-        pattern.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+        if c == 'u' {
+            // `v` stands in for `u` (`fvck`); the other way round would turn innocent words
+            // with a `v` into listed ones.
+            pattern.push_str("[uv]");
+        } else {
+            pattern.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+        }
         if run == 1 {
             pattern.push('+');
         } else {
@@ -156,6 +163,8 @@ mod tests {
         assert_eq!(hits(&m, "bаd"), ["bаd"], "Cyrillic а");
         assert_eq!(hits(&m, "a$$"), ["a$$"]);
         assert!(hits(&m, "as").is_empty());
+        let m = matcher(&["fuck"]);
+        assert_eq!(hits(&m, "fvck off"), ["fvck"]);
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub fn apply_filters(
     let alerts = warnings
         .into_iter()
         .map(|(filter, reason)| {
-            tracing::info!(%client, filter, action = "warn", "filter decision");
+            tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "warn", "filter decision");
             metrics.filter_decision(&filter, "warn", false);
             let alert = format!(
                 "[{filter}] {} in {}: {reason}: {}",
@@ -158,11 +158,11 @@ pub fn apply_filters(
         .collect();
     if let Some(filter) = outcome.filter() {
         let action = outcome.as_expectation();
-        tracing::info!(%client, filter, action, "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action, "filter decision");
         metrics.filter_decision(filter, action, true);
     }
     for filter in &rewritten_by {
-        tracing::debug!(%client, filter, action = "rewrite", "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "rewrite", "filter decision");
         metrics.filter_decision(filter, "rewrite", false);
     }
     let body = match outcome {
