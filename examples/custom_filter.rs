@@ -1,4 +1,6 @@
-//! A server with a custom filter plugged in: lines in all capitals are blocked.
+//! A server with a custom filter plugged in: lines in all capitals are blocked. The filter runs
+//! after the filters loaded from `./filters` (when that directory exists, as in the repository).
+//! Ctrl-C or SIGTERM shut it down gracefully.
 //!
 //! ```sh
 //! cargo run --example custom_filter            # serves on 127.0.0.1:8080
@@ -50,12 +52,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(listen) = std::env::args().nth(1) {
         config.server.listen = listen;
     }
-    let server = server(config);
+    let filters = config.filters.dir.clone();
+    let mut server = server(config);
+    if filters.is_dir() {
+        server = server.filters_dir(&filters)?;
+    }
     let listener = server.bind().await?;
-    server
-        .run(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    server.run(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -267,7 +267,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.lines_received.inc();
         metrics.dropped(DropReason::RateLimit, 2);
-        metrics.filter_decision("20-profanity", "mask", false);
+        metrics.filter_decision("20-profanity", "rewrite", false);
         metrics.disconnect("read error: connection reset");
         metrics.pipeline_latency.observe(0.001);
         let text = metrics.encode();
@@ -278,7 +278,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "chatpipe_filter_decisions_total{filter=\"20-profanity\",action=\"mask\"} 1"
+                "chatpipe_filter_decisions_total{filter=\"20-profanity\",action=\"rewrite\"} 1"
             ),
             "{text}"
         );

@@ -21,6 +21,8 @@ pub const STOPPED_AFTER_ERROR: &str =
 pub const TOO_SLOW: &str = "Disconnected: too slow to keep up";
 /// Said to a client over the rate limit.
 pub const RATE_LIMITED: &str = "Rate limit exceeded. Please slow down.";
+/// Said once to a client that has just joined, right after its own join line.
+pub const HELP_HINT: &str = "Type /help for the list of commands.";
 /// Said to a client that sends `/quit`.
 pub const GOODBYE: &str = "Goodbye!";
 

@@ -263,13 +263,26 @@ async fn reload_swaps_rules_and_survives_a_broken_file() {
     server.shutdown().await;
 }
 
-/// Reloading over and over during a flood loses and duplicates nothing; each line is judged
-/// wholly by one rule set.
-#[tokio::test]
+/// Reloading over and over during a flood loses and duplicates nothing, and each line is judged
+/// wholly by one rule set: the set is two files that change together, so a line judged by half
+/// of the old set and half of the new would show it. Both sets must have judged some lines,
+/// which proves reloads happened during the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_racing_a_flood_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("swap.toml");
-    std::fs::write(&file, "action = \"mask\"\nwords = [\"alpha\"]\n").unwrap();
+    let write_set = |first: &str, second: &str| {
+        std::fs::write(
+            dir.path().join("10-a.toml"),
+            format!("action = \"mask\"\nwords = [\"{first}\"]\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("20-b.toml"),
+            format!("action = \"mask\"\nwords = [\"{second}\"]\n"),
+        )
+        .unwrap();
+    };
+    write_set("alpha", "gamma");
     let mut config = Config::default();
     config.rate_limit.per_second = 0;
     config.pipeline.workers = 2;
@@ -277,36 +290,64 @@ async fn reload_racing_a_flood_loses_nothing() {
     let rules = FilterRules::load(dir.path(), builder.filters().clone()).unwrap();
     let pipeline = builder.build().unwrap();
 
+    const LINES: usize = 20_000;
     let mut text = String::new();
-    for n in 0..5000 {
-        text.push_str(&format!("user{}> {n} alpha beta\n", n % 7));
+    for n in 0..LINES {
+        text.push_str(&format!("user{}> {n} alpha beta gamma delta\n", n % 7));
     }
     let fixture = Fixture::parse(&text).unwrap();
-    let reloader = tokio::spawn(async move {
-        for i in 0..200 {
-            let word = if i % 2 == 0 { "beta" } else { "alpha" };
-            std::fs::write(&file, format!("action = \"mask\"\nwords = [\"{word}\"]\n")).unwrap();
-            rules.reload().unwrap();
-            tokio::task::yield_now().await;
-        }
-    });
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloader = {
+        let done = done.clone();
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut i = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let (first, second) = if i % 2 == 0 {
+                    ("beta", "delta")
+                } else {
+                    ("alpha", "gamma")
+                };
+                for (file, word) in [("10-a.toml", first), ("20-b.toml", second)] {
+                    std::fs::write(
+                        dir.join(file),
+                        format!("action = \"mask\"\nwords = [\"{word}\"]\n"),
+                    )
+                    .unwrap();
+                }
+                rules.reload().unwrap();
+                i += 1;
+            }
+            i
+        })
+    };
     let out = run_pipeline(pipeline, fixture.stream()).await;
-    reloader.await.unwrap();
-    assert_eq!(out.len(), 5000, "nothing lost or duplicated");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reloads = reloader.await.unwrap();
+    assert!(reloads > 0);
+    assert_eq!(out.len(), LINES, "nothing lost or duplicated");
+    let (mut old_set, mut new_set) = (0, 0);
     let mut numbers: Vec<usize> = out
         .iter()
         .map(|e| {
             let line = describe(e);
             let text = line.split_once(": ").unwrap().1;
-            assert!(
-                text.ends_with(" ***** beta") || text.ends_with(" alpha ****"),
-                "judged by a mix of rule sets: {text}"
-            );
+            if text.ends_with(" ***** beta ***** delta") {
+                old_set += 1;
+            } else if text.ends_with(" alpha **** gamma *****") {
+                new_set += 1;
+            } else {
+                panic!("judged by a mix of rule sets: {text}");
+            }
             text.split(' ').next().unwrap().parse().unwrap()
         })
         .collect();
+    assert!(
+        old_set > 0 && new_set > 0,
+        "no reload took effect during the flood ({old_set} old, {new_set} new)"
+    );
     numbers.sort_unstable();
-    assert_eq!(numbers, (0..5000).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..LINES).collect::<Vec<_>>());
 }
 
 /// Mute and kick actions over TCP: a muted sender is refused until the mute ends; a kicked one
@@ -479,6 +520,7 @@ fn sighup_reloads_the_binary() {
     assert!(read_line().contains("username"));
     writer.write_all(b"alice\ndarn heck\n").unwrap();
     assert_eq!(read_line(), "alice has joined the chat");
+    assert_eq!(read_line(), "SERVER: Type /help for the list of commands.");
     assert_eq!(read_line(), "alice: **** heck");
 
     std::fs::write(

@@ -289,7 +289,7 @@ async fn a_dead_hub_stops_the_server() {
     let mut alice = TestClient::connect(addr).await;
     alice.expect_contains("Please enter your username").await;
     alice.send("alice").await;
-    alice.expect("alice has joined the chat").await;
+    alice.expect_joined("alice").await;
     alice.send("fine").await;
     alice.expect("alice: fine").await;
     alice.send("boom").await;

@@ -35,7 +35,7 @@ async fn login_with_password(server: &TestServer, name: &str, password: &str) ->
         .expect(&format!("SERVER: Password required for {name}"))
         .await;
     client.send(password).await;
-    client.expect(&format!("{name} has joined the chat")).await;
+    client.expect_joined(name).await;
     client
 }
 

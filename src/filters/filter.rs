@@ -1,9 +1,11 @@
 //! The [`Filter`] trait: a synchronous, per-message rule.
 //!
-//! A filter sees one chat line and its sender and returns a [`Verdict`]. Filters hold no mutable
-//! state of their own (`&self`, `Send + Sync`), which is what lets the worker pool run them on many
-//! messages at once; anything that needs memory across messages or time is a
-//! [`Stage`](crate::pipeline::Stage) instead.
+//! A filter sees one chat line and its sender and returns a [`Verdict`]. Filters are called
+//! through `&self` and must be `Send + Sync`, which is what lets the worker pool run them on many
+//! messages at once. A filter that remembers something across messages keeps it behind its own
+//! synchronisation (the shipped repetition rule keeps a small per-sender memory under a mutex,
+//! lost when the rules are reloaded); anything that depends on timing or must hold messages back
+//! is a [`Stage`](crate::pipeline::Stage) instead.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;

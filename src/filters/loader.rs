@@ -149,11 +149,22 @@ impl FilterRules {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            let now = fingerprint(&self.dir);
-            if now != seen {
-                seen = now;
-                let _ = self.reload_and_log();
-            }
+            // Listing the directory, reading files and compiling rules are blocking work: they
+            // run on the blocking pool, never on an async worker.
+            let rules = self.clone();
+            let previous = std::mem::take(&mut seen);
+            let Ok(now) = tokio::task::spawn_blocking(move || {
+                let now = fingerprint(&rules.dir);
+                if now != previous {
+                    let _ = rules.reload_and_log();
+                }
+                now
+            })
+            .await
+            else {
+                return;
+            };
+            seen = now;
         }
     }
 }

@@ -59,12 +59,13 @@ impl TestServer {
         TestClient::connect(self.addr).await
     }
 
-    /// Connects and logs in as `name`, consuming the greeting and the own join notice.
+    /// Connects and logs in as `name`, consuming the greeting, the own join notice and the
+    /// `/help` hint.
     pub async fn login(&self, name: &str) -> TestClient {
         let mut client = self.connect().await;
         client.expect_contains("Please enter your username").await;
         client.send(name).await;
-        client.expect(&format!("{name} has joined the chat")).await;
+        client.expect_joined(name).await;
         client
     }
 
@@ -147,6 +148,13 @@ impl TestClient {
         }
     }
 
+    /// Asserts the next lines are `name`'s own join notice and the `/help` hint.
+    pub async fn expect_joined(&mut self, name: &str) {
+        self.expect(&format!("{name} has joined the chat")).await;
+        self.expect("SERVER: Type /help for the list of commands.")
+            .await;
+    }
+
     /// Asserts the next line is exactly `expected`.
     pub async fn expect(&mut self, expected: &str) {
         let line = self.next_line().await;
@@ -164,10 +172,18 @@ impl TestClient {
         }
     }
 
-    /// Asserts the server closes the connection next (no more lines).
+    /// Asserts the server closes the connection cleanly next: no more lines, and a clean end of
+    /// stream rather than a reset.
     pub async fn expect_eof(&mut self) {
-        let line = self.next_line().await;
-        assert_eq!(line, None, "expected end of stream");
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .expect("timed out waiting for the end of stream");
+        match read {
+            Ok(0) => {}
+            Ok(_) => panic!("expected end of stream, got {line:?}"),
+            Err(e) => panic!("expected a clean end of stream, got {e}"),
+        }
     }
 
     /// Closes the write side (EOF to the server) but keeps reading.

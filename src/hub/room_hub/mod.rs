@@ -414,7 +414,12 @@ impl RoomHub {
             },
         );
         let room = self.default_room.clone();
-        self.enter_room(id, &room, protocol::joined_line(&name));
+        self.enter_room(
+            id,
+            &room,
+            protocol::joined_line(&name),
+            Some(protocol::HELP_HINT),
+        );
         Ok(())
     }
 

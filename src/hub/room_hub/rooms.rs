@@ -9,9 +9,15 @@ use crate::event::{ClientId, Role};
 use crate::protocol;
 
 impl RoomHub {
-    /// Puts `id` into `room` (creating it), announces `join_line` to the room, and replays the
-    /// room's history to the newcomer.
-    pub(super) fn enter_room(&mut self, id: ClientId, room: &Arc<str>, join_line: Bytes) {
+    /// Puts `id` into `room` (creating it), announces `join_line` to the room, tells the
+    /// newcomer `hint` (if any), and replays the room's history to them.
+    pub(super) fn enter_room(
+        &mut self,
+        id: ClientId,
+        room: &Arc<str>,
+        join_line: Bytes,
+        hint: Option<&str>,
+    ) {
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
@@ -23,6 +29,9 @@ impl RoomHub {
         let history: Vec<Bytes> = state.history.iter().cloned().collect();
         self.update_gauges();
         self.broadcast(room, join_line);
+        if let Some(hint) = hint {
+            self.tell(id, hint);
+        }
         if !history.is_empty() {
             self.tell(id, &format!("Recent messages in {room}:"));
             for line in history {
@@ -79,7 +88,7 @@ impl RoomHub {
         self.broadcast(&old, protocol::left_room_line(&name));
         tracing::info!(client = %id, name = %name, from = %old, to = %room, "client changed room");
         self.tell(id, &format!("You are now in {room}."));
-        self.enter_room(id, &room, protocol::joined_room_line(&name));
+        self.enter_room(id, &room, protocol::joined_room_line(&name), None);
     }
 
     /// `/rooms`.
