@@ -431,6 +431,61 @@ fn test_filters_command_reports_failures() {
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
 
+/// A mask in an earlier file does not hide a later file's block: every filter judges the line as
+/// sent, the most severe verdict wins, and `[[chain_test]]`s check the whole chain (they fail
+/// here if the block is hidden, and a disabled filter takes no part in them).
+#[test]
+fn chain_tests_see_a_block_behind_an_earlier_mask() {
+    let dir = common::dir_with(&[
+        (
+            "20-profanity.toml",
+            "action = \"mask\"\nwords = [\"shit*\"]\n",
+        ),
+        (
+            "25-crypto-scams.toml",
+            "action = \"block\"\nwords = [\"shitcoin*\"]\n\n[[chain_test]]\ninput = \"shitcoins everywhere\"\nexpect = \"blocked\"\n\n[[chain_test]]\ninput = \"oh shit\"\nexpect = \"oh ****\"\n",
+        ),
+        (
+            "30-off.toml",
+            "enabled = false\naction = \"kick\"\nwords = [\"oh\"]\n",
+        ),
+    ]);
+    let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
+        .args(["test-filters", dir.path().to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("25-crypto-scams.toml: 0 tests, 2 chain tests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+
+    // The same files judging a real message through a server's chain.
+    let filters = load_dir(dir.path()).unwrap();
+    let chain = FilterChain::new(
+        filters
+            .into_iter()
+            .filter(|f| f.enabled)
+            .map(|f| f.filter as Arc<dyn chatpipe::filters::Filter>)
+            .collect(),
+    );
+    let sender = ClientInfo {
+        name: "alice".into(),
+        room: "lobby".into(),
+        role: Role::User,
+    };
+    let message = Message::new(
+        "shitcoins everywhere",
+        &sender,
+        ClientId(1),
+        tokio::time::Instant::now(),
+    );
+    assert_eq!(chain.judge(&message).outcome.as_expectation(), "blocked");
+}
+
 /// With `[filters] watch`, editing a file reloads the rules without a signal.
 #[tokio::test]
 async fn watch_reloads_on_change() {
