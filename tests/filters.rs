@@ -398,17 +398,21 @@ async fn mute_and_kick_over_tcp() {
 /// The shipped filters pass their own fixture tests through the real command.
 #[test]
 fn test_filters_command_passes_on_shipped_filters() {
+    let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/filters"));
+    let (status, stdout) = test_filters_command(shipped);
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+/// Runs `chatpipe test-filters DIR`; its exit status and standard output.
+fn test_filters_command(dir: &Path) -> (std::process::ExitStatus, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
-        .args([
-            "test-filters",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/filters"),
-        ])
+        .args(["test-filters", dir.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status, stdout)
 }
 
 /// A failing fixture is printed as expected vs actual, and the command exits non-zero.
@@ -418,13 +422,8 @@ fn test_filters_command_reports_failures() {
         "x.toml",
         "action = \"mask\"\nwords = [\"darn\"]\n\n[[test]]\ninput = \"darn\"\nexpect = \"darn\"\n",
     )]);
-    let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
-        .args(["test-filters", dir.path().to_str().unwrap()])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1));
+    let (status, stdout) = test_filters_command(dir.path());
+    assert_eq!(status.code(), Some(1));
     assert!(stdout.contains("x.toml:4:"), "{stdout}");
     assert!(stdout.contains("expected: \"darn\""), "{stdout}");
     assert!(stdout.contains("actual:   \"****\""), "{stdout}");
@@ -450,13 +449,8 @@ fn chain_tests_see_a_block_behind_an_earlier_mask() {
             "enabled = false\naction = \"kick\"\nwords = [\"oh\"]\n",
         ),
     ]);
-    let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
-        .args(["test-filters", dir.path().to_str().unwrap()])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let (status, stdout) = test_filters_command(dir.path());
+    assert!(status.success(), "{stdout}");
     assert!(
         stdout.contains("25-crypto-scams.toml: 0 tests, 2 chain tests"),
         "{stdout}"
