@@ -248,6 +248,7 @@ async fn burst_phase(readers: usize, pasters: usize, rounds: usize) -> Vec<Strin
     let mut config = Config::default();
     config.rate_limit.per_second = 0;
     config.admin.listen = String::new();
+    config.storage.path = std::path::PathBuf::new();
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(listener) => listener,
         Err(e) => return vec![format!("burst phase: cannot bind: {e}")],
@@ -346,6 +347,8 @@ async fn main() {
     let mut config = Config::default();
     config.server.idle_timeout = Duration::from_secs(3);
     config.server.max_bad_lines = 1000;
+    // The store in memory: the soak measures the server, not the disk, and leaves no file.
+    config.storage.path = std::path::PathBuf::new();
     let server = Server::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

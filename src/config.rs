@@ -18,6 +18,9 @@ use crate::error::ConfigError;
 /// The most connections `[server] max_connections` may allow.
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 
+/// The most lines `/history N` shows.
+pub const MAX_HISTORY_REQUEST: usize = 200;
+
 /// The longest line `[server] max_line_bytes` may allow.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -41,6 +44,33 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Health, metrics and the periodic status line.
     pub admin: AdminConfig,
+    /// The database that keeps accounts, bans, mutes, room settings, history and the audit log.
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the embedded SQLite database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The database file, relative to the working directory; `""` keeps everything in memory
+    /// (lost at exit).
+    pub path: PathBuf,
+    /// The most bytes the database may grow to; `0`: no limit but the disk's. Past it, history
+    /// is not saved and changes are refused with an error (as on a full disk).
+    pub max_size: u64,
+    /// Chat lines kept per room (for `/history` and replay after a restart); older ones are
+    /// deleted as new ones are written.
+    pub history_keep: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("chatpipe.db"),
+            max_size: 0,
+            history_keep: 1000,
+        }
+    }
 }
 
 /// `[admin]`: the HTTP listener for health and metrics, and the periodic status log line.
@@ -421,6 +451,12 @@ impl Config {
         }
         if s.max_bad_lines == 0 {
             problems.push("[server] max_bad_lines: must be at least 1".into());
+        }
+        if self.storage.history_keep < self.rooms.history.max(MAX_HISTORY_REQUEST) {
+            problems.push(format!(
+                "[storage] history_keep: must be at least {} (the larger of [rooms] history and what /history may ask for)",
+                self.rooms.history.max(MAX_HISTORY_REQUEST)
+            ));
         }
         if self.rooms.max_rooms == 0 {
             problems.push("[rooms] max_rooms: must be at least 1".into());

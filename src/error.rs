@@ -74,6 +74,9 @@ pub enum ServerError {
     /// The pipeline cannot be assembled.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::UnknownStage),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The hub stopped while the server was running: the server shut down instead of running
     /// on without delivering anything.
     #[error("{0}")]

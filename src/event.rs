@@ -234,4 +234,51 @@ pub enum Command {
     Bans,
     /// `/mutes`: list the members muted now.
     Mutes,
+    /// `/topic` (show) or `/topic TEXT` (set; moderators).
+    Topic(Option<String>),
+    /// `/room keep` (true) or `/room drop`: whether the sender's room stays when empty.
+    KeepRoom(bool),
+    /// `/history [N]`: the newest N lines of the sender's room.
+    History(usize),
+    /// `/register PASSWORD`: the sender's name becomes a registered account.
+    Register(Secret),
+    /// `/password OLD NEW`.
+    Password {
+        /// The current password.
+        old: Secret,
+        /// The new one.
+        new: Secret,
+    },
+    /// `/unregister PASSWORD`.
+    Unregister(Secret),
+    /// `/role NAME ROLE` (admins).
+    Role {
+        /// Whose.
+        name: String,
+        /// The new role.
+        role: Role,
+    },
+}
+
+/// A password on its way to being hashed or checked. Its `Debug` shows nothing, so it cannot
+/// reach a log line or a panic message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Secret {
+        Secret(password.into())
+    }
+
+    /// The password itself, for hashing or verifying.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }

@@ -23,6 +23,8 @@
 //!   moderation, and client outboxes;
 //! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
 //!   readiness over HTTP;
+//! - [`store`]: the embedded SQLite database (accounts, bans, mutes, room settings, history, the
+//!   audit log), owned by one thread the hub never waits on;
 //! - [`protocol`]: the exact text of every line the server writes;
 //! - [`names`]: username and room-name rules;
 //! - [`testing`]: stream fixtures to run a stage or the pipeline without sockets.
@@ -41,10 +43,13 @@ pub mod names;
 pub mod pipeline;
 pub mod protocol;
 pub mod server;
+pub mod store;
 pub mod testing;
 
 pub use config::Config;
 pub use error::{ConfigError, ServerError};
-pub use event::{Body, Client, ClientId, ClientInfo, Command, Event, Role, Sanction, SanctionKind};
+pub use event::{
+    Body, Client, ClientId, ClientInfo, Command, Event, Role, Sanction, SanctionKind, Secret,
+};
 pub use pipeline::{EventStream, Pipeline, PipelineBuilder, Stage, StageContext};
 pub use server::Server;

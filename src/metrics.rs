@@ -87,6 +87,8 @@ pub struct Metrics {
     pub fanout_latency: Histogram,
     /// Filter reloads, by `result` (`ok`, `failed`).
     pub filter_reloads: Family<Labels, Counter>,
+    /// Store failures, by `op`: `write`, `history`, `history_dropped`, `busy`.
+    pub store_errors: Family<Labels, Counter>,
     /// The `lines_dropped` series of each [`DropReason`], looked up once: a flood drops lines on
     /// a hot path, which should not build label sets for every line.
     drops: [Counter; 5],
@@ -117,6 +119,7 @@ impl Default for Metrics {
             pipeline_latency: latency(),
             fanout_latency: latency(),
             filter_reloads: Family::default(),
+            store_errors: Family::default(),
             registry: Registry::default(),
             drops: Default::default(),
         };
@@ -188,6 +191,11 @@ impl Default for Metrics {
             "Filter reloads, by result",
             metrics.filter_reloads.clone(),
         );
+        registry.register(
+            "chatpipe_store_errors",
+            "Store failures: write, history, history_dropped (queue full), busy",
+            metrics.store_errors.clone(),
+        );
         let drops = DropReason::ALL.map(|reason| {
             metrics
                 .lines_dropped
@@ -246,6 +254,13 @@ impl Metrics {
     pub fn handshake_failure(&self, reason: &'static str) {
         self.handshake_failures
             .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts a store failure.
+    pub fn store_error(&self, op: &'static str) {
+        self.store_errors
+            .get_or_create(&vec![("op", op.to_owned())])
             .inc();
     }
 

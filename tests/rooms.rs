@@ -275,12 +275,13 @@ async fn bans_refuse_name_and_address() {
     m.expect("bob has joined the chat").await;
 
     m.send("/ban bob 1h").await;
-    m.expect("SERVER: bob is banned by mod for 1h (name and address).")
-        .await;
     bob.expect("SERVER: You were banned by mod for 1h.").await;
     bob.expect_eof().await;
+    // The ban acts at once; the moderator's confirmation comes once it is saved.
     m.expect("bob has left the chat").await;
     m.expect("SERVER: bob was banned by mod for 1h").await;
+    m.expect("SERVER: bob is banned by mod for 1h (name and address).")
+        .await;
 
     // Same address, another name: refused too.
     let mut again = server.connect().await;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::stage::{EventStream, Stage, StageContext};
-use crate::event::{Body, Command, Event, Role};
+use crate::config::MAX_HISTORY_REQUEST;
+use crate::event::{Body, Command, Event, Role, Secret};
 use crate::names::{validate_room_name, validate_username};
 
 /// The `/help` text every user sees.
@@ -26,6 +27,11 @@ pub const HELP: &str = "Commands:
 /leave - go back to the default room
 /rooms - list the rooms
 /msg NAME TEXT - a private message
+/topic - show the room's topic
+/history [N] - the room's last N lines (default 20, at most 200)
+/register PASSWORD - make your name yours (at least 8 characters, no spaces)
+/password OLD NEW - change your password
+/unregister PASSWORD - give your name up
 /ping - check the connection
 //text - send a line that starts with /";
 
@@ -40,7 +46,10 @@ pub const MODERATOR_HELP: &str = "Moderator commands:
 /mutes - list who is muted
 /moderated on|off - only moderators and voiced users may speak in this room
 /voice NAME - let a user speak in this moderated room
-/reload - reload the filters";
+/topic TEXT - set this room's topic
+/room keep|drop - keep this room when it is empty, or not
+/reload - reload the filters
+/role NAME user|moderator|admin - set a registered user's role (admins)";
 
 /// The parse stage. See the module documentation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -158,6 +167,47 @@ pub fn parse_line(line: &str) -> Option<Body> {
         ("voice", [name]) => command(Command::Voice((*name).to_owned())),
         ("bans", []) => command(Command::Bans),
         ("mutes", []) => command(Command::Mutes),
+        ("topic", []) => command(Command::Topic(None)),
+        ("topic", [_, ..]) => command(Command::Topic(Some(
+            truncate(rest, MAX_TOPIC_CHARS).to_owned(),
+        ))),
+        ("room", [switch]) => match switch.to_ascii_lowercase().as_str() {
+            "keep" => command(Command::KeepRoom(true)),
+            "drop" => command(Command::KeepRoom(false)),
+            _ => usage("/room keep|drop"),
+        },
+        ("history", []) => command(Command::History(DEFAULT_HISTORY)),
+        ("history", [n]) => match n.parse::<usize>() {
+            Ok(n) if (1..=MAX_HISTORY_REQUEST).contains(&n) => command(Command::History(n)),
+            _ => usage("/history [N] (1 to 200)"),
+        },
+        ("register", [password]) => match check_password(password) {
+            Ok(()) => command(Command::Register(Secret::new(*password))),
+            Err(problem) => Body::Notice(problem),
+        },
+        ("password", [old, new]) => match check_password(new) {
+            Ok(()) => command(Command::Password {
+                old: Secret::new(*old),
+                new: Secret::new(*new),
+            }),
+            Err(problem) => Body::Notice(problem),
+        },
+        ("unregister", [password]) => command(Command::Unregister(Secret::new(*password))),
+        ("role", [name, role]) => match role.to_ascii_lowercase().as_str() {
+            "user" => command(Command::Role {
+                name: (*name).to_owned(),
+                role: Role::User,
+            }),
+            "moderator" => command(Command::Role {
+                name: (*name).to_owned(),
+                role: Role::Moderator,
+            }),
+            "admin" => command(Command::Role {
+                name: (*name).to_owned(),
+                role: Role::Admin,
+            }),
+            _ => usage("/role NAME user|moderator|admin"),
+        },
         (known, _) => match USAGES.iter().find(|(name, _)| *name == known) {
             Some((_, form)) => usage(form),
             None => Body::Notice(format!(
@@ -190,7 +240,34 @@ const USAGES: &[(&str, &str)] = &[
     ("voice", "/voice NAME"),
     ("bans", "/bans"),
     ("mutes", "/mutes"),
+    ("room", "/room keep|drop"),
+    ("history", "/history [N] (1 to 200)"),
+    // Never echo a password back: these usages name the arguments only.
+    ("register", "/register PASSWORD"),
+    ("password", "/password OLD NEW"),
+    ("unregister", "/unregister PASSWORD"),
+    ("role", "/role NAME user|moderator|admin"),
 ];
+
+/// `/history` without a count.
+const DEFAULT_HISTORY: usize = 20;
+
+/// The longest topic, in characters.
+const MAX_TOPIC_CHARS: usize = 300;
+
+/// The shortest password `/register` and `/password` accept.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Whether `password` may become one.
+fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        Err(format!(
+            "A password needs at least {MIN_PASSWORD_CHARS} characters (and no spaces)."
+        ))
+    } else {
+        Ok(())
+    }
+}
 
 /// A positive duration such as `30s`, `10m`, `2h`.
 fn parse_duration(text: &str) -> Option<Duration> {

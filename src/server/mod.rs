@@ -43,6 +43,7 @@ use crate::hub::{HubSettings, RoomHub};
 use crate::metrics::Metrics;
 use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
+use crate::store::Store;
 
 pub use session::MAX_NAME_ATTEMPTS;
 
@@ -52,6 +53,9 @@ const PIPELINE_INPUT_CAPACITY: usize = 4096;
 
 /// How long the writers get after the grace period has cut them, before `run` gives up waiting.
 const CUT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long `run` waits for the store to write what is queued at shutdown.
+const STORE_WAIT: Duration = Duration::from_secs(10);
 
 /// A chat server: configuration plus a pipeline. See the module documentation.
 pub struct Server {
@@ -164,6 +168,11 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
         let pipeline = self.pipeline.build()?;
+        let (store, snapshot, store_thread) = Store::open(
+            &self.config.storage,
+            self.config.rooms.history,
+            self.metrics.clone(),
+        )?;
         let tasks = TaskTracker::new();
         let stop_reading = CancellationToken::new();
         let cut = CancellationToken::new();
@@ -179,7 +188,7 @@ impl Server {
         }
         let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
         let exempt = ExemptList::new(&self.config.admission.exempt);
-        let (hub, hub_handle) = RoomHub::new(HubSettings {
+        let (mut hub, hub_handle) = RoomHub::new(HubSettings {
             rooms: self.config.rooms.clone(),
             exempt: exempt.clone(),
             filter_rules: self.rules.clone(),
@@ -192,7 +201,15 @@ impl Server {
             tasks: tasks.clone(),
             metrics: metrics.clone(),
             flush_interval: self.config.server.flush_interval,
+            store: Some(store.clone()),
+            configured: self
+                .config
+                .accounts
+                .iter()
+                .map(|a| NameKey::new(&a.name))
+                .collect(),
         });
+        hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));
         let ready = Arc::new(AtomicBool::new(true));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -225,6 +242,7 @@ impl Server {
                 self.config.admission.per_address_new_per_10m,
             )),
             pipeline: input,
+            store: store.clone(),
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),
             tasks: tasks.clone(),
@@ -271,6 +289,16 @@ impl Server {
         admin_stop.cancel();
         if let Some(admin) = admin_task {
             let _ = admin.await;
+        }
+        // Everything queued for the store is written before `run` returns: the thread ends once
+        // the last handle is gone (the sessions' and the hub's went with their tasks).
+        drop(store);
+        let joined = tokio::task::spawn_blocking(move || store_thread.join());
+        if tokio::time::timeout(STORE_WAIT, joined).await.is_err() {
+            tracing::error!(
+                ?STORE_WAIT,
+                "the store did not finish writing in time; recent history may be lost"
+            );
         }
         tracing::info!("shutdown complete");
         match hub_failure {

@@ -21,7 +21,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::accounts::{Accounts, verify_password};
+use super::accounts::{Account, Accounts, verify_password};
 use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, LineCodec, clean_text};
 use super::writer::{WriterContext, write_loop};
@@ -48,6 +48,8 @@ pub(crate) struct SessionShared {
     pub(crate) address_limits: Arc<AddressLimits>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) pipeline: mpsc::Sender<Event>,
+    /// Where registered accounts are looked up (after the configuration file's).
+    pub(crate) store: crate::store::Store,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
     /// Cancelled when the shutdown grace period is over: stop writing.
@@ -236,7 +238,24 @@ async fn log_in(
     outbox: &Outbox,
 ) -> Result<Result<(String, Role), String>, HandshakeEnd> {
     let accounts = &shared.accounts;
-    let Some(account) = accounts.get(name) else {
+    // The configuration file's accounts win over the store's.
+    let account = match accounts.get(name) {
+        Some(account) => Some(account.clone()),
+        None => match shared.store.account(name).await {
+            Ok(stored) => stored.map(|a| Account {
+                name: a.name,
+                password_hash: Arc::from(a.password_hash),
+                role: a.role,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot read accounts from the store");
+                return Ok(Err(format!(
+                    "Accounts cannot be checked right now ({error}); try again in a moment"
+                )));
+            }
+        },
+    };
+    let Some(account) = account else {
         if accounts.allow_guests {
             return Ok(Ok((name.to_owned(), Role::User)));
         }

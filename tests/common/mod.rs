@@ -23,6 +23,8 @@ pub fn test_config() -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.rate_limit.per_second = 0;
+    // In memory: tests that check what survives a restart give a file of their own.
+    config.storage.path = std::path::PathBuf::new();
     config
 }
 

@@ -6,6 +6,7 @@ use super::RoomHub;
 use crate::event::{ClientId, Command};
 use crate::names::NameKey;
 use crate::protocol;
+use crate::store::{Change, StoredMute};
 
 impl RoomHub {
     pub(super) fn handle_command(&mut self, id: ClientId, command: Command) {
@@ -24,6 +25,11 @@ impl RoomHub {
                 let room = self.default_room.clone();
                 self.move_to(id, &room);
             }
+            Command::Topic(None) => self.show_topic(id),
+            Command::History(count) => self.show_history(id, count),
+            Command::Register(password) => self.register_account(id, password),
+            Command::Password { old, new } => self.change_password(id, old, new),
+            Command::Unregister(password) => self.unregister_account(id, password),
             moderation => self.moderate(id, moderation),
         }
     }
@@ -65,7 +71,29 @@ impl RoomHub {
         let room = member.room.clone();
         member.client.update(|info| info.name = Arc::from(new));
         self.names.remove(&old_key);
-        self.names.insert(new_key, id);
+        self.names.insert(new_key.clone(), id);
+        if new_key != old_key
+            && let Some(until) = self.mutes.remove(&old_key)
+        {
+            // A mute follows the person, not the name: renaming must not lift it, now or after
+            // a reconnect.
+            self.mutes.insert(new_key, until);
+            let changes = vec![
+                Change::Unmute {
+                    name: old.to_string(),
+                },
+                Change::Mute(StoredMute {
+                    name: new.to_owned(),
+                    until: until.to_system(),
+                    reason: "muted under another name".to_owned(),
+                }),
+            ];
+            self.persist(changes, |_, result| {
+                if let Err(cause) = result {
+                    tracing::error!(%cause, "a mute could not follow a rename");
+                }
+            });
+        }
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         self.broadcast(&room, protocol::renamed_line(&old, new));
     }

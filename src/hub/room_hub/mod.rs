@@ -10,11 +10,15 @@
 //! - because one task sends everything, every member of a room sees that room's lines in the same
 //!   order.
 //!
-//! Commands live in [`commands`], moderation (mutes, kicks, bans) in [`moderation`], room moves and
-//! history in [`rooms`].
+//! Commands live in [`commands`], moderation (mutes, kicks, bans) in [`moderation`], room moves,
+//! settings and history in [`rooms`], account commands in [`accounts`], and the glue to the
+//! store (loading at start-up, saving changes, continuing once they are committed) in
+//! [`persistence`].
 
+mod accounts;
 mod commands;
 mod moderation;
+mod persistence;
 mod rooms;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -37,6 +41,7 @@ use crate::metrics::{DropReason, Metrics};
 use crate::names::NameKey;
 use crate::protocol;
 use crate::server::admission::ExemptList;
+use crate::store::{LineKind, Store};
 
 /// Capacity of the registration channel. Registrations are rare and quick; a burst of connects
 /// waits here briefly rather than piling up.
@@ -64,18 +69,26 @@ pub enum RegisterError {
     ShuttingDown,
 }
 
+/// Work for the hub from outside the pipeline.
 enum Request {
     Register {
         client: Arc<Client>,
         outbox: Outbox,
         reply: oneshot::Sender<Result<(), RegisterError>>,
     },
+    /// The rest of something the hub started: the store has committed (or failed to commit) a
+    /// change, or a password has been hashed, and the hub carries on from there.
+    Continue(Continuation),
 }
+
+/// What [`Request::Continue`] runs, on the hub's task with the hub's state.
+pub(super) type Continuation = Box<dyn FnOnce(&mut RoomHub) + Send>;
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Register { client, .. } => write!(f, "Register({})", client.id()),
+            Request::Continue(_) => write!(f, "Continue"),
         }
     }
 }
@@ -138,6 +151,12 @@ pub struct HubSettings {
     pub metrics: Arc<Metrics>,
     /// How long lines may gather before writers are woken (`[server] flush_interval`).
     pub flush_interval: Duration,
+    /// Where accounts, bans, mutes, room settings, history and the audit log are kept; `None`
+    /// keeps nothing beyond this process.
+    pub store: Option<Store>,
+    /// Names whose role the configuration file sets (`[[accounts]]`): `/role` and `/unregister`
+    /// leave them alone.
+    pub configured: HashSet<NameKey>,
 }
 
 struct Member {
@@ -168,10 +187,18 @@ struct Room {
     history: VecDeque<Bytes>,
     /// Only moderators and voiced members may speak.
     moderated: bool,
-    voiced: HashSet<ClientId>,
+    /// Names (not connections: voice survives a reconnect and a restart) that may speak while
+    /// the room is moderated.
+    voiced: HashSet<NameKey>,
+    /// Shown on join; anyone reads it with `/topic`, moderators set it.
+    topic: Option<String>,
+    /// Kept when empty because a moderator said `/room keep` (the default room and
+    /// `[rooms] permanent` are kept anyway).
+    kept: bool,
 }
 
 /// A ban on a name and (unless exempt) the address it was used from.
+#[derive(Clone)]
 struct Ban {
     /// The name as the moderator typed it, for `/bans`.
     shown: String,
@@ -228,9 +255,13 @@ pub struct RoomHub {
     names: HashMap<NameKey, ClientId>,
     rooms: HashMap<Arc<str>, Room>,
     bans: Vec<Ban>,
+    /// Mutes by name, so a mute outlives a reconnect (and, through the store, a restart).
+    mutes: HashMap<NameKey, Until>,
     default_room: Arc<str>,
     settings: HubSettings,
     requests: mpsc::Receiver<Request>,
+    /// The hub's own request channel, for continuations from the store and the blocking pool.
+    me: mpsc::Sender<Request>,
     /// What queueing lines left to do: writers to wake, clients to cut off.
     pending: Pending,
 }
@@ -272,9 +303,11 @@ impl RoomHub {
             names: HashMap::new(),
             rooms: HashMap::new(),
             bans: Vec::new(),
+            mutes: HashMap::new(),
             default_room: Arc::from(settings.rooms.default.as_str()),
             settings,
             requests: rx,
+            me: tx.clone(),
             pending: Pending::default(),
         };
         (hub, HubHandle { requests: tx })
@@ -385,6 +418,7 @@ impl RoomHub {
                 // The session may have gone meanwhile; then its Left event will clean up.
                 let _ = reply.send(result);
             }
+            Request::Continue(work) => work(self),
         }
     }
 
@@ -398,6 +432,11 @@ impl RoomHub {
             return Err(RegisterError::NameTaken(name.to_string()));
         }
         let id = client.id();
+        let muted = self
+            .mutes
+            .get(&key)
+            .copied()
+            .filter(|until| until.remaining(Instant::now()).is_some());
         self.names.insert(key, id);
         tracing::info!(
             client = %id, name = %name, peer = %client.addr(), role = client.info().role.as_str(),
@@ -410,7 +449,7 @@ impl RoomHub {
                 outbox,
                 room: self.default_room.clone(),
                 connected_at: Instant::now(),
-                muted: None,
+                muted,
             },
         );
         let room = self.default_room.clone();
@@ -448,11 +487,13 @@ impl RoomHub {
             Body::Chat(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "chat");
+                self.record_history(&room, LineKind::Chat, &name, &text);
                 self.say_in_room(&room, protocol::chat_line(&name, &text));
             }
             Body::Action(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "action");
+                self.record_history(&room, LineKind::Action, &name, &text);
                 self.say_in_room(&room, protocol::action_line(&name, &text));
             }
             Body::Private { to, text } => self.private_message(id, &to, &text),
@@ -484,7 +525,9 @@ impl RoomHub {
         if in_room
             && room_state.moderated
             && member.role() == Role::User
-            && !room_state.voiced.contains(&id)
+            && !room_state
+                .voiced
+                .contains(&NameKey::new(&member.client.name()))
         {
             return Some(format!(
                 "{room} is moderated: only moderators and voiced users may speak."

@@ -1,18 +1,22 @@
 //! Moderation: moderator commands, filter sanctions, bans, and the audit log.
 //!
-//! Every action is announced to the room concerned and written to the audit log (`tracing`
-//! target `chatpipe::audit`, fields who, whom, what, why, until). Filter actions (`mute`, `kick`)
-//! use the same functions as the commands, with the filter as "who".
+//! Every action takes effect at once, is saved in the store with its audit log entry (also
+//! written to the `tracing` target `chatpipe::audit`: who, whom, what, why, until), and is
+//! announced — to the room, or to the moderator — once the store has committed it; a failure to
+//! save is said to the moderator instead. Filter actions (`mute`, `kick`) use the same functions
+//! as the commands, with the filter as "who".
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Ban, RegisterError, RoomHub, Until, describe_duration};
+use super::persistence::{audit, not_saved};
+use super::{Ban, RegisterError, RoomHub, Until};
 use crate::event::{ClientId, Command, Role, Sanction, SanctionKind};
 use crate::names::NameKey;
 use crate::protocol;
+use crate::store::{Change, StoredBan, StoredMute};
 
 /// How long `/mute NAME` lasts without a duration.
 pub(super) const DEFAULT_MUTE: Duration = Duration::from_secs(600);
@@ -43,16 +47,7 @@ impl RoomHub {
                     self.mute(target, &actor_name, duration, "muted by a moderator");
                 }
             }
-            Command::Unmute(name) => {
-                if let Some(target) = self.target(id, actor_role, &name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = None;
-                    let (whom, room) = (member.client.name(), member.room.clone());
-                    audit(&actor_name, &whom, "unmute", "", Until::Lifted);
-                    self.announce(&room, &format!("{whom} was unmuted by {actor_name}"));
-                }
-            }
+            Command::Unmute(name) => self.unmute(id, &actor_name, &name),
             Command::Ban { name, duration } => {
                 self.ban(id, actor_role, &actor_name, &name, duration)
             }
@@ -66,13 +61,21 @@ impl RoomHub {
             Command::Reload => self.reload_filters(id, &actor_name),
             Command::Bans => self.list_bans(id),
             Command::Mutes => self.list_mutes(id),
+            Command::Topic(Some(topic)) => self.set_topic(id, &actor_name, topic),
+            Command::KeepRoom(keep) => self.keep_room(id, &actor_name, keep),
+            Command::Role { name, role } => self.set_role(id, actor_role, &actor_name, &name, role),
             // Not moderation: handled by `handle_command` before this.
             Command::Quit
             | Command::Nick(_)
             | Command::Who
             | Command::Join(_)
             | Command::Leave
-            | Command::Rooms => {}
+            | Command::Rooms
+            | Command::Topic(None)
+            | Command::History(_)
+            | Command::Register(_)
+            | Command::Password { .. }
+            | Command::Unregister(_) => {}
         }
     }
 
@@ -111,7 +114,13 @@ impl RoomHub {
         let Some(whom) = self.members.get(&target).map(|m| m.client.name()) else {
             return;
         };
-        audit(who, &whom, "kick", why, Until::Lifted);
+        // A kick cannot wait for the disk; only its audit entry is saved.
+        let entry = audit(who, &whom, "kick", why, Until::Lifted);
+        self.persist(vec![entry], |_, result| {
+            if let Err(cause) = result {
+                tracing::error!(%cause, "a kick could not be written to the audit log");
+            }
+        });
         self.expel(
             target,
             "kicked",
@@ -137,9 +146,60 @@ impl RoomHub {
         let until = Until::after(Some(duration));
         member.muted = Some(until);
         let (whom, room) = (member.client.name(), member.room.clone());
-        audit(who, &whom, "mute", why, until);
-        let shown = until.describe("unmuted");
-        self.announce(&room, &format!("{whom} was muted by {who} {shown}"));
+        self.mutes.insert(NameKey::new(&whom), until);
+        let changes = vec![
+            Change::Mute(StoredMute {
+                name: whom.to_string(),
+                until: until.to_system(),
+                reason: why.to_owned(),
+            }),
+            audit(who, &whom, "mute", why, until),
+        ];
+        let announcement = format!("{whom} was muted by {who} {}", until.describe("unmuted"));
+        let asker = self.find(who);
+        self.persist(changes, move |hub, result| match result {
+            Ok(()) => hub.announce(&room, &announcement),
+            Err(cause) => {
+                hub.announce(&room, &announcement);
+                if let Some(asker) = asker {
+                    hub.tell(asker, &not_saved(&cause));
+                }
+            }
+        });
+    }
+
+    fn unmute(&mut self, id: ClientId, actor_name: &str, name: &str) {
+        let key = NameKey::new(name);
+        let online = self.find(name);
+        if let Some(target) = online
+            && let Some(member) = self.members.get_mut(&target)
+        {
+            member.muted = None;
+        }
+        if self.mutes.remove(&key).is_none() && online.is_none() {
+            self.tell(id, &format!("{name} is not muted."));
+            return;
+        }
+        let room = match online.and_then(|t| self.members.get(&t)) {
+            Some(member) => member.room.clone(),
+            None => match self.members.get(&id) {
+                Some(member) => member.room.clone(),
+                None => return,
+            },
+        };
+        let changes = vec![
+            Change::Unmute {
+                name: name.to_owned(),
+            },
+            audit(actor_name, name, "unmute", "", Until::Lifted),
+        ];
+        let announcement = format!("{name} was unmuted by {actor_name}");
+        self.persist(changes, move |hub, result| {
+            hub.announce(&room, &announcement);
+            if let Err(cause) = result {
+                hub.tell(id, &not_saved(&cause));
+            }
+        });
     }
 
     fn ban(
@@ -155,7 +215,7 @@ impl RoomHub {
         if online.is_some() && self.target(id, actor_role, name).is_none() {
             return;
         }
-        let offline_role = self.settings.registered.get(&NameKey::new(name)).copied();
+        let offline_role = self.registered_role(name);
         if online.is_none()
             && offline_role.is_some_and(|r| r != Role::User)
             && actor_role != Role::Admin
@@ -183,17 +243,12 @@ impl RoomHub {
             until,
             reason: reason.clone(),
         });
-        audit(actor_name, name, "ban", &reason, until);
         let shown = until.describe("unbanned");
         let addr_note = if addr.is_some() {
             " (name and address)"
         } else {
             ""
         };
-        self.tell(
-            id,
-            &format!("{name} is banned by {actor_name} {shown}{addr_note}."),
-        );
         if let Some(target) = online {
             self.expel(
                 target,
@@ -202,6 +257,20 @@ impl RoomHub {
                 &format!("{name} was banned by {actor_name} {shown}"),
             );
         }
+        let changes = vec![
+            Change::Ban(StoredBan {
+                name: name.to_owned(),
+                addr,
+                until: until.to_system(),
+                reason: reason.clone(),
+            }),
+            audit(actor_name, name, "ban", &reason, until),
+        ];
+        self.persist_and_tell(
+            id,
+            changes,
+            format!("{name} is banned by {actor_name} {shown}{addr_note}."),
+        );
     }
 
     fn unban(&mut self, id: ClientId, actor_name: &str, name: &str) {
@@ -212,11 +281,23 @@ impl RoomHub {
             self.tell(id, &format!("{name} is not banned."));
             return;
         }
-        audit(actor_name, name, "unban", "", Until::Lifted);
-        self.tell(id, &format!("{name} is no longer banned."));
-        if let Some(room) = self.members.get(&id).map(|m| m.room.clone()) {
-            self.announce(&room, &format!("{name} was unbanned by {actor_name}"));
-        }
+        let changes = vec![
+            Change::Unban {
+                name: name.to_owned(),
+            },
+            audit(actor_name, name, "unban", "", Until::Lifted),
+        ];
+        let (name, actor_name) = (name.to_owned(), actor_name.to_owned());
+        self.persist(changes, move |hub, result| {
+            if let Err(cause) = result {
+                hub.tell(id, &not_saved(&cause));
+                return;
+            }
+            hub.tell(id, &format!("{name} is no longer banned."));
+            if let Some(room) = hub.members.get(&id).map(|m| m.room.clone()) {
+                hub.announce(&room, &format!("{name} was unbanned by {actor_name}"));
+            }
+        });
     }
 
     /// `/bans`: every ban in force, with what it covers and how long it lasts.
@@ -250,16 +331,19 @@ impl RoomHub {
         );
     }
 
-    /// `/mutes`: every member muted now, and for how long.
+    /// `/mutes`: every name muted now (online or not), and for how long.
     fn list_mutes(&mut self, id: ClientId) {
         let now = Instant::now();
+        self.mutes.retain(|_, until| until.remaining(now).is_some());
         let mut lines: Vec<String> = self
-            .members
-            .values()
-            .filter_map(|m| {
-                let until = m.muted?;
-                until.remaining(now)?;
-                Some(format!("{} {}", m.client.name(), until.describe("unmuted")))
+            .mutes
+            .iter()
+            .map(|(name, until)| {
+                let shown = self
+                    .find(&name.to_string())
+                    .and_then(|t| self.members.get(&t))
+                    .map_or_else(|| name.to_string(), |m| m.client.name().to_string());
+                format!("{shown} {}", until.describe("unmuted"))
             })
             .collect();
         if lines.is_empty() {
@@ -291,14 +375,18 @@ impl RoomHub {
         let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
             return;
         };
-        if let Some(state) = self.rooms.get_mut(&room) {
-            state.moderated = on;
-            if !on {
-                state.voiced.clear();
-            }
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        state.moderated = on;
+        if !on {
+            state.voiced.clear();
         }
         let what = if on { "moderated" } else { "unmoderated" };
-        audit(actor_name, &room, what, "", Until::Lifted);
+        let changes = vec![
+            self.room_change(&room, &self.rooms[&room]),
+            audit(actor_name, &room, what, "", Until::Lifted),
+        ];
         let text = if on {
             format!(
                 "{room} is now moderated by {actor_name}: only moderators and voiced users may speak"
@@ -306,7 +394,7 @@ impl RoomHub {
         } else {
             format!("{room} is no longer moderated ({actor_name})")
         };
-        self.announce(&room, &text);
+        self.persist_then_announce(id, &room, changes, text);
     }
 
     fn voice(&mut self, id: ClientId, target: ClientId, actor_name: &str) {
@@ -324,11 +412,81 @@ impl RoomHub {
             self.tell(id, &format!("{whom} is not in {room}."));
             return;
         }
-        if let Some(state) = self.rooms.get_mut(&room) {
-            state.voiced.insert(target);
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        state.voiced.insert(NameKey::new(&whom));
+        let changes = vec![
+            self.room_change(&room, &self.rooms[&room]),
+            audit(actor_name, &whom, "voice", "", Until::Lifted),
+        ];
+        let text = format!("{whom} was given voice by {actor_name}");
+        self.persist_then_announce(id, &room, changes, text);
+    }
+
+    /// `/topic TEXT` by a moderator: sets the topic of the moderator's room.
+    fn set_topic(&mut self, id: ClientId, actor_name: &str, topic: String) {
+        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
+            return;
+        };
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        state.topic = Some(topic.clone());
+        let changes = vec![
+            self.room_change(&room, &self.rooms[&room]),
+            audit(actor_name, &room, "topic", &topic, Until::Lifted),
+        ];
+        let text = format!("{actor_name} set the topic of {room}: {topic}");
+        self.persist_then_announce(id, &room, changes, text);
+    }
+
+    /// `/room keep|drop`: whether the moderator's room is kept when empty.
+    fn keep_room(&mut self, id: ClientId, actor_name: &str, keep: bool) {
+        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
+            return;
+        };
+        if self.is_configured_permanent(&room) {
+            self.tell(
+                id,
+                &format!(
+                    "{room} is kept by the server's configuration; it cannot be changed here."
+                ),
+            );
+            return;
         }
-        audit(actor_name, &whom, "voice", "", Until::Lifted);
-        self.announce(&room, &format!("{whom} was given voice by {actor_name}"));
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        state.kept = keep;
+        let what = if keep { "keep room" } else { "drop room" };
+        let changes = vec![
+            self.room_change(&room, &self.rooms[&room]),
+            audit(actor_name, &room, what, "", Until::Lifted),
+        ];
+        let text = if keep {
+            format!("{room} is now a permanent room ({actor_name}): it stays when empty")
+        } else {
+            format!("{room} is no longer permanent ({actor_name}): it goes when empty")
+        };
+        self.persist_then_announce(id, &room, changes, text);
+    }
+
+    /// Saves `changes`; then announces `text` to `room`, and tells `id` if saving failed.
+    fn persist_then_announce(
+        &mut self,
+        id: ClientId,
+        room: &str,
+        changes: Vec<Change>,
+        text: String,
+    ) {
+        let room = room.to_owned();
+        self.persist(changes, move |hub, result| {
+            hub.announce(&room, &text);
+            if let Err(cause) = result {
+                hub.tell(id, &not_saved(&cause));
+            }
+        });
     }
 
     fn reload_filters(&mut self, id: ClientId, actor_name: &str) {
@@ -338,8 +496,13 @@ impl RoomHub {
             self.tell(id, "This server has no filters directory to reload.");
             return;
         };
-        audit(actor_name, "filters", "reload", "", Until::Lifted);
         let outbox = member.outbox.clone();
+        let entry = audit(actor_name, "filters", "reload", "", Until::Lifted);
+        self.persist(vec![entry], |_, result| {
+            if let Err(cause) = result {
+                tracing::error!(%cause, "a reload could not be written to the audit log");
+            }
+        });
         // Reading and compiling the files is blocking work: off the hub, which must never wait.
         // The answer goes straight into the asker's outbox.
         self.settings.tasks.spawn_blocking(move || {
@@ -354,13 +517,4 @@ impl RoomHub {
             let _ = outbox.push(protocol::server_line(&answer));
         });
     }
-}
-
-/// One audit log entry; `until` matters for mutes and bans only.
-fn audit(who: &str, whom: &str, what: &str, why: &str, until: Until) {
-    let until = match until.remaining(Instant::now()) {
-        Some(Some(left)) => describe_duration(left),
-        _ => String::new(),
-    };
-    tracing::info!(target: "chatpipe::audit", who, whom, what, why, until, "moderation");
 }

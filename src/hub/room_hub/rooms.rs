@@ -1,4 +1,5 @@
-//! Room membership: entering, leaving and moving between rooms, history replay, listings.
+//! Room membership: entering, leaving and moving between rooms, history replay and `/history`,
+//! the topic, listings.
 
 use std::sync::Arc;
 
@@ -27,10 +28,14 @@ impl RoomHub {
         let state = self.rooms.entry(room.clone()).or_default();
         state.members.push((id, outbox));
         let history: Vec<Bytes> = state.history.iter().cloned().collect();
+        let topic = state.topic.clone();
         self.update_gauges();
         self.broadcast(room, join_line);
         if let Some(hint) = hint {
             self.tell(id, hint);
+        }
+        if let Some(topic) = topic {
+            self.tell(id, &format!("Topic for {room}: {topic}"));
         }
         if !history.is_empty() {
             self.tell(id, &format!("Recent messages in {room}:"));
@@ -44,19 +49,88 @@ impl RoomHub {
     /// Takes `id` out of `room`'s member list, removing the room if it is now empty and not
     /// permanent.
     pub(super) fn leave_room(&mut self, id: ClientId, room: &str) {
+        let configured = self.is_configured_permanent(room);
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
         state.members.retain(|(m, _)| *m != id);
-        state.voiced.remove(&id);
-        if state.members.is_empty() && !self.is_permanent(room) {
+        if state.members.is_empty() && !state.kept && !configured {
+            let had_settings = state.moderated || state.topic.is_some() || !state.voiced.is_empty();
             self.rooms.remove(room);
+            if had_settings {
+                // A room that is not kept takes its settings with it.
+                self.forget_room(room);
+            }
         }
         self.update_gauges();
     }
 
-    fn is_permanent(&self, room: &str) -> bool {
+    /// The default room and `[rooms] permanent` are kept whatever moderators say.
+    pub(super) fn is_configured_permanent(&self, room: &str) -> bool {
         *self.default_room == *room || self.settings.rooms.permanent.iter().any(|p| p == room)
+    }
+
+    /// `/topic`: the topic of the asker's room.
+    pub(super) fn show_topic(&mut self, id: ClientId) {
+        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
+            return;
+        };
+        let text = match self.rooms.get(&room).and_then(|r| r.topic.clone()) {
+            Some(topic) => format!("Topic for {room}: {topic}"),
+            None => format!("{room} has no topic."),
+        };
+        self.tell(id, &text);
+    }
+
+    /// `/history [N]`: the newest `count` lines of the asker's room from the store, answered
+    /// straight into the asker's outbox by the store thread.
+    pub(super) fn show_history(&mut self, id: ClientId, count: usize) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let (room, outbox) = (member.room.clone(), member.outbox.clone());
+        let Some(store) = self.settings.store.clone() else {
+            self.tell(
+                id,
+                "This server keeps no history beyond what is replayed on join.",
+            );
+            return;
+        };
+        let shown_room = room.clone();
+        let asked = store.history(
+            &room,
+            count,
+            Box::new(move |result| {
+                let lines = match result {
+                    Ok(lines) if lines.is_empty() => {
+                        vec![protocol::server_line(&format!(
+                            "No history in {shown_room}."
+                        ))]
+                    }
+                    Ok(lines) => {
+                        let mut out = Vec::with_capacity(lines.len() + 2);
+                        out.push(protocol::server_line(&format!(
+                            "History of {shown_room} ({} lines):",
+                            lines.len()
+                        )));
+                        out.extend(lines.iter().map(super::persistence::replay_line));
+                        out.push(protocol::server_line("End of history"));
+                        out
+                    }
+                    Err(error) => vec![protocol::server_line(&format!(
+                        "The history could not be read ({error})."
+                    ))],
+                };
+                for line in lines {
+                    if outbox.push(line).is_err() {
+                        break;
+                    }
+                }
+            }),
+        );
+        if let Err(error) = asked {
+            self.tell(id, &format!("The history could not be read ({error})."));
+        }
     }
 
     /// `/join ROOM` and `/leave`: moves `id` to `room`.

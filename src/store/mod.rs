@@ -1,0 +1,379 @@
+//! The store: what must survive a restart (accounts, roles, bans, mutes, room settings, chat
+//! history, the audit log), in an embedded SQLite database.
+//!
+//! One thread owns the connection ([`worker`]); everyone else talks to it through [`Store`], a
+//! cheap handle over a bounded queue. The hub never waits on disk:
+//! - chat history is queued with [`Store::record_history`], which never blocks (a full queue drops
+//!   the line and counts it: history is best-effort), and written in batched transactions — one
+//!   per [`HISTORY_WINDOW`] or [`MAX_HISTORY_BATCH`] lines, whichever comes first;
+//! - a change that someone must be told about (a ban, a registration) goes with
+//!   [`Store::write`] and a completion that runs once it is committed or has failed, so nobody is
+//!   told "done" before it is on disk;
+//! - queries ([`Store::read`], [`Store::account`]) answer through a completion or a future.
+//!
+//! Invariants: the database is opened by one chatpipe at a time (a lock file beside it); WAL
+//! mode with `synchronous = FULL`, so a committed change survives a crash of the process or the
+//! machine; every change of one request is one transaction; passwords never reach the store
+//! (only Argon2 hashes do) and hashes never reach a log line.
+
+mod records;
+mod schema;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use records::{
+    AuditEntry, HistoryLine, LineKind, Snapshot, StoredAccount, StoredBan, StoredMute, StoredRoom,
+};
+pub use schema::{SCHEMA_VERSION, SchemaError, create_at_version};
+pub use worker::Change;
+
+use crate::config::StorageConfig;
+use crate::metrics::Metrics;
+
+/// Jobs queued for the store thread. Full means the disk is far behind: history is dropped
+/// (counted) and requests are answered "busy" rather than letting memory grow.
+const QUEUE_CAPACITY: usize = 8192;
+
+/// The longest a chat line waits before it is written: the history a crash may lose.
+pub const HISTORY_WINDOW: Duration = Duration::from_millis(250);
+
+/// The most history lines written in one transaction.
+pub const MAX_HISTORY_BATCH: usize = 2000;
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or set up.
+    #[error("{}: {cause}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why, in a few words.
+        cause: String,
+    },
+    /// SQLite refused a statement (a full disk, a failing device…).
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The queue to the store thread is full.
+    #[error("the store is busy; try again in a moment")]
+    Busy,
+    /// The store thread has stopped.
+    #[error("the store has stopped")]
+    Closed,
+}
+
+/// A completion: runs on the store thread once a job is done. Keep it short (hand the result
+/// to a channel or an outbox).
+pub type Done<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
+/// The handle to the store thread. Cheap to clone; the thread stops once every handle is dropped
+/// and the queue is drained (everything queued is written first).
+#[derive(Clone)]
+pub struct Store {
+    jobs: SyncSender<worker::Job>,
+    metrics: Arc<Metrics>,
+    /// Where the database is (`:memory:` when nothing is kept).
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// The thread behind a [`Store`]; [`StoreThread::join`] waits until everything queued is
+/// written.
+#[derive(Debug)]
+pub struct StoreThread(std::thread::JoinHandle<()>);
+
+impl StoreThread {
+    /// Waits for the store thread to finish, which it does once every [`Store`] handle is gone
+    /// and what they queued is written. Blocking: call it from a blocking context.
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("the store thread panicked; recent history may be lost");
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating or upgrading) the database `config.path`, or an in-memory one when the
+    /// path is `""`; loads what the hub needs at start-up (with `history` lines per room); and
+    /// starts the store thread.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file and the cause: locked by another chatpipe, not a
+    /// database, made by a newer chatpipe, a directory, no permission…
+    pub fn open(
+        config: &StorageConfig,
+        history: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Store, Snapshot, StoreThread), StoreError> {
+        let (conn, lock, path) = if config.path.as_os_str().is_empty() {
+            let conn = Connection::open_in_memory()?;
+            (conn, None, PathBuf::from(":memory:"))
+        } else {
+            let path = config.path.clone();
+            let fail = |cause: String| StoreError::Open {
+                path: path.clone(),
+                cause,
+            };
+            if path.is_dir() {
+                return Err(fail("is a directory, not a database file".into()));
+            }
+            let lock = lock_beside(&path).map_err(fail)?;
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            (conn, Some(lock), path)
+        };
+        let fail = |cause: String| StoreError::Open {
+            path: path.clone(),
+            cause,
+        };
+        let mut conn = conn;
+        configure(&conn, config).map_err(|e| fail(describe(&e)))?;
+        let from = schema::migrate(&mut conn).map_err(|e| match e {
+            SchemaError::Sqlite(e) => fail(describe(&e)),
+            too_new => fail(too_new.to_string()),
+        })?;
+        if from != 0 && from != SCHEMA_VERSION {
+            tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, "database upgraded");
+        }
+        let snapshot = worker::load_snapshot(&conn, history).map_err(|e| fail(describe(&e)))?;
+        let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
+        let thread = worker::Worker::new(conn, lock, metrics.clone(), config.history_keep);
+        let handle = std::thread::Builder::new()
+            .name("chatpipe-store".into())
+            .spawn(move || thread.run(queue))
+            .map_err(|e| fail(format!("cannot start the store thread: {e}")))?;
+        tracing::info!(path = %path.display(), schema = SCHEMA_VERSION, "store opened");
+        let store = Store {
+            jobs,
+            metrics,
+            path: Arc::new(path),
+        };
+        Ok((store, snapshot, StoreThread(handle)))
+    }
+
+    /// The database file (`:memory:` when nothing is kept on disk).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a chat line for the room's history without waiting. False (and counted) when the
+    /// queue is full: history is best-effort.
+    pub fn record_history(&self, line: HistoryLine) -> bool {
+        match self.jobs.try_send(worker::Job::History(line)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.store_error("history_dropped");
+                false
+            }
+        }
+    }
+
+    /// Makes `changes` in one transaction, then calls `done` on the store thread (and only
+    /// there, so `done` may block briefly). Never waits.
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] or [`StoreError::Closed`] when the job could not be queued; `done` is
+    /// then dropped without being called.
+    pub fn write(&self, changes: Vec<Change>, done: Done<()>) -> Result<(), StoreError> {
+        self.send(worker::Job::Write(changes, done))
+    }
+
+    /// Makes `changes` in one transaction and waits for the commit.
+    ///
+    /// # Errors
+    /// Why the changes were not made.
+    pub async fn write_and_wait(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.write(
+            changes,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Runs `query` on the store thread, then `done` with its result (on the store thread).
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        done: Done<T>,
+    ) -> Result<(), StoreError> {
+        let job = worker::Job::Read(Box::new(move |conn: &Connection| {
+            done(query(conn).map_err(StoreError::from));
+        }));
+        self.send(job)
+    }
+
+    /// The newest `count` history lines of `room`, oldest first, delivered to `done`.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn history(
+        &self,
+        room: &str,
+        count: usize,
+        done: Done<Vec<HistoryLine>>,
+    ) -> Result<(), StoreError> {
+        let room = room.to_owned();
+        self.read(
+            move |conn| worker::recent_history(conn, &room, count, 0),
+            done,
+        )
+    }
+
+    /// The registered account called `name` (any case), if there is one.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    pub async fn account(&self, name: &str) -> Result<Option<StoredAccount>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = name.to_ascii_lowercase();
+        self.read(
+            move |conn| worker::account(conn, &key),
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn send(&self, job: worker::Job) -> Result<(), StoreError> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.store_error("busy");
+                Err(StoreError::Busy)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+}
+
+/// Takes the lock file beside `path`, so two chatpipes never write one database.
+fn lock_beside(path: &Path) -> Result<std::fs::File, String> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot create the lock file {}: {e}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err("locked by another chatpipe (its lock file is held); stop it first".into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", lock_path.display()))
+        }
+    }
+}
+
+/// WAL with full synchronisation: a commit is durable when it returns. A size cap, if set.
+fn configure(conn: &Connection, config: &StorageConfig) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // Reading the version first makes SQLite look at the file: a file that is not a database
+    // fails here, with "file is not a database".
+    schema::version(conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if config.max_size > 0 {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (config.max_size as i64 / page_size.max(512)).max(16);
+        conn.pragma_update(None, "max_page_count", pages)?;
+    }
+    Ok(())
+}
+
+/// SQLite's message for an error, without the wrapping rusqlite adds.
+fn describe(error: &rusqlite::Error) -> String {
+    match error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Opens an existing database read-only (for `chatpipe audit` and `chatpipe backup`), without
+/// its lock: a running server may hold that.
+///
+/// # Errors
+/// [`StoreError::Open`] when the file is missing or not a chatpipe database.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |cause: String| StoreError::Open {
+        path: path.to_owned(),
+        cause,
+    };
+    if !path.is_file() {
+        return Err(fail("no such database file".into()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail(describe(&e)))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| fail(describe(&e)))?;
+    let version = schema::version(&conn).map_err(|e| fail(describe(&e)))?;
+    if version == 0 {
+        return Err(fail("not a chatpipe database (no schema)".into()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(fail(SchemaError::TooNew { found: version }.to_string()));
+    }
+    Ok(conn)
+}
+
+/// Copies the database at `from` to `to` with SQLite's online backup: consistent even while a
+/// server writes to it.
+///
+/// # Errors
+/// When either file cannot be opened or the copy fails.
+pub fn backup(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let source = open_read_only(from)?;
+    if to.exists() {
+        return Err(StoreError::Open {
+            path: to.to_owned(),
+            cause: "already exists; choose a new file".into(),
+        });
+    }
+    let mut target = Connection::open(to).map_err(|e| StoreError::Open {
+        path: to.to_owned(),
+        cause: describe(&e),
+    })?;
+    let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+    backup.run_to_completion(256, Duration::from_millis(5), None)?;
+    Ok(())
+}
+
+/// The audit log, newest last, filtered by time and actor.
+///
+/// # Errors
+/// When the query fails.
+pub fn audit_log(
+    conn: &Connection,
+    since: Option<std::time::SystemTime>,
+    who: Option<&str>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    Ok(worker::audit_log(conn, since, who)?)
+}

@@ -1,0 +1,461 @@
+//! The store thread: the one owner of the SQLite connection.
+//!
+//! It takes jobs from a bounded queue. History lines gather in memory and are written together
+//! when the oldest has waited [`HISTORY_WINDOW`](super::HISTORY_WINDOW), when
+//! [`MAX_HISTORY_BATCH`](super::MAX_HISTORY_BATCH) have gathered, before any other write (so the
+//! order of writes follows the order of requests), and when the queue closes. Each write request
+//! is one transaction; its completion runs after the commit or the failure. A failure is logged
+//! with its cause and counted; the thread carries on.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Instant, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::records::{
+    AuditEntry, HistoryLine, LineKind, Snapshot, StoredAccount, StoredBan, StoredMute, StoredRoom,
+    from_millis, to_millis,
+};
+use super::{Done, HISTORY_WINDOW, MAX_HISTORY_BATCH, StoreError};
+use crate::event::Role;
+use crate::metrics::Metrics;
+
+/// One change to make. A request's changes are made in one transaction.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new account; fails if the name is registered already.
+    Register(StoredAccount),
+    /// A new password hash for an account.
+    SetPassword {
+        /// The account.
+        name: String,
+        /// The new Argon2 PHC string.
+        password_hash: String,
+    },
+    /// Deletes an account.
+    Unregister {
+        /// The account.
+        name: String,
+    },
+    /// A new role for an account.
+    SetRole {
+        /// The account.
+        name: String,
+        /// The role.
+        role: Role,
+    },
+    /// Adds or replaces the ban on a name.
+    Ban(StoredBan),
+    /// Lifts the ban on a name.
+    Unban {
+        /// The name.
+        name: String,
+    },
+    /// Adds or replaces the mute on a name.
+    Mute(StoredMute),
+    /// Lifts the mute on a name.
+    Unmute {
+        /// The name.
+        name: String,
+    },
+    /// Saves a room's settings (voiced names included), or forgets them when it has none left.
+    Room(StoredRoom),
+    /// An audit log entry.
+    Audit(AuditEntry),
+}
+
+pub(super) enum Job {
+    History(HistoryLine),
+    Write(Vec<Change>, Done<()>),
+    Read(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+pub(super) struct Worker {
+    conn: Connection,
+    /// Held for the thread's life: the database's lock file.
+    _lock: Option<std::fs::File>,
+    metrics: Arc<Metrics>,
+    /// History lines kept per room; older ones are deleted as new ones are written.
+    keep: usize,
+    pending: Vec<HistoryLine>,
+    /// When the oldest pending history line arrived.
+    oldest: Option<Instant>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        conn: Connection,
+        lock: Option<std::fs::File>,
+        metrics: Arc<Metrics>,
+        keep: usize,
+    ) -> Worker {
+        Worker {
+            conn,
+            _lock: lock,
+            metrics,
+            keep,
+            pending: Vec::new(),
+            oldest: None,
+        }
+    }
+
+    pub(super) fn run(mut self, queue: Receiver<Job>) {
+        loop {
+            let job = match self.oldest {
+                None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(oldest) => {
+                    let deadline = oldest + HISTORY_WINDOW;
+                    queue.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+            };
+            match job {
+                Ok(Job::History(line)) => {
+                    self.oldest.get_or_insert_with(Instant::now);
+                    self.pending.push(line);
+                    if self.pending.len() >= MAX_HISTORY_BATCH {
+                        self.flush_history();
+                    }
+                }
+                Ok(Job::Write(changes, done)) => {
+                    self.flush_history();
+                    let result = self.apply(&changes);
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "a change could not be saved");
+                        self.metrics.store_error("write");
+                    }
+                    done(result);
+                }
+                Ok(Job::Read(query)) => {
+                    self.flush_history();
+                    query(&self.conn);
+                }
+                Err(RecvTimeoutError::Timeout) => self.flush_history(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush_history();
+                    tracing::info!("store closed; everything queued is written");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the pending history lines in one transaction and trims each room's history.
+    fn flush_history(&mut self) {
+        self.oldest = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let lines = std::mem::take(&mut self.pending);
+        let count = lines.len();
+        if let Err(error) = self.write_history(&lines) {
+            tracing::error!(%error, lines = count, "chat history could not be saved");
+            self.metrics.store_error("history");
+        }
+    }
+
+    fn write_history(&mut self, lines: &[HistoryLine]) -> rusqlite::Result<()> {
+        let keep = i64::try_from(self.keep).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO history (room, at, kind, sender, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for line in lines {
+                insert.execute(params![
+                    line.room,
+                    to_millis(line.at),
+                    line.kind.as_str(),
+                    line.sender,
+                    line.text
+                ])?;
+            }
+            let rooms: HashSet<&str> = lines.iter().map(|l| l.room.as_str()).collect();
+            let mut trim = tx.prepare_cached(
+                "DELETE FROM history WHERE room = ?1 AND id <= \
+                 (SELECT id FROM history WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?;
+            for room in rooms {
+                trim.execute(params![room, keep])?;
+            }
+        }
+        tx.commit()
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for change in changes {
+            apply_one(&tx, change)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    let key = |name: &str| name.to_ascii_lowercase();
+    let until = |at: Option<SystemTime>| at.map(to_millis);
+    match change {
+        Change::Register(account) => {
+            tx.execute(
+                "INSERT INTO accounts (name_key, name, password_hash, role, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    key(&account.name),
+                    account.name,
+                    account.password_hash,
+                    account.role.as_str(),
+                    to_millis(SystemTime::now())
+                ],
+            )?;
+        }
+        Change::SetPassword {
+            name,
+            password_hash,
+        } => {
+            tx.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE name_key = ?1",
+                params![key(name), password_hash],
+            )?;
+        }
+        Change::Unregister { name } => {
+            tx.execute(
+                "DELETE FROM accounts WHERE name_key = ?1",
+                params![key(name)],
+            )?;
+        }
+        Change::SetRole { name, role } => {
+            tx.execute(
+                "UPDATE accounts SET role = ?2 WHERE name_key = ?1",
+                params![key(name), role.as_str()],
+            )?;
+        }
+        Change::Ban(ban) => {
+            tx.execute(
+                "INSERT OR REPLACE INTO bans (name_key, name, addr, until, reason, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key(&ban.name),
+                    ban.name,
+                    ban.addr.map(|a| a.to_string()),
+                    until(ban.until),
+                    ban.reason,
+                    to_millis(SystemTime::now())
+                ],
+            )?;
+        }
+        Change::Unban { name } => {
+            tx.execute("DELETE FROM bans WHERE name_key = ?1", params![key(name)])?;
+        }
+        Change::Mute(mute) => {
+            tx.execute(
+                "INSERT OR REPLACE INTO mutes (name_key, name, until, reason) VALUES (?1, ?2, ?3, ?4)",
+                params![key(&mute.name), mute.name, until(mute.until), mute.reason],
+            )?;
+        }
+        Change::Unmute { name } => {
+            tx.execute("DELETE FROM mutes WHERE name_key = ?1", params![key(name)])?;
+        }
+        Change::Room(room) => {
+            tx.execute("DELETE FROM voiced WHERE room = ?1", params![room.name])?;
+            let empty = !room.permanent && !room.moderated && room.topic.is_none();
+            if empty && room.voiced.is_empty() {
+                tx.execute("DELETE FROM rooms WHERE name = ?1", params![room.name])?;
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO rooms (name, permanent, moderated, topic) VALUES (?1, ?2, ?3, ?4)",
+                params![room.name, room.permanent, room.moderated, room.topic],
+            )?;
+            for name in &room.voiced {
+                tx.execute(
+                    "INSERT OR IGNORE INTO voiced (room, name_key) VALUES (?1, ?2)",
+                    params![room.name, key(name)],
+                )?;
+            }
+        }
+        Change::Audit(entry) => {
+            tx.execute(
+                "INSERT INTO audit (at, who, whom, what, why, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    to_millis(entry.at),
+                    entry.who,
+                    entry.whom,
+                    entry.what,
+                    entry.why,
+                    until(entry.until)
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn role(text: &str) -> Role {
+    match text {
+        "admin" => Role::Admin,
+        "moderator" => Role::Moderator,
+        _ => Role::User,
+    }
+}
+
+/// The account with name key `key`, if registered.
+pub(super) fn account(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredAccount>> {
+    conn.query_row(
+        "SELECT name, password_hash, role FROM accounts WHERE name_key = ?1",
+        params![key],
+        |row| {
+            Ok(StoredAccount {
+                name: row.get(0)?,
+                password_hash: row.get(1)?,
+                role: role(&row.get::<_, String>(2)?),
+            })
+        },
+    )
+    .optional()
+}
+
+/// What the hub needs at start-up; expired bans and mutes are left out (and deleted).
+pub(super) fn load_snapshot(conn: &Connection, history: usize) -> rusqlite::Result<Snapshot> {
+    let now = to_millis(SystemTime::now());
+    conn.execute(
+        "DELETE FROM bans WHERE until IS NOT NULL AND until <= ?1",
+        params![now],
+    )?;
+    conn.execute(
+        "DELETE FROM mutes WHERE until IS NOT NULL AND until <= ?1",
+        params![now],
+    )?;
+    let accounts = conn
+        .prepare("SELECT name, password_hash, role FROM accounts ORDER BY name_key")?
+        .query_map([], |row| {
+            Ok(StoredAccount {
+                name: row.get(0)?,
+                password_hash: row.get(1)?,
+                role: role(&row.get::<_, String>(2)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let bans = conn
+        .prepare("SELECT name, addr, until, reason FROM bans ORDER BY created_at")?
+        .query_map([], |row| {
+            Ok(StoredBan {
+                name: row.get(0)?,
+                addr: row
+                    .get::<_, Option<String>>(1)?
+                    .and_then(|a| a.parse::<IpAddr>().ok()),
+                until: row.get::<_, Option<i64>>(2)?.map(from_millis),
+                reason: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mutes = conn
+        .prepare("SELECT name, until, reason FROM mutes")?
+        .query_map([], |row| {
+            Ok(StoredMute {
+                name: row.get(0)?,
+                until: row.get::<_, Option<i64>>(1)?.map(from_millis),
+                reason: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rooms: Vec<StoredRoom> = conn
+        .prepare("SELECT name, permanent, moderated, topic FROM rooms ORDER BY name")?
+        .query_map([], |row| {
+            Ok(StoredRoom {
+                name: row.get(0)?,
+                permanent: row.get(1)?,
+                moderated: row.get(2)?,
+                topic: row.get(3)?,
+                voiced: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut voiced =
+        conn.prepare("SELECT name_key FROM voiced WHERE room = ?1 ORDER BY name_key")?;
+    for room in &mut rooms {
+        room.voiced = voiced
+            .query_map(params![room.name], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    let history = if history == 0 {
+        Vec::new()
+    } else {
+        let keep = i64::try_from(history).unwrap_or(i64::MAX);
+        conn.prepare(
+            "SELECT room, at, kind, sender, text FROM (
+                SELECT *, row_number() OVER (PARTITION BY room ORDER BY id DESC) AS age FROM history
+             ) WHERE age <= ?1 ORDER BY room, id",
+        )?
+        .query_map(params![keep], history_line)?
+        .collect::<rusqlite::Result<_>>()?
+    };
+    Ok(Snapshot {
+        accounts,
+        bans,
+        mutes,
+        rooms,
+        history,
+    })
+}
+
+fn history_line(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryLine> {
+    Ok(HistoryLine {
+        room: row.get(0)?,
+        at: from_millis(row.get(1)?),
+        kind: LineKind::parse(&row.get::<_, String>(2)?),
+        sender: row.get(3)?,
+        text: row.get(4)?,
+    })
+}
+
+/// The newest `count` lines of `room`, oldest first, skipping the newest `skip`.
+pub(super) fn recent_history(
+    conn: &Connection,
+    room: &str,
+    count: usize,
+    skip: usize,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let mut lines: Vec<HistoryLine> = conn
+        .prepare_cached(
+            "SELECT room, at, kind, sender, text FROM history WHERE room = ?1 \
+             ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+        )?
+        .query_map(
+            params![
+                room,
+                i64::try_from(count).unwrap_or(i64::MAX),
+                i64::try_from(skip).unwrap_or(i64::MAX)
+            ],
+            history_line,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// The audit log, oldest first.
+pub(super) fn audit_log(
+    conn: &Connection,
+    since: Option<SystemTime>,
+    who: Option<&str>,
+) -> rusqlite::Result<Vec<AuditEntry>> {
+    let since = since.map_or(i64::MIN, to_millis);
+    conn.prepare(
+        "SELECT at, who, whom, what, why, until FROM audit \
+         WHERE at >= ?1 AND (?2 IS NULL OR lower(who) = lower(?2)) ORDER BY id",
+    )?
+    .query_map(params![since, who], |row| {
+        Ok(AuditEntry {
+            at: from_millis(row.get(0)?),
+            who: row.get(1)?,
+            whom: row.get(2)?,
+            what: row.get(3)?,
+            why: row.get(4)?,
+            until: row.get::<_, Option<i64>>(5)?.map(from_millis),
+        })
+    })?
+    .collect()
+}
