@@ -32,6 +32,29 @@ enum Cmd {
     /// Print the Argon2 hash of a password for `[[accounts]]`: asked for twice without echo at a
     /// terminal, else read as one line from standard input.
     HashPassword,
+    /// Print the audit log of moderation actions from the database (a running server's too).
+    Audit {
+        /// The database; default: `[storage] path` of ./chatpipe.toml, else chatpipe.db.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Only entries this recent, e.g. 1h, 2d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only actions by this moderator (or `the NAME filter`).
+        #[arg(long)]
+        who: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the database, consistently, even while a server runs on it (SQLite's online backup).
+    Backup {
+        /// The copy to write; it must not exist yet.
+        file: PathBuf,
+        /// The database; default: `[storage] path` of ./chatpipe.toml, else chatpipe.db.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -113,6 +136,13 @@ fn main() -> ExitCode {
             test_filters(dir.as_deref().unwrap_or(Path::new("filters")))
         }
         Some(Cmd::HashPassword) => hash_password(),
+        Some(Cmd::Audit {
+            db,
+            since,
+            who,
+            json,
+        }) => audit(db, since, who.as_deref(), json),
+        Some(Cmd::Backup { file, db }) => backup(db, &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,6 +250,83 @@ fn hash_password() -> Result<(), String> {
     }
     let hash = chatpipe::server::accounts::hash_password(&password)?;
     println!("{hash}");
+    Ok(())
+}
+
+/// The database `--db` names, else the one the configuration file names.
+fn database(db: Option<PathBuf>) -> Result<PathBuf, String> {
+    match db {
+        Some(db) => Ok(db),
+        None => {
+            let path = load_config(None)?.storage.path;
+            if path.as_os_str().is_empty() {
+                Err("the configuration keeps no database ([storage] path = \"\"); give --db".into())
+            } else {
+                Ok(path)
+            }
+        }
+    }
+}
+
+/// `chatpipe audit`.
+fn audit(
+    db: Option<PathBuf>,
+    since: Option<std::time::Duration>,
+    who: Option<&str>,
+    json: bool,
+) -> Result<(), String> {
+    use std::io::Write;
+    let path = database(db)?;
+    let conn = chatpipe::store::open_read_only(&path).map_err(|e| e.to_string())?;
+    let since = since.and_then(|d| std::time::SystemTime::now().checked_sub(d));
+    let entries = chatpipe::store::audit_log(&conn, since, who).map_err(|e| e.to_string())?;
+    let time = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let mut out = std::io::stdout().lock();
+    for entry in &entries {
+        let line = if json {
+            serde_json::json!({
+                "time": time(entry.at),
+                "who": entry.who,
+                "whom": entry.whom,
+                "what": entry.what,
+                "why": entry.why,
+                "until": entry.until.map(time),
+            })
+            .to_string()
+        } else {
+            let until = entry
+                .until
+                .map(|t| format!(" until {}", time(t)))
+                .unwrap_or_default();
+            let why = if entry.why.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", entry.why)
+            };
+            format!(
+                "{}  {} {} {}{until}{why}",
+                time(entry.at),
+                entry.who,
+                entry.what,
+                entry.whom
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `chatpipe backup FILE`.
+fn backup(db: Option<PathBuf>, file: &Path) -> Result<(), String> {
+    let path = database(db)?;
+    chatpipe::store::backup(&path, file).map_err(|e| e.to_string())?;
+    say(format_args!(
+        "chatpipe: {} backed up to {}",
+        path.display(),
+        file.display()
+    ));
     Ok(())
 }
 

@@ -377,3 +377,161 @@ pub fn audit_log(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(worker::audit_log(conn, since, who)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::event::Role;
+
+    fn open_in_memory(history: usize, keep: usize) -> (Store, Snapshot, StoreThread) {
+        let config = StorageConfig {
+            path: PathBuf::new(),
+            max_size: 0,
+            history_keep: keep,
+        };
+        Store::open(&config, history, Metrics::new()).unwrap()
+    }
+
+    fn line(room: &str, n: usize) -> HistoryLine {
+        HistoryLine {
+            room: room.into(),
+            at: SystemTime::now(),
+            kind: LineKind::Chat,
+            sender: "alice".into(),
+            text: format!("line {n}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_are_committed_and_read_back() {
+        let (store, snapshot, thread) = open_in_memory(20, 100);
+        assert!(snapshot.accounts.is_empty());
+        let account = StoredAccount {
+            name: "Carol".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            role: Role::User,
+        };
+        store
+            .write_and_wait(vec![
+                Change::Register(account.clone()),
+                Change::SetRole {
+                    name: "carol".into(),
+                    role: Role::Moderator,
+                },
+            ])
+            .await
+            .unwrap();
+        let read = store.account("CAROL").await.unwrap().unwrap();
+        assert_eq!(read.name, "Carol");
+        assert_eq!(read.role, Role::Moderator);
+        // Registering a taken name fails, and the failure changes nothing.
+        let twice = store
+            .write_and_wait(vec![
+                Change::Unregister {
+                    name: "nobody".into(),
+                },
+                Change::Register(account),
+            ])
+            .await;
+        assert!(twice.is_err());
+        assert!(store.account("carol").await.unwrap().is_some());
+        assert!(
+            !format!("{read:?}").contains("argon2"),
+            "Debug hides the hash"
+        );
+        drop(store);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn history_is_batched_trimmed_and_read_newest_last() {
+        let (store, _, thread) = open_in_memory(20, 300);
+        for n in 0..1000 {
+            assert!(store.record_history(line("lobby", n)));
+        }
+        store.record_history(line("games", 0));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store
+            .history(
+                "lobby",
+                200,
+                Box::new(move |lines| {
+                    let _ = tx.send(lines);
+                }),
+            )
+            .unwrap();
+        let lines = rx.await.unwrap().unwrap();
+        assert_eq!(lines.len(), 200);
+        assert_eq!(lines.first().unwrap().text, "line 800");
+        assert_eq!(lines.last().unwrap().text, "line 999");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store
+            .read(
+                |conn| {
+                    conn.query_row(
+                        "SELECT count(*) FROM history WHERE room = 'lobby'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                },
+                Box::new(move |count| {
+                    let _ = tx.send(count);
+                }),
+            )
+            .unwrap();
+        assert_eq!(rx.await.unwrap().unwrap(), 300, "trimmed to history_keep");
+        drop(store);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_filters_by_time_and_actor() {
+        let (store, _, thread) = open_in_memory(0, 200);
+        let entry = |who: &str, ago: u64| {
+            Change::Audit(AuditEntry {
+                at: SystemTime::now() - Duration::from_secs(ago),
+                who: who.into(),
+                whom: "eve".into(),
+                what: "ban".into(),
+                why: String::new(),
+                until: None,
+            })
+        };
+        store
+            .write_and_wait(vec![
+                entry("mod", 7200),
+                entry("root", 60),
+                entry("mod", 10),
+            ])
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store
+            .read(
+                |conn| {
+                    let since = SystemTime::now() - Duration::from_secs(3600);
+                    Ok((
+                        worker::audit_log(conn, Some(since), None)?,
+                        worker::audit_log(conn, None, Some("MOD"))?,
+                    ))
+                },
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            )
+            .unwrap();
+        let (recent, by_mod) = rx.await.unwrap().unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(by_mod.len(), 2);
+        drop(store);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+    }
+}

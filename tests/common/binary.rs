@@ -20,15 +20,15 @@ pub struct Running {
 /// Starts the binary in `dir` with `args` (plus an ephemeral admin port) and waits for its
 /// `listening on` line.
 pub fn start(dir: &std::path::Path, args: &[&str]) -> Running {
-    let config = dir.join("chatpipe.toml");
-    // An ephemeral admin port, so the test never collides with a server already on 9090.
-    std::fs::write(&config, "[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    start_with(dir, "", args)
+}
+
+/// Like [`start`], with `config` (TOML) added to the `chatpipe.toml` it writes in `dir`.
+pub fn start_with(dir: &std::path::Path, config: &str, args: &[&str]) -> Running {
+    write_config(dir, config);
+    // One pipe for stdout and stderr, as with `2>&1 | tee`.
     let (reader, writer) = std::io::pipe().unwrap();
-    let child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
+    let child = command(dir, args)
         .stdout(writer.try_clone().unwrap())
         .stderr(writer)
         .spawn()
@@ -58,6 +58,39 @@ pub fn start(dir: &std::path::Path, args: &[&str]) -> Running {
         addr,
         reader_stop,
     }
+}
+
+/// Runs the binary in `dir` with `config` and `args` until it exits: for start-up failures and
+/// one-shot subcommands. Its exit code and everything it printed (stdout, then stderr).
+pub fn run_to_exit_with(
+    dir: &std::path::Path,
+    config: &str,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    write_config(dir, config);
+    let output = command(dir, args).output().unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+fn write_config(dir: &std::path::Path, config: &str) {
+    // An ephemeral admin port, so the test never collides with a server already on 9090.
+    std::fs::write(
+        dir.join("chatpipe.toml"),
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}"),
+    )
+    .unwrap();
+}
+
+fn command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    command
 }
 
 impl Running {

@@ -88,6 +88,29 @@ impl TestServer {
     }
 }
 
+/// Connects to `addr` and logs in as `name` (a guest), consuming the greeting, the own join
+/// notice and the `/help` hint.
+pub async fn login_at(addr: SocketAddr, name: &str) -> TestClient {
+    let mut client = TestClient::connect(addr).await;
+    client.expect_contains("Please enter your username").await;
+    client.send(name).await;
+    client.expect_joined(name).await;
+    client
+}
+
+/// Connects to `addr` and logs in to the registered account `name`.
+pub async fn login_with_password_at(addr: SocketAddr, name: &str, password: &str) -> TestClient {
+    let mut client = TestClient::connect(addr).await;
+    client.expect_contains("Please enter your username").await;
+    client.send(name).await;
+    client
+        .expect(&format!("SERVER: Password required for {name}"))
+        .await;
+    client.send(password).await;
+    client.expect_joined(name).await;
+    client
+}
+
 /// A line-oriented TCP client.
 pub struct TestClient {
     reader: BufReader<OwnedReadHalf>,
