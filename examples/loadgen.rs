@@ -279,7 +279,11 @@ async fn receive(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        // "NAME: SENDER SEQ MICROS"
+        // "NAME: SENDER SEQ MICROS"; lines replayed from an earlier run's history are not this
+        // run's deliveries.
+        if line.starts_with(b"[history] ") {
+            continue;
+        }
         let Some(colon) = line.windows(2).position(|w| w == b": ") else {
             continue;
         };

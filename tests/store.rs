@@ -427,3 +427,60 @@ async fn a_full_database_is_an_error_not_a_false_confirmation() {
     drop(root);
     stop(server);
 }
+
+/// `/password` and `/unregister` check the current password; a configured account is left to
+/// the operator; an account in both the configuration file and the store is reported at
+/// start-up, and the configuration file wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_commands_and_configured_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut dave = login_at(server.addr, "dave").await;
+    dave.send("/register short").await;
+    dave.expect("SERVER: A password needs at least 8 characters (and no spaces).")
+        .await;
+    dave.send("/register davepass1").await;
+    dave.expect_contains("dave is now registered to you").await;
+    dave.send("/password wrongpass newpass12").await;
+    dave.expect("SERVER: Wrong password.").await;
+    dave.send("/password davepass1 newpass12").await;
+    dave.expect("SERVER: Your password is changed.").await;
+    dave.send("/unregister davepass1").await;
+    dave.expect("SERVER: Wrong password.").await;
+    drop(dave);
+    let mut dave = login_with_password_at(server.addr, "dave", "newpass12").await;
+    let mut root = login_with_password_at(server.addr, "root", ROOT_PASSWORD).await;
+    dave.expect("root has joined the chat").await;
+    root.send("/password rootpass1 another12").await;
+    root.expect_contains("is set in the server's configuration file")
+        .await;
+    root.send("/role root user").await;
+    root.expect("SERVER: root's role is set in the server's configuration file.")
+        .await;
+    dave.send("/role root user").await;
+    dave.expect("SERVER: Permission denied").await;
+    drop((dave, root));
+    stop(server);
+
+    // dave is now also in the configuration file, with another password: it wins, and the
+    // conflict is logged.
+    let hash = chatpipe::server::accounts::hash_password("configured1").unwrap();
+    let config = format!(
+        "{}[[accounts]]\nname = \"dave\"\npassword_hash = \"{hash}\"\n",
+        config()
+    );
+    let server = start_with(dir.path(), &config, &["--listen", "127.0.0.1:0"]);
+    assert!(
+        server.start_up.iter().any(|l| l.contains(
+            "an account is both in the configuration file and in the store; the configuration file wins"
+        ) && l.contains("dave")),
+        "{:#?}",
+        server.start_up
+    );
+    let mut dave = login_with_password_at(server.addr, "dave", "configured1").await;
+    dave.send("/unregister newpass12").await;
+    dave.expect_contains("is set in the server's configuration file")
+        .await;
+    drop(dave);
+    stop(server);
+}

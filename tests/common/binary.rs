@@ -15,6 +15,8 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     /// Dropping the reader's end closes the log pipe.
     pub reader_stop: std::sync::mpsc::Sender<()>,
+    /// The lines logged before `listening on`.
+    pub start_up: Vec<String>,
 }
 
 /// Starts the binary in `dir` with `args` (plus an ephemeral admin port) and waits for its
@@ -44,19 +46,22 @@ pub fn start_with(dir: &std::path::Path, config: &str, args: &[&str]) -> Running
         // The reader (and so the pipe's only reading end) is dropped here.
     });
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut start_up = Vec::new();
     let addr = loop {
         let line = lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no `listening on` line");
+            .unwrap_or_else(|_| panic!("no `listening on` line after {start_up:#?}"));
         if let Some(at) = line.find("listening on ") {
             break line[at + "listening on ".len()..].trim().parse().unwrap();
         }
+        start_up.push(line);
     };
     Running {
         child,
         lines,
         addr,
         reader_stop,
+        start_up,
     }
 }
 
