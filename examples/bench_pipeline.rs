@@ -125,6 +125,7 @@ fn events(lines: &[String], senders: usize) -> Vec<Event> {
             client: clients[i % senders].clone(),
             seq: (i / senders) as u64,
             received_at: at,
+            room: None,
             body: Body::Line(line.clone()),
         })
         .collect()

@@ -284,6 +284,9 @@ pub struct RoomsConfig {
     pub max_rooms: usize,
     /// Rooms kept when empty (the default room always is).
     pub permanent: Vec<String>,
+    /// Rooms one member of the web or IRC door may be in at once (the text protocol's members
+    /// are in one).
+    pub max_joined: usize,
 }
 
 impl Default for RoomsConfig {
@@ -293,6 +296,7 @@ impl Default for RoomsConfig {
             history: 20,
             max_rooms: 1000,
             permanent: Vec::new(),
+            max_joined: 20,
         }
     }
 }
@@ -457,6 +461,9 @@ impl Config {
                 "[storage] history_keep: must be at least {} (the larger of [rooms] history and what /history may ask for)",
                 self.rooms.history.max(MAX_HISTORY_REQUEST)
             ));
+        }
+        if self.rooms.max_joined == 0 {
+            problems.push("[rooms] max_joined: must be at least 1".into());
         }
         if self.rooms.max_rooms == 0 {
             problems.push("[rooms] max_rooms: must be at least 1".into());

@@ -124,11 +124,25 @@ pub struct Event {
     pub seq: u64,
     /// When the session read the line.
     pub received_at: Instant,
+    /// The room the line is for, when the client said (a web client names the room of each
+    /// line); `None`: the client's current room.
+    pub room: Option<Arc<str>>,
     /// What happened.
     pub body: Body,
 }
 
 impl Event {
+    /// An event received now, for the client's current room.
+    pub fn new(client: Arc<Client>, seq: u64, body: Body) -> Event {
+        Event {
+            client,
+            seq,
+            received_at: Instant::now(),
+            room: None,
+            body,
+        }
+    }
+
     /// The same event with another body.
     pub fn with_body(self, body: Body) -> Event {
         Event { body, ..self }
@@ -155,6 +169,9 @@ pub enum Body {
     Command(Command),
     /// A `SERVER:` line for the sender only (an error, a refusal, help text).
     Notice(String),
+    /// A filter blocked the line; the sender is told this (a `SERVER:` line, with the code
+    /// `blocked` where a door has codes).
+    Blocked(String),
     /// The client is gone: end of stream, a broken connection or a write failure.
     Left(String),
     /// A filter asks the hub to act on the sender.

@@ -170,6 +170,7 @@ impl Fixture {
                     client: self.clients[&step.sender].clone(),
                     seq: *seq,
                     received_at: tokio::time::Instant::now(),
+                    room: None,
                     body: step.body.clone(),
                 };
                 *seq += 1;
@@ -237,7 +238,7 @@ pub fn describe(event: &Event) -> String {
         Body::Line(text) => format!("{name}> {text}"),
         Body::Chat(text) => format!("{name}: {text}"),
         Body::Action(text) => format!("* {name} {text}"),
-        Body::Notice(text) => format!("{name} <- SERVER: {text}"),
+        Body::Notice(text) | Body::Blocked(text) => format!("{name} <- SERVER: {text}"),
         Body::Left(_) => format!("{name} left"),
         Body::Command(Command::Quit) => format!("{name} /quit"),
         Body::Command(Command::Who) => format!("{name} /who"),

@@ -54,12 +54,7 @@ async fn expect(member: &Member, expected: &str) {
 }
 
 fn event(member: &Member, body: Body) -> Event {
-    Event {
-        client: member.client.clone(),
-        seq: 0,
-        received_at: tokio::time::Instant::now(),
-        body,
-    }
+    Event::new(member.client.clone(), 0, body)
 }
 
 /// A mute ends by itself when its time is up; so does a ban, by name and by address.

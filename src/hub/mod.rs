@@ -5,9 +5,11 @@
 //! interface ([`HubHandle::register`] plus the event stream it consumes) is what a distributed
 //! backend would have to provide to replace it.
 
+mod delivery;
 mod outbox;
 mod room_hub;
 
+pub use delivery::{Delivery, DoorId, MAX_DOORS, Recipient, Render, Scope, TextRender};
 pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
-pub use room_hub::{HubFailure, HubHandle, HubSettings, RegisterError, RoomHub};
+pub use room_hub::{Doors, HubFailure, HubHandle, HubSettings, RegisterError, RoomHub};

@@ -174,7 +174,7 @@ pub fn apply_filters(
             },
             _ => Body::Chat(text),
         },
-        Outcome::Blocked { notice, .. } => Body::Notice(notice),
+        Outcome::Blocked { notice, .. } => Body::Blocked(notice),
         Outcome::Silenced { .. } => return (None, alerts),
         Outcome::Muted {
             filter,

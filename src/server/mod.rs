@@ -39,7 +39,7 @@ use crate::admin::AdminState;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::filters::{FilterErrors, FilterRules};
-use crate::hub::{HubSettings, RoomHub};
+use crate::hub::{Doors, HubSettings, RoomHub};
 use crate::metrics::Metrics;
 use crate::names::NameKey;
 use crate::pipeline::{PipelineBuilder, StageContext};
@@ -208,6 +208,7 @@ impl Server {
                 .iter()
                 .map(|a| NameKey::new(&a.name))
                 .collect(),
+            doors: Doors::default(),
         });
         hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));

@@ -377,23 +377,13 @@ async fn read_lines(
             std::borrow::Cow::Borrowed(_) => line,
             std::borrow::Cow::Owned(cleaned) => cleaned,
         };
-        let event = Event {
-            client: client.clone(),
-            seq,
-            received_at: Instant::now(),
-            body: Body::Line(line),
-        };
+        let event = Event::new(client.clone(), seq, Body::Line(line));
         seq += 1;
         if !send(shared, event).await {
             return;
         }
     };
-    let event = Event {
-        client: client.clone(),
-        seq,
-        received_at: Instant::now(),
-        body: Body::Left(reason),
-    };
+    let event = Event::new(client.clone(), seq, Body::Left(reason));
     send(shared, event).await;
 }
 

@@ -9,23 +9,22 @@
 use super::persistence::{audit, not_saved};
 use super::{Request, RoomHub, Until};
 use crate::event::{ClientId, Role, Secret};
-use crate::hub::Outbox;
+use crate::hub::delivery::Recipient;
 use crate::names::NameKey;
-use crate::protocol;
 use crate::server::accounts::{hash_password, verify_password};
 use crate::store::{Change, Store, StoredAccount};
 
 /// What an account task needs from the hub.
 struct AccountTask {
     store: Store,
-    outbox: Outbox,
+    recipient: Recipient,
     name: String,
     me: tokio::sync::mpsc::Sender<Request>,
 }
 
 impl AccountTask {
     fn tell(&self, text: &str) {
-        let _ = self.outbox.push(protocol::server_line(text));
+        self.recipient.tell(text);
     }
 
     /// Carries on in the hub.
@@ -72,8 +71,8 @@ impl RoomHub {
     /// The task context for an account command of `id`, or `None` (the asker told why) when
     /// the server keeps no accounts.
     fn account_task(&mut self, id: ClientId) -> Option<AccountTask> {
-        let member = self.members.get(&id)?;
-        let (outbox, name) = (member.outbox.clone(), member.client.name().to_string());
+        let recipient = self.recipient(id)?;
+        let name = self.members.get(&id)?.client.name().to_string();
         let Some(store) = self.settings.store.clone() else {
             self.tell(id, "This server keeps no accounts.");
             return None;
@@ -87,7 +86,7 @@ impl RoomHub {
         }
         Some(AccountTask {
             store,
-            outbox,
+            recipient,
             name,
             me: self.me.clone(),
         })

@@ -4,33 +4,32 @@ use std::sync::Arc;
 
 use super::RoomHub;
 use crate::event::{ClientId, Command};
+use crate::hub::delivery::Delivery;
 use crate::names::NameKey;
 use crate::protocol;
 use crate::store::{Change, StoredMute};
 
 impl RoomHub {
-    pub(super) fn handle_command(&mut self, id: ClientId, command: Command) {
+    /// Carries out `command`, sent by `id` to `room`.
+    pub(super) fn handle_command(&mut self, id: ClientId, room: &Arc<str>, command: Command) {
         match command {
             Command::Quit => self.remove(
                 id,
                 "quit",
-                Some(protocol::server_line(protocol::GOODBYE)),
+                Some(Delivery::coded("goodbye", protocol::GOODBYE)),
                 false,
             ),
             Command::Nick(new) => self.rename(id, &new),
-            Command::Who => self.who(id),
+            Command::Who => self.who(id, room),
             Command::Rooms => self.list_rooms(id),
-            Command::Join(room) => self.move_to(id, &room),
-            Command::Leave => {
-                let room = self.default_room.clone();
-                self.move_to(id, &room);
-            }
-            Command::Topic(None) => self.show_topic(id),
-            Command::History(count) => self.show_history(id, count),
+            Command::Join(to) => self.join(id, &to),
+            Command::Leave => self.leave(id, room),
+            Command::Topic(None) => self.show_topic(id, room),
+            Command::History(count) => self.show_history(id, room, count),
             Command::Register(password) => self.register_account(id, password),
             Command::Password { old, new } => self.change_password(id, old, new),
             Command::Unregister(password) => self.unregister_account(id, password),
-            moderation => self.moderate(id, moderation),
+            moderation => self.moderate(id, room, moderation),
         }
     }
 
@@ -68,7 +67,7 @@ impl RoomHub {
         let Some(member) = self.members.get(&id) else {
             return;
         };
-        let room = member.room.clone();
+        let rooms = member.rooms.clone();
         member.client.update(|info| info.name = Arc::from(new));
         self.names.remove(&old_key);
         self.names.insert(new_key.clone(), id);
@@ -95,6 +94,15 @@ impl RoomHub {
             });
         }
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
-        self.broadcast(&room, protocol::renamed_line(&old, new));
+        let new: Arc<str> = Arc::from(new);
+        for room in &rooms {
+            let renamed = Delivery::Renamed {
+                room: room.clone(),
+                old: old.clone(),
+                new: new.clone(),
+            };
+            self.broadcast(room, &renamed);
+            self.send_members(room);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! [`RoomHub`]: the actor that owns members, rooms, names and bans, and fans messages out.
 //!
 //! Invariants:
-//! - every member is in exactly one room, and in that room's member list;
+//! - every member is in at least one room and at most `[rooms] max_joined`, and in each of those
+//!   rooms' member lists; a text-protocol member is in exactly one (`/join` moves);
 //! - a username key maps to exactly one member; names are unique regardless of case;
 //! - a room is removed when its last member leaves, unless it is permanent;
 //! - fan-out never awaits: each recipient's [`Outbox`] takes the shared line or is full, and a
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope, TextRender};
 use super::outbox::{Outbox, Queued};
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Event, Role};
@@ -74,6 +76,7 @@ enum Request {
     Register {
         client: Arc<Client>,
         outbox: Outbox,
+        door: DoorId,
         reply: oneshot::Sender<Result<(), RegisterError>>,
     },
     /// The rest of something the hub started: the store has committed (or failed to commit) a
@@ -106,11 +109,26 @@ impl HubHandle {
     /// # Errors
     /// [`RegisterError`] when the name is taken or banned, or the hub has stopped.
     pub async fn register(&self, client: Arc<Client>, outbox: Outbox) -> Result<(), RegisterError> {
+        self.register_at(DoorId::TEXT, client, outbox).await
+    }
+
+    /// Like [`HubHandle::register`], for a client of another front door: the hub renders what it
+    /// tells the client with that door's renderer.
+    ///
+    /// # Errors
+    /// As [`HubHandle::register`].
+    pub async fn register_at(
+        &self,
+        door: DoorId,
+        client: Arc<Client>,
+        outbox: Outbox,
+    ) -> Result<(), RegisterError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Register {
                 client,
                 outbox,
+                door,
                 reply,
             })
             .await
@@ -157,12 +175,49 @@ pub struct HubSettings {
     /// Names whose role the configuration file sets (`[[accounts]]`): `/role` and `/unregister`
     /// leave them alone.
     pub configured: HashSet<NameKey>,
+    /// How each front door renders deliveries; door 0 is the text protocol.
+    pub doors: Doors,
+}
+
+/// The renderers of the front doors, indexed by [`DoorId`].
+#[derive(Clone)]
+pub struct Doors(Vec<Arc<dyn Render>>);
+
+impl Default for Doors {
+    fn default() -> Self {
+        Doors(vec![Arc::new(TextRender)])
+    }
+}
+
+impl std::fmt::Debug for Doors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Doors({})", self.0.len())
+    }
+}
+
+impl Doors {
+    /// Adds a door; its id. At most [`MAX_DOORS`] doors.
+    ///
+    /// # Panics
+    /// When there are already [`MAX_DOORS`]: a programming error, caught by the tests.
+    pub fn add(&mut self, render: Arc<dyn Render>) -> DoorId {
+        assert!(self.0.len() < MAX_DOORS, "at most {MAX_DOORS} front doors");
+        self.0.push(render);
+        DoorId((self.0.len() - 1) as u8)
+    }
+
+    /// The renderer of `door` (the text protocol's for an unknown door).
+    pub fn get(&self, door: DoorId) -> &Arc<dyn Render> {
+        self.0.get(usize::from(door.0)).unwrap_or(&self.0[0])
+    }
 }
 
 struct Member {
     client: Arc<Client>,
     outbox: Outbox,
-    room: Arc<str>,
+    door: DoorId,
+    /// The rooms the member is in, in join order; the last is where plain lines go.
+    rooms: Vec<Arc<str>>,
     connected_at: Instant,
     /// While set and not over, the member's lines are refused.
     muted: Option<Until>,
@@ -173,6 +228,11 @@ impl Member {
         self.client.info().role
     }
 
+    /// The room plain lines go to: the one joined last.
+    fn current_room(&self) -> Option<&Arc<str>> {
+        self.rooms.last()
+    }
+
     /// How long the member stays muted (`Some(None)`: until unmuted), if they are.
     fn muted_for(&self) -> Option<Option<Duration>> {
         self.muted?.remaining(Instant::now())
@@ -181,10 +241,10 @@ impl Member {
 
 #[derive(Default)]
 struct Room {
-    /// Members in join order, with their outboxes at hand for fan-out.
-    members: Vec<(ClientId, Outbox)>,
-    /// The last chat lines, oldest first, for replay on join.
-    history: VecDeque<Bytes>,
+    /// Members in join order, with their doors and outboxes at hand for fan-out.
+    members: Vec<(ClientId, DoorId, Outbox)>,
+    /// The last chat lines (as [`Delivery::History`]), oldest first, for replay on join.
+    history: VecDeque<Delivery>,
     /// Only moderators and voiced members may speak.
     moderated: bool,
     /// Names (not connections: voice survives a reconnect and a restart) that may speak while
@@ -195,6 +255,8 @@ struct Room {
     /// Kept when empty because a moderator said `/room keep` (the default room and
     /// `[rooms] permanent` are kept anyway).
     kept: bool,
+    /// Members whose door shows member lists: [`Delivery::Members`] is built only when some.
+    watchers: usize,
 }
 
 /// A ban on a name and (unless exempt) the address it was used from.
@@ -412,9 +474,10 @@ impl RoomHub {
             Request::Register {
                 client,
                 outbox,
+                door,
                 reply,
             } => {
-                let result = self.register(client, outbox);
+                let result = self.register(client, outbox, door);
                 // The session may have gone meanwhile; then its Left event will clean up.
                 let _ = reply.send(result);
             }
@@ -422,7 +485,12 @@ impl RoomHub {
         }
     }
 
-    fn register(&mut self, client: Arc<Client>, outbox: Outbox) -> Result<(), RegisterError> {
+    fn register(
+        &mut self,
+        client: Arc<Client>,
+        outbox: Outbox,
+        door: DoorId,
+    ) -> Result<(), RegisterError> {
         let name = client.name();
         let key = NameKey::new(&name);
         if let Some(ban) = self.ban_on(&key, client.addr().ip()) {
@@ -447,18 +515,22 @@ impl RoomHub {
             Member {
                 client,
                 outbox,
-                room: self.default_room.clone(),
+                door,
+                rooms: Vec::new(),
                 connected_at: Instant::now(),
                 muted,
             },
         );
         let room = self.default_room.clone();
-        self.enter_room(
-            id,
-            &room,
-            protocol::joined_line(&name),
-            Some(protocol::HELP_HINT),
-        );
+        if let Some(member) = self.members.get(&id) {
+            let welcome = Delivery::Welcome {
+                name: name.clone(),
+                role: member.role(),
+                rooms: vec![room.clone()],
+            };
+            self.deliver(id, &welcome);
+        }
+        self.enter_room(id, &room, Scope::Chat, Some(protocol::HELP_HINT));
         Ok(())
     }
 
@@ -469,7 +541,19 @@ impl RoomHub {
         let Some(member) = self.members.get(&id) else {
             return;
         };
-        let room = member.room.clone();
+        // The room a line is for: the one the client named, if it is in it; else its current.
+        let room = match &event.room {
+            Some(named) if member.rooms.iter().any(|r| r == named) => named.clone(),
+            Some(named) => {
+                let named = named.clone();
+                self.tell(id, &format!("You are not in {named}; /join it first."));
+                return;
+            }
+            None => match member.current_room() {
+                Some(room) => room.clone(),
+                None => return,
+            },
+        };
         let is_speech = matches!(
             event.body,
             Body::Chat(_) | Body::Action(_) | Body::Private { .. }
@@ -479,8 +563,8 @@ impl RoomHub {
             self.settings.metrics.pipeline_latency.observe(latency);
         }
         let in_room = !matches!(event.body, Body::Private { .. });
-        if is_speech && let Some(refusal) = self.refusal_to_speak(id, &room, in_room) {
-            self.tell(id, &refusal);
+        if is_speech && let Some((code, refusal)) = self.refusal_to_speak(id, &room, in_room) {
+            self.deliver(id, &Delivery::coded(code, &refusal));
             return;
         }
         match event.body {
@@ -488,17 +572,28 @@ impl RoomHub {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "chat");
                 self.record_history(&room, LineKind::Chat, &name, &text);
-                self.say_in_room(&room, protocol::chat_line(&name, &text));
+                self.say_in_room(&room, LineKind::Chat, name, text);
             }
             Body::Action(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "action");
                 self.record_history(&room, LineKind::Action, &name, &text);
-                self.say_in_room(&room, protocol::action_line(&name, &text));
+                self.say_in_room(&room, LineKind::Action, name, text);
             }
             Body::Private { to, text } => self.private_message(id, &to, &text),
-            Body::Notice(text) => self.tell(id, &text),
-            Body::Command(command) => self.handle_command(id, command),
+            Body::Notice(text) => {
+                let code = notice_code(&text);
+                self.deliver(
+                    id,
+                    &Delivery::Notice {
+                        text: Arc::from(text),
+                        code,
+                        room: None,
+                    },
+                );
+            }
+            Body::Blocked(text) => self.deliver(id, &Delivery::coded("blocked", &text)),
+            Body::Command(command) => self.handle_command(id, &room, command),
             Body::Left(reason) => self.remove(id, &reason, None, false),
             Body::Sanction(sanction) => self.apply_sanction(id, sanction),
             Body::Alert(text) => self.alert_moderators(&text),
@@ -513,13 +608,21 @@ impl RoomHub {
 
     /// Why `id` may not speak now, if it may not: a mute silences everything; a moderated room
     /// only what is said `in_room` (private messages are not the room's business).
-    fn refusal_to_speak(&self, id: ClientId, room: &str, in_room: bool) -> Option<String> {
+    fn refusal_to_speak(
+        &self,
+        id: ClientId,
+        room: &str,
+        in_room: bool,
+    ) -> Option<(&'static str, String)> {
         let member = self.members.get(&id)?;
         if let Some(left) = member.muted_for() {
-            return Some(match left {
-                Some(left) => format!("You are muted for another {}.", describe_duration(left)),
-                None => "You are muted until a moderator unmutes you.".to_owned(),
-            });
+            return Some((
+                "muted",
+                match left {
+                    Some(left) => format!("You are muted for another {}.", describe_duration(left)),
+                    None => "You are muted until a moderator unmutes you.".to_owned(),
+                },
+            ));
         }
         let room_state = self.rooms.get(room)?;
         if in_room
@@ -529,8 +632,9 @@ impl RoomHub {
                 .voiced
                 .contains(&NameKey::new(&member.client.name()))
         {
-            return Some(format!(
-                "{room} is moderated: only moderators and voiced users may speak."
+            return Some((
+                "moderated",
+                format!("{room} is moderated: only moderators and voiced users may speak."),
             ));
         }
         None
@@ -547,35 +651,58 @@ impl RoomHub {
         };
         let (sender_name, recipient_name) = (sender.client.name(), recipient.client.name());
         tracing::debug!(from = %from, to = %target, text = %text, "private message");
-        self.send(target, protocol::pm_from_line(&sender_name, text));
-        self.send(from, protocol::pm_to_line(&recipient_name, text));
+        let text: Arc<str> = Arc::from(text);
+        let incoming = Delivery::Private {
+            from: sender_name.clone(),
+            to: recipient_name.clone(),
+            text: text.clone(),
+            outgoing: false,
+        };
+        self.deliver(target, &incoming);
+        let outgoing = Delivery::Private {
+            from: sender_name,
+            to: recipient_name,
+            text,
+            outgoing: true,
+        };
+        self.deliver(from, &outgoing);
     }
 
-    /// Sends `SERVER:` lines to one client.
+    /// A `SERVER:` line to one client.
     fn tell(&mut self, id: ClientId, text: &str) {
-        self.send(id, protocol::server_line(text));
+        self.deliver(id, &Delivery::notice(text));
     }
 
-    /// Queues a line for one client.
-    fn send(&mut self, id: ClientId, line: Bytes) {
-        if let Some(member) = self.members.get(&id) {
-            self.pending.queue(id, &member.outbox, line);
+    /// Renders `delivery` for one client's door and queues it.
+    fn deliver(&mut self, id: ClientId, delivery: &Delivery) {
+        if let Some(member) = self.members.get(&id)
+            && let Some(bytes) = self.settings.doors.get(member.door).render(delivery)
+        {
+            self.pending.queue(id, &member.outbox, bytes);
         }
     }
 
-    /// Puts one shared line into the outbox of every member of `room`.
-    fn broadcast(&mut self, room: &str, line: Bytes) {
+    /// Renders `delivery` once per door and puts the shared buffer into the outbox of every
+    /// member of `room`.
+    fn broadcast(&mut self, room: &str, delivery: &Delivery) {
         let Some(room) = self.rooms.get(room) else {
             return;
         };
-        for (id, outbox) in &room.members {
-            self.pending.queue(*id, outbox, line.clone());
+        let doors = &self.settings.doors;
+        let mut rendered: [Option<Option<Bytes>>; MAX_DOORS] = Default::default();
+        for (id, door, outbox) in &room.members {
+            let slot = &mut rendered[usize::from(door.0) % MAX_DOORS];
+            let bytes = slot.get_or_insert_with(|| doors.get(*door).render(delivery));
+            if let Some(bytes) = bytes {
+                self.pending.queue(*id, outbox, bytes.clone());
+            }
         }
     }
 
     /// `SERVER: TEXT` to every member of `room` (moderation announcements).
     fn announce(&mut self, room: &str, text: &str) {
-        self.broadcast(room, protocol::server_line(text));
+        let room_name: Arc<str> = Arc::from(room);
+        self.broadcast(room, &Delivery::room_notice(&room_name, text));
     }
 
     /// Brings the membership gauges up to date. Called wherever membership changes, before the
@@ -586,8 +713,9 @@ impl RoomHub {
         metrics.rooms.set(self.rooms.len() as i64);
     }
 
-    /// Broadcasts a chat line and keeps it in the room's history.
-    fn say_in_room(&mut self, room: &str, line: Bytes) {
+    /// Broadcasts a chat line or action and keeps it in the room's history.
+    fn say_in_room(&mut self, room: &Arc<str>, kind: LineKind, from: Arc<str>, text: String) {
+        let text: Arc<str> = Arc::from(text);
         let keep = self.settings.rooms.history;
         if keep > 0
             && let Some(state) = self.rooms.get_mut(room)
@@ -595,14 +723,33 @@ impl RoomHub {
             if state.history.len() == keep {
                 state.history.pop_front();
             }
-            state.history.push_back(line.clone());
+            state.history.push_back(Delivery::History {
+                room: room.clone(),
+                kind,
+                from: from.clone(),
+                text: text.clone(),
+                at: std::time::SystemTime::now(),
+            });
         }
-        self.broadcast(room, line);
+        let room_name = room.clone();
+        let delivery = match kind {
+            LineKind::Chat => Delivery::Message {
+                room: room_name,
+                from,
+                text,
+            },
+            LineKind::Action => Delivery::Action {
+                room: room_name,
+                from,
+                text,
+            },
+        };
+        self.broadcast(room, &delivery);
     }
 
     /// Sends a `SERVER:` line to every moderator and admin online.
     fn alert_moderators(&mut self, text: &str) {
-        let line = protocol::server_line(text);
+        let delivery = Delivery::coded("alert", text);
         let moderators: Vec<ClientId> = self
             .members
             .values()
@@ -610,7 +757,7 @@ impl RoomHub {
             .map(|m| m.client.id())
             .collect();
         for id in moderators {
-            self.send(id, line.clone());
+            self.deliver(id, &delivery);
         }
     }
 
@@ -621,20 +768,23 @@ impl RoomHub {
             self.remove(
                 id,
                 "too slow",
-                Some(protocol::server_line(protocol::TOO_SLOW)),
+                Some(Delivery::coded("too_slow", protocol::TOO_SLOW)),
                 true,
             );
         }
     }
 
-    /// Removes a member, tells its room, and closes its outbox with `last` as the final line.
-    fn remove(&mut self, id: ClientId, reason: &str, last: Option<Bytes>, discard_queued: bool) {
+    /// Removes a member, tells its rooms, and closes its outbox with `last` as the final line.
+    fn remove(&mut self, id: ClientId, reason: &str, last: Option<Delivery>, discard_queued: bool) {
         let Some(member) = self.members.remove(&id) else {
             return;
         };
         let name = member.client.name();
         self.names.remove(&NameKey::new(&name));
-        self.leave_room(id, &member.room);
+        for room in &member.rooms {
+            self.leave_room(id, room);
+        }
+        let last = last.and_then(|d| self.settings.doors.get(member.door).render(&d));
         let discarded = member.outbox.close(last, discard_queued);
         let metrics = &self.settings.metrics;
         metrics.disconnect(reason);
@@ -646,7 +796,15 @@ impl RoomHub {
             connected_for = ?member.connected_at.elapsed(),
             connections = self.members.len(), "client left"
         );
-        self.broadcast(&member.room, protocol::left_line(&name));
+        for room in &member.rooms {
+            let left = Delivery::Left {
+                room: room.clone(),
+                name: name.clone(),
+                scope: Scope::Chat,
+            };
+            self.broadcast(room, &left);
+            self.send_members(room);
+        }
     }
 
     fn shut_down(&mut self, why: &str) {
@@ -654,10 +812,15 @@ impl RoomHub {
             connections = self.members.len(),
             "hub stopping: telling every client"
         );
-        let notice = protocol::server_line(why);
+        let notice = Delivery::coded("shutting_down", why);
+        let mut rendered: [Option<Option<Bytes>>; MAX_DOORS] = Default::default();
         for member in self.members.values() {
+            let doors = &self.settings.doors;
+            let last = rendered[usize::from(member.door.0) % MAX_DOORS]
+                .get_or_insert_with(|| doors.get(member.door).render(&notice))
+                .clone();
             // Queued lines go first; the notice is written last even into a full outbox.
-            member.outbox.close(Some(notice.clone()), false);
+            member.outbox.close(last, false);
         }
         self.members.clear();
         self.rooms.clear();
@@ -667,6 +830,19 @@ impl RoomHub {
     /// The member called `name` (any case), if online.
     fn find(&self, name: &str) -> Option<ClientId> {
         self.names.get(&NameKey::new(name)).copied()
+    }
+}
+
+/// The machine-readable code of a notice the pipeline produced, where it has one.
+fn notice_code(text: &str) -> Option<&'static str> {
+    if text == protocol::RATE_LIMITED {
+        Some("rate_limited")
+    } else if text.starts_with("Unknown command") {
+        Some("unknown_command")
+    } else if text.starts_with("Usage:") {
+        Some("usage")
+    } else {
+        None
     }
 }
 

@@ -7,6 +7,7 @@
 //! as the commands, with the filter as "who".
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,8 +15,8 @@ use tokio::time::Instant;
 use super::persistence::{audit, not_saved};
 use super::{Ban, RegisterError, RoomHub, Until};
 use crate::event::{ClientId, Command, Role, Sanction, SanctionKind};
+use crate::hub::delivery::Delivery;
 use crate::names::NameKey;
-use crate::protocol;
 use crate::store::{Change, StoredBan, StoredMute};
 
 /// How long `/mute NAME` lasts without a duration.
@@ -24,8 +25,8 @@ pub(super) const DEFAULT_MUTE: Duration = Duration::from_secs(600);
 const PERMISSION_DENIED: &str = "Permission denied";
 
 impl RoomHub {
-    /// Carries out a moderator command for `id`, after checking its role.
-    pub(super) fn moderate(&mut self, id: ClientId, command: Command) {
+    /// Carries out a moderator command for `id`, sent to `room`, after checking its role.
+    pub(super) fn moderate(&mut self, id: ClientId, room: &Arc<str>, command: Command) {
         let Some(actor) = self.members.get(&id) else {
             return;
         };
@@ -47,22 +48,22 @@ impl RoomHub {
                     self.mute(target, &actor_name, duration, "muted by a moderator");
                 }
             }
-            Command::Unmute(name) => self.unmute(id, &actor_name, &name),
+            Command::Unmute(name) => self.unmute(id, room, &actor_name, &name),
             Command::Ban { name, duration } => {
                 self.ban(id, actor_role, &actor_name, &name, duration)
             }
-            Command::Unban(name) => self.unban(id, &actor_name, &name),
-            Command::Moderated(on) => self.set_moderated(id, &actor_name, on),
+            Command::Unban(name) => self.unban(id, room, &actor_name, &name),
+            Command::Moderated(on) => self.set_moderated(id, room, &actor_name, on),
             Command::Voice(name) => {
                 if let Some(target) = self.target(id, actor_role, &name) {
-                    self.voice(id, target, &actor_name);
+                    self.voice(id, room, target, &actor_name);
                 }
             }
             Command::Reload => self.reload_filters(id, &actor_name),
             Command::Bans => self.list_bans(id),
             Command::Mutes => self.list_mutes(id),
-            Command::Topic(Some(topic)) => self.set_topic(id, &actor_name, topic),
-            Command::KeepRoom(keep) => self.keep_room(id, &actor_name, keep),
+            Command::Topic(Some(topic)) => self.set_topic(id, room, &actor_name, topic),
+            Command::KeepRoom(keep) => self.keep_room(id, room, &actor_name, keep),
             Command::Role { name, role } => self.set_role(id, actor_role, &actor_name, &name, role),
             // Not moderation: handled by `handle_command` before this.
             Command::Quit
@@ -129,14 +130,21 @@ impl RoomHub {
         );
     }
 
-    /// Disconnects `target`, telling them `to_them` last, then tells their room `to_room`. The
-    /// removal comes first, so the announcement reaches the room but not the one expelled.
+    /// Disconnects `target`, telling them `to_them` last, then tells their rooms `to_room`. The
+    /// removal comes first, so the announcement reaches the rooms but not the one expelled.
     fn expel(&mut self, target: ClientId, reason: &str, to_them: &str, to_room: &str) {
-        let Some(room) = self.members.get(&target).map(|m| m.room.clone()) else {
+        let Some(rooms) = self.members.get(&target).map(|m| m.rooms.clone()) else {
             return;
         };
-        self.remove(target, reason, Some(protocol::server_line(to_them)), false);
-        self.announce(&room, to_room);
+        let code = if reason == "banned" {
+            "banned"
+        } else {
+            "kicked"
+        };
+        self.remove(target, reason, Some(Delivery::coded(code, to_them)), false);
+        for room in &rooms {
+            self.announce(room, to_room);
+        }
     }
 
     fn mute(&mut self, target: ClientId, who: &str, duration: Duration, why: &str) {
@@ -145,7 +153,7 @@ impl RoomHub {
         };
         let until = Until::after(Some(duration));
         member.muted = Some(until);
-        let (whom, room) = (member.client.name(), member.room.clone());
+        let (whom, rooms) = (member.client.name(), member.rooms.clone());
         self.mutes.insert(NameKey::new(&whom), until);
         let changes = vec![
             Change::Mute(StoredMute {
@@ -157,18 +165,17 @@ impl RoomHub {
         ];
         let announcement = format!("{whom} was muted by {who} {}", until.describe("unmuted"));
         let asker = self.find(who);
-        self.persist(changes, move |hub, result| match result {
-            Ok(()) => hub.announce(&room, &announcement),
-            Err(cause) => {
-                hub.announce(&room, &announcement);
-                if let Some(asker) = asker {
-                    hub.tell(asker, &not_saved(&cause));
-                }
+        self.persist(changes, move |hub, result| {
+            for room in &rooms {
+                hub.announce(room, &announcement);
+            }
+            if let (Err(cause), Some(asker)) = (result, asker) {
+                hub.tell(asker, &not_saved(&cause));
             }
         });
     }
 
-    fn unmute(&mut self, id: ClientId, actor_name: &str, name: &str) {
+    fn unmute(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, name: &str) {
         let key = NameKey::new(name);
         let online = self.find(name);
         if let Some(target) = online
@@ -180,12 +187,9 @@ impl RoomHub {
             self.tell(id, &format!("{name} is not muted."));
             return;
         }
-        let room = match online.and_then(|t| self.members.get(&t)) {
-            Some(member) => member.room.clone(),
-            None => match self.members.get(&id) {
-                Some(member) => member.room.clone(),
-                None => return,
-            },
+        let rooms = match online.and_then(|t| self.members.get(&t)) {
+            Some(member) => member.rooms.clone(),
+            None => vec![room.clone()],
         };
         let changes = vec![
             Change::Unmute {
@@ -195,7 +199,9 @@ impl RoomHub {
         ];
         let announcement = format!("{name} was unmuted by {actor_name}");
         self.persist(changes, move |hub, result| {
-            hub.announce(&room, &announcement);
+            for room in &rooms {
+                hub.announce(room, &announcement);
+            }
             if let Err(cause) = result {
                 hub.tell(id, &not_saved(&cause));
             }
@@ -273,7 +279,7 @@ impl RoomHub {
         );
     }
 
-    fn unban(&mut self, id: ClientId, actor_name: &str, name: &str) {
+    fn unban(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, name: &str) {
         let key = NameKey::new(name);
         let before = self.bans.len();
         self.bans.retain(|ban| ban.name != key);
@@ -287,16 +293,14 @@ impl RoomHub {
             },
             audit(actor_name, name, "unban", "", Until::Lifted),
         ];
-        let (name, actor_name) = (name.to_owned(), actor_name.to_owned());
+        let (name, actor_name, room) = (name.to_owned(), actor_name.to_owned(), room.clone());
         self.persist(changes, move |hub, result| {
             if let Err(cause) = result {
                 hub.tell(id, &not_saved(&cause));
                 return;
             }
             hub.tell(id, &format!("{name} is no longer banned."));
-            if let Some(room) = hub.members.get(&id).map(|m| m.room.clone()) {
-                hub.announce(&room, &format!("{name} was unbanned by {actor_name}"));
-            }
+            hub.announce(&room, &format!("{name} was unbanned by {actor_name}"));
         });
     }
 
@@ -371,10 +375,8 @@ impl RoomHub {
             })
     }
 
-    fn set_moderated(&mut self, id: ClientId, actor_name: &str, on: bool) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
+    fn set_moderated(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, on: bool) {
+        let room = room.clone();
         let Some(state) = self.rooms.get_mut(&room) else {
             return;
         };
@@ -397,18 +399,16 @@ impl RoomHub {
         self.persist_then_announce(id, &room, changes, text);
     }
 
-    fn voice(&mut self, id: ClientId, target: ClientId, actor_name: &str) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
-        let Some((whom, target_room)) = self
+    fn voice(&mut self, id: ClientId, room: &Arc<str>, target: ClientId, actor_name: &str) {
+        let room = room.clone();
+        let Some((whom, in_room)) = self
             .members
             .get(&target)
-            .map(|m| (m.client.name(), m.room.clone()))
+            .map(|m| (m.client.name(), m.rooms.contains(&room)))
         else {
             return;
         };
-        if target_room != room {
+        if !in_room {
             self.tell(id, &format!("{whom} is not in {room}."));
             return;
         }
@@ -425,10 +425,8 @@ impl RoomHub {
     }
 
     /// `/topic TEXT` by a moderator: sets the topic of the moderator's room.
-    fn set_topic(&mut self, id: ClientId, actor_name: &str, topic: String) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
+    fn set_topic(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, topic: String) {
+        let room = room.clone();
         let Some(state) = self.rooms.get_mut(&room) else {
             return;
         };
@@ -442,10 +440,8 @@ impl RoomHub {
     }
 
     /// `/room keep|drop`: whether the moderator's room is kept when empty.
-    fn keep_room(&mut self, id: ClientId, actor_name: &str, keep: bool) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
+    fn keep_room(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, keep: bool) {
+        let room = room.clone();
         if self.is_configured_permanent(&room) {
             self.tell(
                 id,
@@ -490,13 +486,12 @@ impl RoomHub {
     }
 
     fn reload_filters(&mut self, id: ClientId, actor_name: &str) {
-        let (Some(rules), Some(member)) =
-            (self.settings.filter_rules.clone(), self.members.get(&id))
+        let (Some(rules), Some(recipient)) =
+            (self.settings.filter_rules.clone(), self.recipient(id))
         else {
             self.tell(id, "This server has no filters directory to reload.");
             return;
         };
-        let outbox = member.outbox.clone();
         let entry = audit(actor_name, "filters", "reload", "", Until::Lifted);
         self.persist(vec![entry], |_, result| {
             if let Err(cause) = result {
@@ -514,7 +509,7 @@ impl RoomHub {
                     errors.0.first().map(ToString::to_string).unwrap_or_default()
                 ),
             };
-            let _ = outbox.push(protocol::server_line(&answer));
+            recipient.tell(&answer);
         });
     }
 }

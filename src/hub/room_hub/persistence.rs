@@ -10,13 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Ban, Request, Room, RoomHub, Until};
 use crate::event::Role;
+use crate::hub::delivery::Delivery;
 use crate::names::NameKey;
-use crate::protocol;
 use crate::store::{AuditEntry, Change, HistoryLine, LineKind, Snapshot, StoredRoom};
 
 impl Until {
@@ -93,7 +92,7 @@ impl RoomHub {
                 if room.history.len() == keep {
                     room.history.pop_front();
                 }
-                room.history.push_back(history_bytes(&line));
+                room.history.push_back(history_delivery(&line));
             }
         }
         self.update_gauges();
@@ -236,15 +235,13 @@ pub(super) fn not_saved(cause: &str) -> String {
     )
 }
 
-/// The text-protocol line of a stored history line.
-fn history_bytes(line: &HistoryLine) -> Bytes {
-    match line.kind {
-        LineKind::Chat => protocol::chat_line(&line.sender, &line.text),
-        LineKind::Action => protocol::action_line(&line.sender, &line.text),
+/// A stored history line as a delivery, for replay.
+pub(super) fn history_delivery(line: &HistoryLine) -> Delivery {
+    Delivery::History {
+        room: Arc::from(line.room.as_str()),
+        kind: line.kind,
+        from: Arc::from(line.sender.as_str()),
+        text: Arc::from(line.text.as_str()),
+        at: line.at,
     }
-}
-
-/// A stored history line as the text protocol replays it (`[history] alice: hi`).
-pub(super) fn replay_line(line: &HistoryLine) -> Bytes {
-    protocol::history_line(&history_bytes(line))
 }

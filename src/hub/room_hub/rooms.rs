@@ -1,59 +1,87 @@
 //! Room membership: entering, leaving and moving between rooms, history replay and `/history`,
 //! the topic, listings.
+//!
+//! A text-protocol member is in one room at a time: `/join` moves it. A member of a door whose
+//! renderer says so ([`Render::joins_add`]) sits in up to `[rooms] max_joined` rooms: `/join`
+//! adds a room and `/leave` drops the room the line was sent to.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::RoomHub;
 use crate::event::{ClientId, Role};
-use crate::protocol;
+use crate::hub::delivery::{Delivery, Recipient, Scope};
 
 impl RoomHub {
-    /// Puts `id` into `room` (creating it), announces `join_line` to the room, tells the
-    /// newcomer `hint` (if any), and replays the room's history to them.
+    /// Puts `id` into `room` (creating it), announces the join to the room, tells the newcomer
+    /// `hint` (if any) and the topic, and replays the room's history to them.
     pub(super) fn enter_room(
         &mut self,
         id: ClientId,
         room: &Arc<str>,
-        join_line: Bytes,
+        scope: Scope,
         hint: Option<&str>,
     ) {
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
-        member.room = room.clone();
-        let outbox = member.outbox.clone();
+        if !member.rooms.contains(room) {
+            member.rooms.push(room.clone());
+        }
+        let (outbox, door, name) = (member.outbox.clone(), member.door, member.client.name());
         member.client.update(|info| info.room = room.clone());
+        let watches = self.settings.doors.get(door).shows_members();
         let state = self.rooms.entry(room.clone()).or_default();
-        state.members.push((id, outbox));
-        let history: Vec<Bytes> = state.history.iter().cloned().collect();
+        state.members.push((id, door, outbox));
+        state.watchers += usize::from(watches);
+        let history: Vec<Delivery> = state.history.iter().cloned().collect();
         let topic = state.topic.clone();
         self.update_gauges();
-        self.broadcast(room, join_line);
+        let joined = Delivery::Joined {
+            room: room.clone(),
+            name,
+            scope,
+        };
+        self.broadcast(room, &joined);
         if let Some(hint) = hint {
             self.tell(id, hint);
         }
         if let Some(topic) = topic {
-            self.tell(id, &format!("Topic for {room}: {topic}"));
+            self.deliver(
+                id,
+                &Delivery::room_notice(room, &format!("Topic for {room}: {topic}")),
+            );
         }
         if !history.is_empty() {
-            self.tell(id, &format!("Recent messages in {room}:"));
-            for line in history {
-                self.send(id, protocol::history_line(&line));
+            self.deliver(
+                id,
+                &Delivery::room_notice(room, &format!("Recent messages in {room}:")),
+            );
+            for line in &history {
+                self.deliver(id, line);
             }
-            self.tell(id, "End of history");
+            self.deliver(id, &Delivery::room_notice(room, "End of history"));
         }
+        self.send_members(room);
     }
 
-    /// Takes `id` out of `room`'s member list, removing the room if it is now empty and not
-    /// permanent.
+    /// Takes `id` out of `room`'s member list (and the room out of the member's list, if the
+    /// member is still there), removing the room if it is now empty and not kept.
     pub(super) fn leave_room(&mut self, id: ClientId, room: &str) {
         let configured = self.is_configured_permanent(room);
+        if let Some(member) = self.members.get_mut(&id) {
+            member.rooms.retain(|r| **r != *room);
+            if let Some(current) = member.rooms.last().cloned() {
+                member.client.update(|info| info.room = current);
+            }
+        }
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
-        state.members.retain(|(m, _)| *m != id);
+        if let Some(at) = state.members.iter().position(|(m, _, _)| *m == id) {
+            let (_, door, _) = state.members.remove(at);
+            let watched = self.settings.doors.get(door).shows_members();
+            state.watchers -= usize::from(watched);
+        }
         if state.members.is_empty() && !state.kept && !configured {
             let had_settings = state.moderated || state.topic.is_some() || !state.voiced.is_empty();
             self.rooms.remove(room);
@@ -65,30 +93,57 @@ impl RoomHub {
         self.update_gauges();
     }
 
+    /// Tells the members of `room` whose door shows a member list who is there now. Costs
+    /// nothing in a room without such members.
+    pub(super) fn send_members(&mut self, room: &Arc<str>) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        if state.watchers == 0 {
+            return;
+        }
+        let members: Arc<[(Arc<str>, Role)]> = state
+            .members
+            .iter()
+            .filter_map(|(m, _, _)| self.members.get(m))
+            .map(|m| (m.client.name(), m.role()))
+            .collect();
+        let delivery = Delivery::Members {
+            room: room.clone(),
+            members,
+        };
+        self.broadcast(room, &delivery);
+    }
+
     /// The default room and `[rooms] permanent` are kept whatever moderators say.
     pub(super) fn is_configured_permanent(&self, room: &str) -> bool {
         *self.default_room == *room || self.settings.rooms.permanent.iter().any(|p| p == room)
     }
 
-    /// `/topic`: the topic of the asker's room.
-    pub(super) fn show_topic(&mut self, id: ClientId) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
-        let text = match self.rooms.get(&room).and_then(|r| r.topic.clone()) {
+    /// `/topic`: the topic of `room`.
+    pub(super) fn show_topic(&mut self, id: ClientId, room: &Arc<str>) {
+        let text = match self.rooms.get(room).and_then(|r| r.topic.clone()) {
             Some(topic) => format!("Topic for {room}: {topic}"),
             None => format!("{room} has no topic."),
         };
-        self.tell(id, &text);
+        self.deliver(id, &Delivery::room_notice(room, &text));
     }
 
-    /// `/history [N]`: the newest `count` lines of the asker's room from the store, answered
-    /// straight into the asker's outbox by the store thread.
-    pub(super) fn show_history(&mut self, id: ClientId, count: usize) {
-        let Some(member) = self.members.get(&id) else {
+    /// The way to tell `id` things from outside the hub.
+    pub(super) fn recipient(&self, id: ClientId) -> Option<Recipient> {
+        let member = self.members.get(&id)?;
+        Some(Recipient {
+            outbox: member.outbox.clone(),
+            render: self.settings.doors.get(member.door).clone(),
+        })
+    }
+
+    /// `/history [N]`: the newest `count` lines of `room` from the store, answered straight into
+    /// the asker's outbox by the store thread.
+    pub(super) fn show_history(&mut self, id: ClientId, room: &Arc<str>, count: usize) {
+        let Some(recipient) = self.recipient(id) else {
             return;
         };
-        let (room, outbox) = (member.room.clone(), member.outbox.clone());
         let Some(store) = self.settings.store.clone() else {
             self.tell(
                 id,
@@ -98,32 +153,26 @@ impl RoomHub {
         };
         let shown_room = room.clone();
         let asked = store.history(
-            &room,
+            room,
             count,
             Box::new(move |result| {
-                let lines = match result {
+                let notice = |text: &str| Delivery::room_notice(&shown_room, text);
+                match result {
                     Ok(lines) if lines.is_empty() => {
-                        vec![protocol::server_line(&format!(
-                            "No history in {shown_room}."
-                        ))]
+                        recipient.deliver(&notice(&format!("No history in {shown_room}.")));
                     }
                     Ok(lines) => {
-                        let mut out = Vec::with_capacity(lines.len() + 2);
-                        out.push(protocol::server_line(&format!(
-                            "History of {shown_room} ({} lines):",
-                            lines.len()
-                        )));
-                        out.extend(lines.iter().map(super::persistence::replay_line));
-                        out.push(protocol::server_line("End of history"));
-                        out
+                        let header = format!("History of {shown_room} ({} lines):", lines.len());
+                        recipient.deliver(&notice(&header));
+                        for line in &lines {
+                            if !recipient.deliver(&super::persistence::history_delivery(line)) {
+                                return;
+                            }
+                        }
+                        recipient.deliver(&notice("End of history"));
                     }
-                    Err(error) => vec![protocol::server_line(&format!(
-                        "The history could not be read ({error})."
-                    ))],
-                };
-                for line in lines {
-                    if outbox.push(line).is_err() {
-                        break;
+                    Err(error) => {
+                        recipient.tell(&format!("The history could not be read ({error})."));
                     }
                 }
             }),
@@ -133,18 +182,54 @@ impl RoomHub {
         }
     }
 
-    /// `/join ROOM` and `/leave`: moves `id` to `room`.
-    pub(super) fn move_to(&mut self, id: ClientId, room: &str) {
+    /// `/join ROOM`: moves a text-protocol member; adds the room for a member of a door where
+    /// joins add.
+    pub(super) fn join(&mut self, id: ClientId, room: &str) {
         let Some(member) = self.members.get(&id) else {
             return;
         };
-        let (old, name) = (member.room.clone(), member.client.name());
-        if *old == *room {
-            self.tell(id, &format!("You are already in {room}."));
+        if self.settings.doors.get(member.door).joins_add() {
+            self.join_another(id, room);
+        } else {
+            self.move_to(id, room);
+        }
+    }
+
+    /// `/leave`: back to the default room for a text-protocol member; out of `room` (the room
+    /// the line was for) for a member of a door where joins add.
+    pub(super) fn leave(&mut self, id: ClientId, room: &Arc<str>) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        if !self.settings.doors.get(member.door).joins_add() {
+            let default = self.default_room.clone();
+            self.move_to(id, &default);
             return;
         }
-        let room: Arc<str> = match self.rooms.get_key_value(room) {
-            Some((existing, _)) => existing.clone(),
+        if member.rooms.len() <= 1 {
+            self.tell(
+                id,
+                "You are in one room only; join another before leaving this one.",
+            );
+            return;
+        }
+        let name = member.client.name();
+        self.leave_room(id, room);
+        let left = Delivery::Left {
+            room: room.clone(),
+            name: name.clone(),
+            scope: Scope::Room,
+        };
+        self.broadcast(room, &left);
+        self.deliver(id, &left);
+        self.send_members(room);
+        tracing::info!(client = %id, name = %name, room = %room, "client left a room");
+    }
+
+    /// The `Arc` of an existing room, or a new one if the server may have another.
+    fn room_named(&mut self, id: ClientId, room: &str) -> Option<Arc<str>> {
+        match self.rooms.get_key_value(room) {
+            Some((existing, _)) => Some(existing.clone()),
             None if self.rooms.len() >= self.settings.rooms.max_rooms => {
                 let max = self.settings.rooms.max_rooms;
                 self.tell(
@@ -153,16 +238,65 @@ impl RoomHub {
                         "The server has its maximum of {max} rooms; join an existing one (/rooms)."
                     ),
                 );
-                return;
+                None
             }
             // `enter_room` creates it.
-            None => Arc::from(room),
+            None => Some(Arc::from(room)),
+        }
+    }
+
+    /// Adds `room` to a multi-room member's rooms.
+    fn join_another(&mut self, id: ClientId, room: &str) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        if member.rooms.iter().any(|r| **r == *room) {
+            self.tell(id, &format!("You are already in {room}."));
+            return;
+        }
+        let max = self.settings.rooms.max_joined;
+        if member.rooms.len() >= max {
+            self.tell(
+                id,
+                &format!("You are in {max} rooms, the most at once; /leave one first."),
+            );
+            return;
+        }
+        let name = member.client.name();
+        let Some(room) = self.room_named(id, room) else {
+            return;
+        };
+        tracing::info!(client = %id, name = %name, room = %room, "client joined a room");
+        self.enter_room(id, &room, Scope::Room, None);
+    }
+
+    /// `/join ROOM` and `/leave` for a text-protocol member: moves `id` to `room`.
+    pub(super) fn move_to(&mut self, id: ClientId, room: &str) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let Some(old) = member.current_room().cloned() else {
+            return;
+        };
+        let name = member.client.name();
+        if *old == *room {
+            self.tell(id, &format!("You are already in {room}."));
+            return;
+        }
+        let Some(room) = self.room_named(id, room) else {
+            return;
         };
         self.leave_room(id, &old);
-        self.broadcast(&old, protocol::left_room_line(&name));
+        let left = Delivery::Left {
+            room: old.clone(),
+            name: name.clone(),
+            scope: Scope::Room,
+        };
+        self.broadcast(&old, &left);
+        self.send_members(&old);
         tracing::info!(client = %id, name = %name, from = %old, to = %room, "client changed room");
         self.tell(id, &format!("You are now in {room}."));
-        self.enter_room(id, &room, protocol::joined_room_line(&name), None);
+        self.enter_room(id, &room, Scope::Room, None);
     }
 
     /// `/rooms`.
@@ -173,33 +307,24 @@ impl RoomHub {
             .map(|(name, room)| (name.clone(), room.members.len()))
             .collect();
         rooms.sort();
-        let listed: Vec<String> = rooms
-            .iter()
-            .map(|(name, count)| format!("{name} ({count})"))
-            .collect();
-        self.tell(id, &format!("Rooms: {}", listed.join(", ")));
+        self.deliver(id, &Delivery::Rooms { rooms });
     }
 
-    /// `/who`: the members of the asker's room; `@` marks moderators and admins.
-    pub(super) fn who(&mut self, id: ClientId) {
-        let Some(room) = self.members.get(&id).map(|m| m.room.clone()) else {
-            return;
-        };
+    /// `/who`: the members of `room`; `@` marks moderators and admins.
+    pub(super) fn who(&mut self, id: ClientId, room: &Arc<str>) {
         let names: Vec<String> = self
             .rooms
-            .get(&room)
+            .get(room)
             .map(|r| r.members.as_slice())
             .unwrap_or_default()
             .iter()
-            .filter_map(|(m, _)| self.members.get(m))
+            .filter_map(|(m, _, _)| self.members.get(m))
             .map(|m| {
                 let mark = if m.role() == Role::User { "" } else { "@" };
                 format!("{mark}{}", m.client.name())
             })
             .collect();
-        self.tell(
-            id,
-            &format!("Users in {room} ({}): {}", names.len(), names.join(", ")),
-        );
+        let text = format!("Users in {room} ({}): {}", names.len(), names.join(", "));
+        self.deliver(id, &Delivery::room_notice(room, &text));
     }
 }

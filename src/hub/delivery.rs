@@ -1,0 +1,272 @@
+//! [`Delivery`]: what the hub says, before any front door puts it into words.
+//!
+//! The hub decides *what* happens (alice said this in games, bob left, you are muted) and each
+//! front door decides how its clients see it: the text protocol as `alice: hi`, the web door as
+//! a JSON object, IRC as a `PRIVMSG`. A door implements [`Render`]; the hub renders a delivery at
+//! most once per door and puts the same shared buffer into the outbox of every recipient behind
+//! that door, so fan-out stays one allocation per message per protocol.
+//!
+//! Doors are numbered ([`DoorId`]); the text protocol is always door 0, and its rendering is
+//! byte for byte the wire protocol of version 1.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::event::Role;
+use crate::protocol;
+use crate::store::LineKind;
+
+/// Which front door a client came in by: an index into the hub's renderers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DoorId(pub u8);
+
+impl DoorId {
+    /// The text protocol over TCP.
+    pub const TEXT: DoorId = DoorId(0);
+}
+
+/// How many doors a hub can serve.
+pub const MAX_DOORS: usize = 4;
+
+/// Whether a join or leave is about the whole chat (connecting, disconnecting) or one room
+/// (`/join`, `/leave`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Connected or disconnected.
+    Chat,
+    /// Moved into or out of a room.
+    Room,
+}
+
+/// Something a client is told.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// `name` joined `room`.
+    Joined {
+        /// The room.
+        room: Arc<str>,
+        /// Who.
+        name: Arc<str>,
+        /// Connecting, or moving.
+        scope: Scope,
+    },
+    /// `name` left `room`.
+    Left {
+        /// The room.
+        room: Arc<str>,
+        /// Who.
+        name: Arc<str>,
+        /// Disconnecting, or moving.
+        scope: Scope,
+    },
+    /// A chat line in a room.
+    Message {
+        /// The room.
+        room: Arc<str>,
+        /// Who said it.
+        from: Arc<str>,
+        /// What, after the filters.
+        text: Arc<str>,
+    },
+    /// An action (`/me`) in a room.
+    Action {
+        /// The room.
+        room: Arc<str>,
+        /// Who.
+        from: Arc<str>,
+        /// What they do.
+        text: Arc<str>,
+    },
+    /// A private message, to its recipient or (`outgoing`) back to its sender.
+    Private {
+        /// The sender.
+        from: Arc<str>,
+        /// The recipient.
+        to: Arc<str>,
+        /// The text.
+        text: Arc<str>,
+        /// True for the sender's copy.
+        outgoing: bool,
+    },
+    /// `old` is now known as `new`, said in `room`.
+    Renamed {
+        /// The room told.
+        room: Arc<str>,
+        /// The old name.
+        old: Arc<str>,
+        /// The new one.
+        new: Arc<str>,
+    },
+    /// A line of a room's history, replayed.
+    History {
+        /// The room.
+        room: Arc<str>,
+        /// Chat or action.
+        kind: LineKind,
+        /// Who said it.
+        from: Arc<str>,
+        /// What.
+        text: Arc<str>,
+        /// When.
+        at: SystemTime,
+    },
+    /// A `SERVER:` line: an answer, a refusal, an announcement.
+    Notice {
+        /// The text (may have several lines).
+        text: Arc<str>,
+        /// A machine-readable reason, where there is one (`rate_limited`, `blocked`, `muted`…).
+        code: Option<&'static str>,
+        /// The room it is about, where it is about one.
+        room: Option<Arc<str>>,
+    },
+    /// The members of a room, after a change (doors that show a member list).
+    Members {
+        /// The room.
+        room: Arc<str>,
+        /// Names and roles, in join order.
+        members: Arc<[(Arc<str>, Role)]>,
+    },
+    /// The client is in: its name and role (doors that greet with state).
+    Welcome {
+        /// The name.
+        name: Arc<str>,
+        /// The role.
+        role: Role,
+        /// The rooms it is in.
+        rooms: Vec<Arc<str>>,
+    },
+    /// The rooms there are, with member counts (`/rooms`).
+    Rooms {
+        /// Name and member count.
+        rooms: Vec<(Arc<str>, usize)>,
+    },
+}
+
+impl Delivery {
+    /// A `SERVER:` line without a code.
+    pub fn notice(text: &str) -> Delivery {
+        Delivery::Notice {
+            text: Arc::from(text),
+            code: None,
+            room: None,
+        }
+    }
+
+    /// A `SERVER:` line with a machine-readable code.
+    pub fn coded(code: &'static str, text: &str) -> Delivery {
+        Delivery::Notice {
+            text: Arc::from(text),
+            code: Some(code),
+            room: None,
+        }
+    }
+
+    /// A `SERVER:` line about `room`.
+    pub fn room_notice(room: &Arc<str>, text: &str) -> Delivery {
+        Delivery::Notice {
+            text: Arc::from(text),
+            code: None,
+            room: Some(room.clone()),
+        }
+    }
+}
+
+/// How one front door puts deliveries into words.
+pub trait Render: Send + Sync + 'static {
+    /// The bytes a client of this door receives for `delivery` (one outbox entry), or `None`
+    /// when this door does not show it.
+    fn render(&self, delivery: &Delivery) -> Option<Bytes>;
+
+    /// Whether `/join` adds a room (web, IRC) rather than moving to it (the text protocol).
+    fn joins_add(&self) -> bool {
+        false
+    }
+
+    /// Whether this door's clients want [`Delivery::Members`] on every change of a room's
+    /// members. The hub builds the list only for rooms where someone does.
+    fn shows_members(&self) -> bool {
+        false
+    }
+}
+
+/// The text protocol (version 1): exactly the lines of the wire protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextRender;
+
+impl Render for TextRender {
+    fn render(&self, delivery: &Delivery) -> Option<Bytes> {
+        Some(match delivery {
+            Delivery::Joined { name, scope, .. } => match scope {
+                Scope::Chat => protocol::joined_line(name),
+                Scope::Room => protocol::joined_room_line(name),
+            },
+            Delivery::Left { name, scope, .. } => match scope {
+                Scope::Chat => protocol::left_line(name),
+                Scope::Room => protocol::left_room_line(name),
+            },
+            Delivery::Message { from, text, .. } => protocol::chat_line(from, text),
+            Delivery::Action { from, text, .. } => protocol::action_line(from, text),
+            Delivery::Private {
+                from,
+                to,
+                text,
+                outgoing,
+            } => {
+                if *outgoing {
+                    protocol::pm_to_line(to, text)
+                } else {
+                    protocol::pm_from_line(from, text)
+                }
+            }
+            Delivery::Renamed { old, new, .. } => protocol::renamed_line(old, new),
+            Delivery::History {
+                kind, from, text, ..
+            } => protocol::history_line(&match kind {
+                LineKind::Chat => protocol::chat_line(from, text),
+                LineKind::Action => protocol::action_line(from, text),
+            }),
+            Delivery::Notice { text, .. } => protocol::server_line(text),
+            Delivery::Rooms { rooms } => {
+                let listed: Vec<String> = rooms
+                    .iter()
+                    .map(|(name, count)| format!("{name} ({count})"))
+                    .collect();
+                protocol::server_line(&format!("Rooms: {}", listed.join(", ")))
+            }
+            Delivery::Members { .. } | Delivery::Welcome { .. } => return None,
+        })
+    }
+}
+
+/// One recipient's way to be told things from outside the hub (the store thread answering
+/// `/history`, an account task): its outbox and its door's renderer.
+#[derive(Clone)]
+pub struct Recipient {
+    /// The client's outbox.
+    pub outbox: crate::hub::Outbox,
+    /// Its door's renderer.
+    pub render: Arc<dyn Render>,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient").finish_non_exhaustive()
+    }
+}
+
+impl Recipient {
+    /// Renders and queues `delivery`; false when the outbox refused it.
+    pub fn deliver(&self, delivery: &Delivery) -> bool {
+        match self.render.render(delivery) {
+            Some(bytes) => self.outbox.push(bytes).is_ok(),
+            None => true,
+        }
+    }
+
+    /// A `SERVER:` line.
+    pub fn tell(&self, text: &str) -> bool {
+        self.deliver(&Delivery::notice(text))
+    }
+}
