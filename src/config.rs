@@ -46,6 +46,28 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The database that keeps accounts, bans, mutes, room settings, history and the audit log.
     pub storage: StorageConfig,
+    /// The web front door: the page and its WebSocket.
+    pub web: WebConfig,
+}
+
+/// `[web]`: the web page and the WebSocket at `/ws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address of the web listener (the page at `/`, the WebSocket at `/ws`); `""` turns it off.
+    pub listen: String,
+    /// Further origins allowed to open `/ws` (such as `https://chat.example.org`); the page's
+    /// own origin and localhost always are.
+    pub origins: Vec<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8081".to_owned(),
+            origins: Vec::new(),
+        }
+    }
 }
 
 /// `[storage]`: the embedded SQLite database.
@@ -390,6 +412,19 @@ impl Config {
                 "[admin] listen: `{}` is not an address such as 127.0.0.1:9090 (or \"\" for off)",
                 self.admin.listen
             ));
+        }
+        if !self.web.listen.is_empty() && self.web.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "[web] listen: `{}` is not an address such as 127.0.0.1:8081 (or \"\" for off)",
+                self.web.listen
+            ));
+        }
+        for origin in &self.web.origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                problems.push(format!(
+                    "[web] origins: `{origin}` is not an origin such as https://chat.example.org"
+                ));
+            }
         }
         if s.listen.parse::<SocketAddr>().is_err() {
             problems.push(format!(

@@ -45,6 +45,7 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod testing;
+pub mod web;
 
 pub use config::Config;
 pub use error::{ConfigError, ServerError};

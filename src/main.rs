@@ -184,6 +184,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         // Always: without a handler, SIGHUP's default action would end the process.
         tokio::spawn(reload_on_sighup(server.filter_rules()));
         let listener = server.bind().await.map_err(|e| e.to_string())?;
+        if let Some(web) = server.bind_web().await.map_err(|e| e.to_string())? {
+            server = server.web_listener(web);
+        }
         // The chat service matters more than its dashboard: a busy admin port is reported, and
         // the server runs without the endpoints.
         match server.bind_admin().await {

@@ -527,7 +527,7 @@ fn sighup_reloads_the_binary() {
     )
     .unwrap();
     let config = dir.path().join("chatpipe.toml");
-    std::fs::write(&config, "[admin]\nlisten = \"\"\n").unwrap();
+    std::fs::write(&config, "[admin]\nlisten = \"\"\n[web]\nlisten = \"\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
         .args([
             "--listen",

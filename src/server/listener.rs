@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use tokio::io::AsyncWriteExt;
 
 use super::admission::Refusal;
 use super::session::{Admission, SessionShared, run_session};
-use crate::event::ClientId;
 use crate::protocol::server_line;
 
 /// How long a refused client gets to take its one line.
@@ -30,8 +28,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Accepts connections until shutdown begins.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
-    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
-    let mut next_id = 0u64;
+    let permits = shared.permits.clone();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let permit = tokio::select! {
@@ -69,8 +66,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared
                 continue;
             }
         };
-        next_id += 1;
-        let id = ClientId(next_id);
+        let id = shared.next_client_id();
         tracing::debug!(client = %id, peer = %addr, "connection accepted");
         let admission = Admission { permit, address };
         shared

@@ -19,7 +19,8 @@ pub mod accounts;
 pub mod admission;
 pub mod codec;
 mod listener;
-mod session;
+pub(crate) mod login;
+pub(crate) mod session;
 mod writer;
 
 use std::future::Future;
@@ -63,6 +64,7 @@ pub struct Server {
     pipeline: PipelineBuilder,
     rules: Option<FilterRules>,
     admin: Option<TcpListener>,
+    web: Option<TcpListener>,
     metrics: Arc<Metrics>,
 }
 
@@ -75,6 +77,7 @@ impl Server {
             pipeline,
             rules: None,
             admin: None,
+            web: None,
             metrics: Metrics::new(),
         }
     }
@@ -95,6 +98,30 @@ impl Server {
                 addr: addr.clone(),
                 source,
             })
+    }
+
+    /// Binds the configured web listener (`[web] listen`), unless it is `""`.
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when the address is bad or in use.
+    pub async fn bind_web(&self) -> Result<Option<TcpListener>, ServerError> {
+        let addr = &self.config.web.listen;
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        TcpListener::bind(addr.as_str())
+            .await
+            .map(Some)
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })
+    }
+
+    /// Serves the web front door (the page and `/ws`) on `listener` while running.
+    pub fn web_listener(mut self, listener: TcpListener) -> Self {
+        self.web = Some(listener);
+        self
     }
 
     /// Serves the admin endpoints (health, readiness, metrics) on `listener` while running.
@@ -188,6 +215,11 @@ impl Server {
         }
         let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
         let exempt = ExemptList::new(&self.config.admission.exempt);
+        let mut doors = Doors::default();
+        let web_door = self
+            .web
+            .as_ref()
+            .map(|_| doors.add(Arc::new(crate::web::JsonRender)));
         let (mut hub, hub_handle) = RoomHub::new(HubSettings {
             rooms: self.config.rooms.clone(),
             exempt: exempt.clone(),
@@ -208,7 +240,7 @@ impl Server {
                 .iter()
                 .map(|a| NameKey::new(&a.name))
                 .collect(),
-            doors: Doors::default(),
+            doors,
         });
         hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));
@@ -244,6 +276,10 @@ impl Server {
             )),
             pipeline: input,
             store: store.clone(),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                self.config.server.max_connections,
+            )),
+            next_id: std::sync::atomic::AtomicU64::new(0),
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),
             tasks: tasks.clone(),
@@ -251,6 +287,14 @@ impl Server {
         });
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("listening on {addr}");
+        }
+        if let (Some(web), Some(door)) = (self.web, web_door) {
+            let state = crate::web::WebState {
+                shared: shared.clone(),
+                door,
+                origins: Arc::new(self.config.web.origins.clone()),
+            };
+            tasks.spawn(crate::web::serve(web, state));
         }
         tasks.spawn(listener::accept_loop(listener, shared));
         if let Some(rules) = self.rules.filter(|_| self.config.filters.watch) {

@@ -21,9 +21,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::accounts::{Account, Accounts, verify_password};
+use super::accounts::Accounts;
 use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, LineCodec, clean_text};
+use super::login;
 use super::writer::{WriterContext, write_loop};
 use crate::config::ServerConfig;
 use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
@@ -50,11 +51,27 @@ pub(crate) struct SessionShared {
     pub(crate) pipeline: mpsc::Sender<Event>,
     /// Where registered accounts are looked up (after the configuration file's).
     pub(crate) store: crate::store::Store,
+    /// Connections served at once, over every door: a permit is taken before a connection is
+    /// served and released when it is fully closed.
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+    /// The last client id handed out, over every door.
+    pub(crate) next_id: std::sync::atomic::AtomicU64,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
     /// Cancelled when the shutdown grace period is over: stop writing.
     pub(crate) cut: CancellationToken,
     pub(crate) tasks: TaskTracker,
+}
+
+impl SessionShared {
+    /// A new client id, unique over every door for the server's life.
+    pub(crate) fn next_client_id(&self) -> ClientId {
+        ClientId(
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+        )
+    }
 }
 
 type Frames = FramedRead<OwnedReadHalf, LineCodec>;
@@ -237,43 +254,18 @@ async fn log_in(
     frames: &mut Frames,
     outbox: &Outbox,
 ) -> Result<Result<(String, Role), String>, HandshakeEnd> {
-    let accounts = &shared.accounts;
-    // The configuration file's accounts win over the store's.
-    let account = match accounts.get(name) {
-        Some(account) => Some(account.clone()),
-        None => match shared.store.account(name).await {
-            Ok(stored) => stored.map(|a| Account {
-                name: a.name,
-                password_hash: Arc::from(a.password_hash),
-                role: a.role,
-            }),
-            Err(error) => {
-                tracing::error!(%error, "cannot read accounts from the store");
-                return Ok(Err(format!(
-                    "Accounts cannot be checked right now ({error}); try again in a moment"
-                )));
-            }
-        },
+    let account = match login::account(shared, name).await {
+        Ok(account) => account,
+        Err(refusal) => return Ok(Err(refusal.text)),
     };
     let Some(account) = account else {
-        if accounts.allow_guests {
-            return Ok(Ok((name.to_owned(), Role::User)));
-        }
-        shared.metrics.handshake_failure("not_registered");
-        return Ok(Err(format!(
-            "Only registered users may join; {name} is not registered"
-        )));
+        return Ok(login::guest(shared, name).map_err(|r| r.text));
     };
-    let throttle = accounts.throttle();
     // A wrong password asks for the password again rather than for a username: a person who
     // thinks the prompt repeated would otherwise type the password as a name for all to see.
     for attempt in 0..MAX_NAME_ATTEMPTS {
-        if let Some(wait) = throttle.refused_for(name, addr.ip()) {
-            shared.metrics.handshake_failure("throttled");
-            return Ok(Err(format!(
-                "Too many failed logins; try again in {}",
-                crate::hub::describe_duration(wait)
-            )));
+        if let Some(refusal) = login::throttled(shared, name, addr) {
+            return Ok(Err(refusal.text));
         }
         let prompt = if attempt == 0 {
             format!("Password required for {}", account.name)
@@ -289,16 +281,9 @@ async fn log_in(
         if password.trim().is_empty() {
             return Ok(Err("No password given; choose a username".to_owned()));
         }
-        let hash = account.password_hash.clone();
-        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
-        if matches {
+        if login::check_password(shared, &account, addr, password).await {
             return Ok(Ok((account.name.clone(), account.role)));
         }
-        throttle.record_failure(name, addr.ip());
-        shared.metrics.handshake_failure("wrong_password");
-        tracing::info!(name = %account.name, peer = %addr, "wrong password");
         let _ = outbox.push(server_line(&format!(
             "Wrong password for {}; try again, or send an empty line to choose another username",
             account.name
@@ -388,7 +373,7 @@ async fn read_lines(
 }
 
 /// What the idle timer says.
-enum IdleAlarm {
+pub(crate) enum IdleAlarm {
     /// Time to warn; this much is left.
     Warn(std::time::Duration),
     /// Time is up.
@@ -397,7 +382,7 @@ enum IdleAlarm {
 
 /// Tracks how long a client has been silent. One timer, re-armed on each line; the warning
 /// comes `min(30s, timeout / 2)` before the end.
-struct IdleTimer {
+pub(crate) struct IdleTimer {
     timeout: std::time::Duration,
     warn_before: std::time::Duration,
     last_heard: Instant,
@@ -405,7 +390,7 @@ struct IdleTimer {
 }
 
 impl IdleTimer {
-    fn new(timeout: std::time::Duration) -> Self {
+    pub(crate) fn new(timeout: std::time::Duration) -> Self {
         IdleTimer {
             timeout,
             warn_before: (timeout / 2).min(std::time::Duration::from_secs(30)),
@@ -414,13 +399,13 @@ impl IdleTimer {
         }
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.last_heard = Instant::now();
         self.warned = false;
     }
 
     /// Completes at the next warning or the end; never, when idle timeouts are off.
-    async fn alarm(&mut self) -> IdleAlarm {
+    pub(crate) async fn alarm(&mut self) -> IdleAlarm {
         if self.timeout.is_zero() {
             return std::future::pending().await;
         }
@@ -436,7 +421,7 @@ impl IdleTimer {
 }
 
 /// Counts over-long and invalid lines in the last minute.
-struct BadLines {
+pub(crate) struct BadLines {
     max: usize,
     recent: std::collections::VecDeque<Instant>,
 }
@@ -444,7 +429,7 @@ struct BadLines {
 impl BadLines {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-    fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         BadLines {
             max,
             recent: std::collections::VecDeque::new(),
@@ -452,7 +437,7 @@ impl BadLines {
     }
 
     /// Records an offence; true when it is one too many.
-    fn offend(&mut self) -> bool {
+    pub(crate) fn offend(&mut self) -> bool {
         let now = Instant::now();
         while self
             .recent

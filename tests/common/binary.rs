@@ -80,10 +80,11 @@ pub fn run_to_exit_with(
 }
 
 fn write_config(dir: &std::path::Path, config: &str) {
-    // An ephemeral admin port, so the test never collides with a server already on 9090.
+    // Ephemeral admin and web ports, so tests never collide with each other or a server
+    // already on 9090 or 8081.
     std::fs::write(
         dir.join("chatpipe.toml"),
-        format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}"),
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"127.0.0.1:0\"\n{config}"),
     )
     .unwrap();
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +50,13 @@ impl TestServer {
             shutdown: Some(tx),
             handle,
         }
+    }
+
+    /// Starts `server` with its web door on an ephemeral port; the server and the web address.
+    pub async fn start_with_web(server: Server) -> (TestServer, SocketAddr) {
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_addr = web.local_addr().unwrap();
+        (TestServer::start(server.web_listener(web)).await, web_addr)
     }
 
     /// Starts a server with `config` and the standard pipeline.

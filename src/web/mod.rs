@@ -1,0 +1,165 @@
+//! The web front door: the chat page at `/` and a WebSocket at `/ws` that speaks JSON.
+//!
+//! A browser opens the page (HTML, CSS and JavaScript compiled into the binary: no build step, no
+//! CDN), which opens `/ws`. The WebSocket session ([`session`]) runs the same login as the text
+//! protocol (names, accounts, passwords, the throttle), feeds the same pipeline, and the hub
+//! renders what it says with [`JsonRender`]. Admission is shared with the other doors: one
+//! connection limit, one set of per-address limits.
+//!
+//! Cross-site WebSocket hijacking is refused: an upgrade whose `Origin` is not the page's own,
+//! localhost, or one of `[web] origins` gets 403.
+
+mod page;
+mod render;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+pub use render::{JsonRender, to_json};
+
+use crate::hub::DoorId;
+use crate::server::session::{Admission, SessionShared};
+
+/// What the web door's handlers share.
+#[derive(Clone)]
+pub(crate) struct WebState {
+    pub(crate) shared: Arc<SessionShared>,
+    /// The hub's id for this door's renderer.
+    pub(crate) door: DoorId,
+    /// Origins allowed besides the page's own and localhost.
+    pub(crate) origins: Arc<Vec<String>>,
+}
+
+/// Serves the page and the WebSocket on `listener` until shutdown begins.
+pub(crate) async fn serve(listener: TcpListener, state: WebState) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("web page on http://{addr}/");
+    }
+    let stop = state.shared.stop_reading.clone();
+    let app = Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
+        .route("/ws", get(upgrade))
+        .with_state(state);
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(error) = axum::serve(listener, service)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::error!(%error, "web listener failed");
+    }
+}
+
+/// `GET /ws`: admission and the origin check, then the WebSocket session.
+async fn upgrade(
+    State(state): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &state.origins) {
+        tracing::info!(peer = %addr, origin = ?headers.get(header::ORIGIN), "cross-origin WebSocket refused");
+        return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused\n").into_response();
+    }
+    let shared = &state.shared;
+    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the server is full\n").into_response();
+    };
+    let address = match shared.address_limits.admit(addr.ip()) {
+        Ok(guard) => guard,
+        Err(refusal) => {
+            tracing::info!(peer = %addr, %refusal, "connection refused");
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{refusal}\n")).into_response();
+        }
+    };
+    let admission = Admission { permit, address };
+    let max_frame = shared.config.max_line_bytes * 4 + 1024;
+    ws.max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| {
+            let tasks = state.shared.tasks.clone();
+            let id = state.shared.next_client_id();
+            tasks.spawn(session::run(state, id, socket, addr, admission));
+            std::future::ready(())
+        })
+}
+
+/// Whether the `Origin` of an upgrade may open a session: none (not a browser), the page's own
+/// (same host), localhost, or one configured.
+fn origin_allowed(headers: &HeaderMap, extra: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme, "http" | "https") {
+        return false;
+    }
+    if rest == host || extra.iter().any(|o| o.trim_end_matches('/') == origin) {
+        return true;
+    }
+    let origin_host = rest.rsplit_once(':').map_or(rest, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            rest
+        }
+    });
+    matches!(origin_host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            h.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let extra = vec!["https://chat.example.org".to_owned()];
+        assert!(origin_allowed(&headers(None, "x:1"), &extra));
+        assert!(origin_allowed(&headers(Some("http://x:1"), "x:1"), &extra));
+        assert!(origin_allowed(
+            &headers(Some("http://localhost:3000"), "x:1"),
+            &extra
+        ));
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:9"), "x:1"),
+            &extra
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example.org"), "x:1"),
+            &extra
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "x:1"),
+            &extra
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://localhost.evil.example"), "x:1"),
+            &extra
+        ));
+        assert!(!origin_allowed(&headers(Some("null"), "x:1"), &extra));
+    }
+}
