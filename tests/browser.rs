@@ -1,0 +1,319 @@
+//! The web page in a real browser: Debian's Chromium driven through chromedriver (WebDriver),
+//! headless, a fresh profile per test. Without chromium and chromedriver these tests are skipped
+//! with a message, unless `CHATPIPE_REQUIRE_BROWSER=1` (set by `.ci/run`) makes that a failure.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chatpipe::{Config, Server};
+use common::{TestClient, TestServer, WAIT, test_config};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process, killed when dropped, and a browser session on it.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Where chromedriver is, or `None` (the test is then skipped, or fails in CI).
+fn chromedriver() -> Option<String> {
+    let found = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .filter(|_| std::path::Path::new(CHROMIUM).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("CHATPIPE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "CHATPIPE_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "skipping browser test: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        );
+    }
+    found.map(str::to_owned)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    async fn start(driver_path: &str) -> Browser {
+        let port = free_port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1100,700",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::rustls()
+            .expect("a TLS setup for the WebDriver client")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a browser session");
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Opens the page at `web` and logs in as `name` (with `password` if given).
+    async fn join(&self, web: SocketAddr, name: &str, password: Option<&str>) {
+        let c = &self.client;
+        c.goto(&format!("http://{web}/")).await.unwrap();
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("name"))
+            .await
+            .unwrap()
+            .send_keys(name)
+            .await
+            .unwrap();
+        if let Some(password) = password {
+            c.execute("document.getElementById('password-row').hidden = false", vec![])
+                .await
+                .unwrap();
+            c.find(Locator::Id("password"))
+                .await
+                .unwrap()
+                .send_keys(password)
+                .await
+                .unwrap();
+        }
+        c.find(Locator::Id("join-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.wait_for_text("#status", &format!("Connected as {name}"))
+            .await;
+    }
+
+    /// Types a line into the input and sends it.
+    async fn say(&self, text: &str) {
+        let input = self.client.find(Locator::Id("input")).await.unwrap();
+        input.send_keys(text).await.unwrap();
+        input.send_keys("\u{E007}").await.unwrap(); // Enter
+    }
+
+    /// The text of the element(s) matching `css`, joined by newlines.
+    async fn text_of(&self, css: &str) -> String {
+        let mut texts = Vec::new();
+        for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            texts.push(element.text().await.unwrap_or_default());
+        }
+        texts.join("\n")
+    }
+
+    /// Waits (polling the page, bounded by [`WAIT`]) until `css` contains `needle`.
+    async fn wait_for_text(&self, css: &str, needle: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.text_of(css).await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css} never showed {needle:?}; it shows {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The chat lines (messages) shown, in order, as `from text`.
+    async fn messages(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for li in self
+            .client
+            .find_all(Locator::Css("#messages li.message"))
+            .await
+            .unwrap()
+        {
+            let from = li.find(Locator::Css(".from")).await.unwrap().text().await.unwrap();
+            let text = li.find(Locator::Css(".text")).await.unwrap().text().await.unwrap();
+            lines.push(format!("{from} {text}"));
+        }
+        lines
+    }
+}
+
+/// Two browser users and one `nc` user in one room see each other's lines, in the same order.
+/// Saves a screenshot of the page (target/screenshots/web-page.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_and_nc_share_a_room_in_one_order() {
+    let Some(driver) = chromedriver() else { return };
+    let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
+    let ann = Browser::start(&driver).await;
+    let ben = Browser::start(&driver).await;
+    ann.join(web, "ann", None).await;
+    ben.join(web, "ben", None).await;
+    let mut nc = server.login("nick").await;
+    ann.wait_for_text("#members", "nick").await;
+    for n in 0..3 {
+        ann.say(&format!("ann {n}")).await;
+        ben.say(&format!("ben {n}")).await;
+        nc.send(&format!("nick {n}")).await;
+    }
+    let mut seen_by_nc = Vec::new();
+    while seen_by_nc.len() < 9 {
+        let line = nc.next_line().await.expect("nc stays connected");
+        if let Some((from, text)) = line.split_once(": ") {
+            seen_by_nc.push(format!("{from}: {text}"));
+        }
+    }
+    let in_order: Vec<String> = seen_by_nc
+        .iter()
+        .map(|l| l.replacen(": ", ": ", 1))
+        .collect();
+    for browser in [&ann, &ben] {
+        browser.wait_for_text("#messages", "nick 2").await;
+        browser.wait_for_text("#messages", "ann 2").await;
+        browser.wait_for_text("#messages", "ben 2").await;
+        let shown: Vec<String> = browser
+            .messages()
+            .await
+            .into_iter()
+            .map(|l| l.replacen(": ", ": ", 1))
+            .collect();
+        assert_eq!(shown, in_order, "the browser and nc saw different orders");
+    }
+    let png = ann.client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-page.png"), png).unwrap();
+    drop((ann, ben));
+    server.shutdown().await;
+}
+
+/// A line that looks like HTML is shown as text and runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_in_a_line_stays_text() {
+    let Some(driver) = chromedriver() else { return };
+    let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
+    let viewer = Browser::start(&driver).await;
+    viewer.join(web, "viewer", None).await;
+    viewer
+        .client
+        .execute("window.__alerted = false; window.alert = () => { window.__alerted = true; };", vec![])
+        .await
+        .unwrap();
+    let mut nc = server.login("mallory").await;
+    nc.send("<img src=x onerror=alert(1)><b>bold</b>").await;
+    viewer
+        .wait_for_text("#messages", "<img src=x onerror=alert(1)><b>bold</b>")
+        .await;
+    let injected = viewer
+        .client
+        .execute(
+            "return [document.querySelectorAll('#messages img, #messages b').length, window.__alerted]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, serde_json::json!([0, false]));
+    server.shutdown().await;
+}
+
+/// A moderator in a browser kicks a browser user from the member menu; the kicked page says why
+/// and does not reconnect by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_kicks_from_the_member_menu() {
+    let Some(driver) = chromedriver() else { return };
+    let mut config: Config = test_config();
+    config.accounts.push(chatpipe::config::AccountConfig {
+        name: "mod".into(),
+        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
+        role: chatpipe::Role::Moderator,
+    });
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    let moderator = Browser::start(&driver).await;
+    let victim = Browser::start(&driver).await;
+    moderator.join(web, "mod", Some("modpass12")).await;
+    victim.join(web, "bob", None).await;
+    moderator.wait_for_text("#members", "bob").await;
+    moderator
+        .client
+        .find(Locator::Css("#members button[data-name='bob']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let kick = moderator
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//div[@id='member-menu']/button[starts-with(., 'Kick bob')]"))
+        .await
+        .unwrap();
+    kick.click().await.unwrap();
+    victim
+        .wait_for_text("#status", "You were kicked by mod: kicked from the web page")
+        .await;
+    moderator.wait_for_text("#messages", "bob was kicked by mod").await;
+    server.shutdown().await;
+}
+
+/// The server restarts: the page reconnects by itself, says so, and chat works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_after_a_restart() {
+    let Some(driver) = chromedriver() else { return };
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = web_listener.local_addr().unwrap();
+    let server = TestServer::start(Server::new(test_config()).web_listener(web_listener)).await;
+    let page = Browser::start(&driver).await;
+    page.join(web, "rita", None).await;
+    server.shutdown().await;
+    page.wait_for_text("#status", "Reconnecting").await;
+    // The same web port again, as a restarted server would have.
+    let web_listener = tokio::net::TcpListener::bind(web).await.unwrap();
+    let server = TestServer::start(Server::new(test_config()).web_listener(web_listener)).await;
+    page.wait_for_text("#status", "Reconnected as rita").await;
+    let mut nc: TestClient = server.login("nick").await;
+    page.say("back again").await;
+    nc.expect_contains("rita: back again").await;
+    server.shutdown().await;
+}
