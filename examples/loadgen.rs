@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The reading side of a client, whatever its door: lines of the text protocol.
+pub type Reader = BufReader<Box<dyn tokio::io::AsyncRead + Unpin + Send>>;
+/// The writing side of a client: lines typed.
+pub type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub struct Options {
     pub prefix: String,
     /// Print progress to stderr.
     pub progress: bool,
+    /// The server's web door: when set, every other client connects over WebSocket there.
+    pub ws: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -59,6 +65,7 @@ impl Default for Options {
             pid: None,
             prefix: "lg".into(),
             progress: true,
+            ws: None,
         }
     }
 }
@@ -196,10 +203,10 @@ struct Received {
     latencies: Latencies,
 }
 
-async fn connect(
-    opts: &Options,
-    i: usize,
-) -> std::io::Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
+async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> {
+    if let Some(web) = opts.ws.filter(|_| i % 2 == 1) {
+        return connect_ws(opts, web, i).await;
+    }
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(opts.sources.max(1))) as u8);
     let mut last_error = None;
     for attempt in 0..5u32 {
@@ -211,8 +218,8 @@ async fn connect(
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 let (r, w) = stream.into_split();
-                let mut reader = BufReader::new(r);
-                let mut writer = w;
+                let mut reader: Reader = BufReader::new(Box::new(r));
+                let mut writer: Writer = Box::new(w);
                 let mut line = Vec::new();
                 read_line_until(&mut reader, &mut line, b"username").await?;
                 writer
@@ -234,8 +241,85 @@ async fn connect(
     ))
 }
 
+/// A client of the web door, bridged to lines: a message object becomes the text protocol's
+/// `FROM: TEXT` line (what `receive` parses), and a line written becomes a `line` object. The
+/// bridge runs in the load generator, so the server's figures are its own.
+async fn connect_ws(
+    opts: &Options,
+    web: SocketAddr,
+    i: usize,
+) -> std::io::Result<(Reader, Writer)> {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncBufReadExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let fail = |e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("cannot connect to ws://{web}/ws: {e}"))
+    };
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{web}/ws"))
+        .await
+        .map_err(|e| fail(&e))?;
+    let (mut sink, mut stream) = socket.split();
+    let name = format!("{}{i}", opts.prefix);
+    let hello = serde_json::json!({"type": "hello", "name": name}).to_string();
+    sink.send(Message::text(hello))
+        .await
+        .map_err(|e| fail(&e))?;
+    loop {
+        let Some(Ok(Message::Text(text))) = stream.next().await else {
+            return Err(fail(&"closed during the hello"));
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(&e))?;
+        if value["type"] == "joined" && value["name"] == name.as_str() {
+            break;
+        }
+        if value["type"] == "notice" && value["code"] != "hello" && value["code"].is_string() {
+            return Err(fail(&value["text"]));
+        }
+    }
+    let (to_reader, reader_side) = tokio::io::duplex(1 << 16);
+    let (writer_side, from_writer) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut to_reader = to_reader;
+        let mut lines = BufReader::new(from_writer).lines();
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(Ok(Message::Text(text))) = message else { break };
+                    // A cheap look at the object, not a full parse: at a million deliveries a
+                    // second the load generator must not be what limits the run.
+                    let (Some(from), Some(body)) = (field(&text, "from"), field(&text, "text")) else {
+                        continue;
+                    };
+                    if !text.contains("\"type\":\"message\"") {
+                        continue;
+                    }
+                    let line = format!("{from}: {body}\n");
+                    if to_reader.write_all(line.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                line = lines.next_line() => {
+                    let Ok(Some(line)) = line else { break };
+                    let frame = serde_json::json!({"type": "line", "text": line}).to_string();
+                    if sink.send(Message::text(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok((BufReader::new(Box::new(reader_side)), Box::new(writer_side)))
+}
+
+/// The string value of `"key":"…"` in a JSON object without escapes in that value.
+fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = json[start..].find('"')?;
+    Some(&json[start..start + len])
+}
+
 async fn read_line_until(
-    reader: &mut BufReader<OwnedReadHalf>,
+    reader: &mut Reader,
     line: &mut Vec<u8>,
     needle: &[u8],
 ) -> std::io::Result<()> {
@@ -255,7 +339,7 @@ async fn read_line_until(
 
 /// Reads deliveries until `stop`, tracking order per sender and latency.
 async fn receive(
-    mut reader: BufReader<OwnedReadHalf>,
+    mut reader: Reader,
     senders: usize,
     epoch: Instant,
     delivered_total: Arc<AtomicU64>,
@@ -334,9 +418,7 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// Connects `opts.clients` clients at the paced rate.
-async fn connect_all(
-    opts: &Options,
-) -> std::io::Result<Vec<(BufReader<OwnedReadHalf>, OwnedWriteHalf)>> {
+async fn connect_all(opts: &Options) -> std::io::Result<Vec<(Reader, Writer)>> {
     let gap = Duration::from_secs_f64(1.0 / opts.connect_rate.max(1.0));
     let mut pending = Vec::with_capacity(opts.clients);
     let start = Instant::now();
@@ -563,6 +645,10 @@ pub struct Cli {
     /// Name prefix, so two runs against one server do not collide.
     #[arg(long, default_value = "lg")]
     prefix: String,
+    /// The server's web door (e.g. 127.0.0.1:18081): every other client connects there over
+    /// WebSocket instead of the text protocol.
+    #[arg(long)]
+    ws: Option<SocketAddr>,
     /// Connect idle clients and report the server's memory per client.
     #[arg(long, conflicts_with = "step")]
     idle: bool,
@@ -590,6 +676,7 @@ impl Cli {
             pid: self.pid,
             prefix: self.prefix.clone(),
             progress: true,
+            ws: self.ws,
         }
     }
 }

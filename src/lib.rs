@@ -4,12 +4,20 @@
 //! # Where a line goes
 //!
 //! ```text
-//! TCP ─► server::session ─► pipeline::rate_limit ─► pipeline::parse ─► pipeline::worker_pool
-//!        (handshake,         (per client)            (commands/chat)    (filters, in parallel)
-//!         line codec)                                                         │
-//!   TCP ◄─ server::writer ◄─ hub::Outbox ◄─ hub::RoomHub ◄─ pipeline::merge ◄─┘
-//!          (batched writes)  (bounded)      (rooms, fan-out) (per-sender order)
+//! TCP ─► server::session ─┐
+//!        (handshake,       ├─► pipeline::rate_limit ─► pipeline::parse ─► pipeline::worker_pool
+//! WS  ─► web::session ────┘    (per client)            (commands/chat)    (filters, in parallel)
+//!        (hello, JSON)                                                          │
+//!   TCP ◄─ server::writer ◄─┐                                                   │
+//!   WS  ◄─ web writer ◄─────┴─ hub::Outbox ◄─ hub::RoomHub ◄─ pipeline::merge ◄─┘
+//!          (batched writes)    (bounded)      (rooms, fan-out; a   (per-sender order)
+//!                                             Render per door)
 //! ```
+//!
+//! Front doors: a door is a listener, a session that speaks its protocol and feeds the shared
+//! pipeline, and a [`hub::Render`] that puts the hub's [`hub::Delivery`]s into its words. The text
+//! protocol is `server::session` with [`hub::TextRender`]; the web door is [`web`] with
+//! [`web::JsonRender`].
 //!
 //! # Layout
 //! - [`config`]: the configuration file, with a default for every setting;
@@ -20,7 +28,8 @@
 //! - [`filters`]: the [`Filter`](filters::Filter) trait, the live filter chain, and the rules
 //!   loaded from the filters directory;
 //! - [`hub`]: [`RoomHub`](hub::RoomHub), the owner of rooms, members, names and bans, with
-//!   moderation, and client outboxes;
+//!   moderation; protocol-neutral deliveries and their renderers; client outboxes;
+//! - [`web`]: the web front door: the page and the WebSocket JSON protocol;
 //! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
 //!   readiness over HTTP;
 //! - [`store`]: the embedded SQLite database (accounts, bans, mutes, room settings, history, the

@@ -49,6 +49,8 @@ pub enum Delivery {
         room: Arc<str>,
         /// Who.
         name: Arc<str>,
+        /// Their role (for member lists).
+        role: Role,
         /// Connecting, or moving.
         scope: Scope,
     },
@@ -121,7 +123,10 @@ pub enum Delivery {
         /// The room it is about, where it is about one.
         room: Option<Arc<str>>,
     },
-    /// The members of a room, after a change (doors that show a member list).
+    /// The members of a room: to a member joining it, and to everyone in it after a change that
+    /// joins and leaves do not describe (a role granted). Doors that show member lists keep them
+    /// up to date from `Joined`, `Left` and `Renamed` in between, so a join costs the room one
+    /// small delivery, not a list each.
     Members {
         /// The room.
         room: Arc<str>,

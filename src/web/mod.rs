@@ -28,6 +28,12 @@ pub use render::{JsonRender, to_json};
 use crate::hub::DoorId;
 use crate::server::session::{Admission, SessionShared};
 
+/// The WebSocket's read buffer: a few chat lines.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes gathered before the WebSocket writes to its socket (a batch is flushed anyway).
+const WS_WRITE_BUFFER: usize = 16 * 1024;
+
 /// What the web door's handlers share.
 #[derive(Clone)]
 pub(crate) struct WebState {
@@ -83,8 +89,12 @@ async fn upgrade(
     };
     let admission = Admission { permit, address };
     let max_frame = shared.config.max_line_bytes * 4 + 1024;
+    // Small buffers: tungstenite's defaults (128 KiB each way) would make every idle browser tab
+    // cost a quarter of a megabyte. Frames are short; a batch is flushed at once.
     ws.max_message_size(max_frame)
         .max_frame_size(max_frame)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tasks = state.shared.tasks.clone();
             let id = state.shared.next_client_id();

@@ -30,10 +30,12 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
         Delivery::Joined {
             room,
             name,
+            role,
             scope: s,
-        } => {
-            json!({"type": "joined", "room": &**room, "name": &**name, "scope": scope(s)})
-        }
+        } => json!({
+            "type": "joined", "room": &**room, "name": &**name,
+            "role": role.as_str(), "scope": scope(s),
+        }),
         Delivery::Left {
             room,
             name,

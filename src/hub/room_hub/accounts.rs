@@ -236,6 +236,9 @@ impl RoomHub {
                 && let Some(member) = hub.members.get(&target)
             {
                 member.client.update(|info| info.role = role);
+                for room in member.rooms.clone() {
+                    hub.send_members(&room);
+                }
                 hub.tell(
                     target,
                     &format!("{actor_name} made you {}.", role_phrase(role)),

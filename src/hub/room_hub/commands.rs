@@ -102,7 +102,6 @@ impl RoomHub {
                 new: new.clone(),
             };
             self.broadcast(room, &renamed);
-            self.send_members(room);
         }
     }
 }

@@ -803,7 +803,6 @@ impl RoomHub {
                 scope: Scope::Chat,
             };
             self.broadcast(room, &left);
-            self.send_members(room);
         }
     }
 

@@ -36,9 +36,11 @@ impl RoomHub {
         let history: Vec<Delivery> = state.history.iter().cloned().collect();
         let topic = state.topic.clone();
         self.update_gauges();
+        let role = self.members.get(&id).map_or(Role::User, |m| m.role());
         let joined = Delivery::Joined {
             room: room.clone(),
             name,
+            role,
             scope,
         };
         self.broadcast(room, &joined);
@@ -61,7 +63,27 @@ impl RoomHub {
             }
             self.deliver(id, &Delivery::room_notice(room, "End of history"));
         }
-        self.send_members(room);
+        if watches {
+            let members = self.members_of(room);
+            self.deliver(id, &members);
+        }
+    }
+
+    /// The member list of `room`.
+    fn members_of(&self, room: &Arc<str>) -> Delivery {
+        let members: Arc<[(Arc<str>, Role)]> = self
+            .rooms
+            .get(room)
+            .map(|r| r.members.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(m, _, _)| self.members.get(m))
+            .map(|m| (m.client.name(), m.role()))
+            .collect();
+        Delivery::Members {
+            room: room.clone(),
+            members,
+        }
     }
 
     /// Takes `id` out of `room`'s member list (and the room out of the member's list, if the
@@ -93,25 +115,14 @@ impl RoomHub {
         self.update_gauges();
     }
 
-    /// Tells the members of `room` whose door shows a member list who is there now. Costs
-    /// nothing in a room without such members.
+    /// Tells the members of `room` whose door shows a member list who is there now, after a
+    /// change that joins and leaves do not describe. Costs nothing in a room without such
+    /// members.
     pub(super) fn send_members(&mut self, room: &Arc<str>) {
-        let Some(state) = self.rooms.get(room) else {
-            return;
-        };
-        if state.watchers == 0 {
+        if self.rooms.get(room).is_none_or(|r| r.watchers == 0) {
             return;
         }
-        let members: Arc<[(Arc<str>, Role)]> = state
-            .members
-            .iter()
-            .filter_map(|(m, _, _)| self.members.get(m))
-            .map(|m| (m.client.name(), m.role()))
-            .collect();
-        let delivery = Delivery::Members {
-            room: room.clone(),
-            members,
-        };
+        let delivery = self.members_of(room);
         self.broadcast(room, &delivery);
     }
 
@@ -222,7 +233,6 @@ impl RoomHub {
         };
         self.broadcast(room, &left);
         self.deliver(id, &left);
-        self.send_members(room);
         tracing::info!(client = %id, name = %name, room = %room, "client left a room");
     }
 
@@ -293,7 +303,6 @@ impl RoomHub {
             scope: Scope::Room,
         };
         self.broadcast(&old, &left);
-        self.send_members(&old);
         tracing::info!(client = %id, name = %name, from = %old, to = %room, "client changed room");
         self.tell(id, &format!("You are now in {room}."));
         self.enter_room(id, &room, Scope::Room, None);

@@ -186,6 +186,11 @@ function onMessage(m) {
       $("input").focus();
       break;
     case "joined":
+      if (m.name !== state.name || m.scope === "room") {
+        const r = room(m.room);
+        if (!r.members.some((x) => x.name === m.name)) r.members.push({ name: m.name, role: m.role });
+        if (m.room === state.current) renderMembers();
+      }
       if (m.name === state.name) {
         if (!state.joined.includes(m.room)) state.joined.push(m.room);
         if (!state.current || m.scope === "room" || !state.joined.includes(state.current)) showRoom(m.room);
@@ -194,6 +199,8 @@ function onMessage(m) {
       addLine(m.room, "event", [["", m.name + " has joined " + (m.scope === "chat" ? "the chat" : "#" + m.room)]], m.time);
       break;
     case "left":
+      room(m.room).members = room(m.room).members.filter((x) => x.name !== m.name);
+      if (m.room === state.current) renderMembers();
       if (m.name === state.name && m.scope === "room") {
         state.joined = state.joined.filter((r) => r !== m.room);
         if (state.current === m.room && state.joined.length) showRoom(state.joined[state.joined.length - 1]);
@@ -220,6 +227,8 @@ function onMessage(m) {
       break;
     case "renamed":
       if (m.old === state.name) state.name = m.new;
+      for (const x of room(m.room).members) if (x.name === m.old) x.name = m.new;
+      if (m.room === state.current) renderMembers();
       addLine(m.room, "event", [["", m.old + " is now known as " + m.new]], m.time);
       break;
     case "members":
