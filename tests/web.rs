@@ -216,3 +216,27 @@ async fn shutdown_reaches_web_users() {
     assert_eq!(bye["code"], "shutting_down");
     assert!(alice.next().await.is_none(), "closed after the notice");
 }
+
+/// Per-address limits count web and text connections together: with two allowed per address,
+/// a text client and a web client fill them, and the next WebSocket upgrade gets 429.
+#[tokio::test]
+async fn per_address_limits_are_shared_between_doors() {
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    config.admission.per_address_connections = 2;
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    let _tom = server.login("tom").await;
+    let _alice = WebClient::login(web, "alice").await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{web}/ws")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    let mut third = server.connect().await;
+    third
+        .expect_contains("Too many connections from your address (the limit is 2)")
+        .await;
+    server.shutdown().await;
+}
