@@ -48,6 +48,28 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The web front door: the page and its WebSocket.
     pub web: WebConfig,
+    /// The moderation queue and reports.
+    pub moderation: ModerationConfig,
+}
+
+/// `[moderation]`: lines held for review, and members' reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// How long a held line waits for a moderator before it expires (as denied).
+    #[serde(with = "humantime_serde")]
+    pub hold_for: Duration,
+    /// Reports one member may make in an hour.
+    pub reports_per_hour: usize,
+}
+
+impl Default for ModerationConfig {
+    fn default() -> Self {
+        ModerationConfig {
+            hold_for: Duration::from_secs(24 * 3600),
+            reports_per_hour: 10,
+        }
+    }
 }
 
 /// `[web]`: the web page and the WebSocket at `/ws`.
@@ -368,7 +390,7 @@ impl Config {
     /// Every duration setting with its lower and upper bound. The upper bounds keep each one far
     /// from overflowing the clock arithmetic it feeds (a timer, a deadline), and reject values
     /// that can only be typos.
-    fn durations(&self) -> [(&'static str, Duration, Duration, Duration); 9] {
+    fn durations(&self) -> [(&'static str, Duration, Duration, Duration); 10] {
         const ZERO: Duration = Duration::ZERO;
         const MS: Duration = Duration::from_millis(1);
         const SECOND: Duration = Duration::from_secs(1);
@@ -399,6 +421,12 @@ impl Config {
                 self.admin.log_interval,
                 ZERO,
                 7 * DAY,
+            ),
+            (
+                "[moderation] hold_for",
+                self.moderation.hold_for,
+                SECOND,
+                30 * DAY,
             ),
         ]
     }

@@ -178,6 +178,17 @@ pub enum Body {
     Sanction(Sanction),
     /// A `SERVER:` line for the moderators online (a filter's warning).
     Alert(String),
+    /// A filter held the line for a moderator's review.
+    Held {
+        /// The filter that held it.
+        filter: String,
+        /// Why, in a few words.
+        reason: String,
+        /// An action (`/me`) rather than a chat line.
+        action: bool,
+        /// The line as sent.
+        text: String,
+    },
 }
 
 /// A moderation action a filter asked for.
@@ -268,6 +279,33 @@ pub enum Command {
     },
     /// `/unregister PASSWORD`.
     Unregister(Secret),
+    /// `/held`: the lines waiting for review.
+    Held,
+    /// `/approve ID`.
+    Approve(u64),
+    /// `/deny ID [reason]`.
+    Deny {
+        /// Which held line.
+        id: u64,
+        /// Why, told to the sender.
+        reason: Option<String>,
+    },
+    /// `/report NAME [reason]`.
+    Report {
+        /// Whom.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/reports`: the open reports.
+    Reports,
+    /// `/resolve ID [note]`.
+    Resolve {
+        /// Which report.
+        id: u64,
+        /// The moderator's note.
+        note: Option<String>,
+    },
     /// `/role NAME ROLE` (admins).
     Role {
         /// Whose.

@@ -89,6 +89,12 @@ pub struct Metrics {
     pub filter_reloads: Family<Labels, Counter>,
     /// Store failures, by `op`: `write`, `history`, `history_dropped`, `busy`.
     pub store_errors: Family<Labels, Counter>,
+    /// The moderation queue, by `filter` and `outcome`: `held`, `approved`, `denied`, `expired`.
+    pub queue: Family<Labels, Counter>,
+    /// Lines waiting in the moderation queue.
+    pub queue_length: Gauge,
+    /// From a line being held to a moderator's decision (or its expiry).
+    pub hold_decision: Histogram,
     /// The `lines_dropped` series of each [`DropReason`], looked up once: a flood drops lines on
     /// a hot path, which should not build label sets for every line.
     drops: [Counter; 5],
@@ -120,6 +126,9 @@ impl Default for Metrics {
             fanout_latency: latency(),
             filter_reloads: Family::default(),
             store_errors: Family::default(),
+            queue: Family::default(),
+            queue_length: Gauge::default(),
+            hold_decision: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             registry: Registry::default(),
             drops: Default::default(),
         };
@@ -196,6 +205,22 @@ impl Default for Metrics {
             "Store failures: write, history, history_dropped (queue full), busy",
             metrics.store_errors.clone(),
         );
+        registry.register(
+            "chatpipe_moderation_queue",
+            "Held lines by filter and outcome: held, approved, denied, expired",
+            metrics.queue.clone(),
+        );
+        registry.register(
+            "chatpipe_held_lines",
+            "Lines waiting in the moderation queue",
+            metrics.queue_length.clone(),
+        );
+        registry.register_with_unit(
+            "chatpipe_hold_decision",
+            "From a line being held to a moderator's decision or its expiry",
+            Unit::Seconds,
+            metrics.hold_decision.clone(),
+        );
         let drops = DropReason::ALL.map(|reason| {
             metrics
                 .lines_dropped
@@ -261,6 +286,16 @@ impl Metrics {
     pub fn store_error(&self, op: &'static str) {
         self.store_errors
             .get_or_create(&vec![("op", op.to_owned())])
+            .inc();
+    }
+
+    /// Counts a held line's fate.
+    pub fn queued(&self, filter: &str, outcome: &'static str) {
+        self.queue
+            .get_or_create(&vec![
+                ("filter", filter.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 

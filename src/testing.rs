@@ -252,5 +252,6 @@ pub fn describe(event: &Event) -> String {
             SanctionKind::Kick => format!("{name} kicked by {}: {}", s.filter, s.notice),
         },
         Body::Alert(text) => format!("moderators <- SERVER: {text}"),
+        Body::Held { filter, text, .. } => format!("{name} held by {filter}: {text}"),
     }
 }

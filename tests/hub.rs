@@ -42,8 +42,12 @@ async fn expect(member: &Member, expected: &str) {
     loop {
         match member.outbox.next_batch(VecDeque::new()).await {
             Batch::Lines(lines, _) => {
-                for line in lines {
-                    if String::from_utf8_lossy(&line).trim_end() == expected {
+                // One queued item may hold several lines (a multi-line notice).
+                for item in lines {
+                    if String::from_utf8_lossy(&item)
+                        .lines()
+                        .any(|l| l == expected)
+                    {
                         return;
                     }
                 }
@@ -117,6 +121,65 @@ async fn mutes_and_bans_expire() {
         .await
         .expect("the ban has expired");
 
+    drop(events);
+    hub_task.await.unwrap().unwrap();
+}
+
+/// A held line nobody decides on expires as denied after `[moderation] hold_for`, on a paused
+/// clock: the sender is told, the moderators' queue is empty.
+#[tokio::test(start_paused = true)]
+async fn held_lines_expire_as_denied() {
+    let settings = HubSettings {
+        moderation: chatpipe::config::ModerationConfig {
+            hold_for: Duration::from_secs(3600),
+            reports_per_hour: 10,
+        },
+        ..HubSettings::default()
+    };
+    let (hub, handle) = RoomHub::new(settings);
+    let (events, rx) = mpsc::channel(16);
+    let hub_task = tokio::spawn(hub.run(ReceiverStream::new(rx)));
+    let moderator = join(&handle, 1, "mod", "10.0.0.1", Role::Moderator)
+        .await
+        .unwrap();
+    let alice = join(&handle, 2, "alice", "10.0.0.2", Role::User)
+        .await
+        .unwrap();
+    let held = Body::Held {
+        filter: "review".into(),
+        reason: "listed word".into(),
+        action: false,
+        text: "borderline".into(),
+    };
+    events.send(event(&alice, held)).await.unwrap();
+    expect(
+        &alice,
+        "SERVER: Your message is held for review by a moderator.",
+    )
+    .await;
+    expect(
+        &moderator,
+        "SERVER: [held #1] alice in lobby (review): borderline",
+    )
+    .await;
+    // Not yet: an hour has not passed.
+    tokio::time::advance(Duration::from_secs(1800)).await;
+    events
+        .send(event(&moderator, Body::Command(Command::Held)))
+        .await
+        .unwrap();
+    expect(&moderator, "SERVER: Held lines (1):").await;
+    tokio::time::advance(Duration::from_secs(1900)).await;
+    expect(
+        &alice,
+        "SERVER: Your message held for review was not approved: nobody reviewed it within 1h.",
+    )
+    .await;
+    events
+        .send(event(&moderator, Body::Command(Command::Held)))
+        .await
+        .unwrap();
+    expect(&moderator, "SERVER: No lines are waiting for review.").await;
     drop(events);
     hub_task.await.unwrap().unwrap();
 }

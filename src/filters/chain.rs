@@ -40,6 +40,13 @@ pub enum Outcome {
         /// What the sender is told.
         notice: String,
     },
+    /// Do not deliver yet: hold it for a moderator.
+    Held {
+        /// The filter that held it.
+        filter: String,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// Do not deliver; disconnect the sender.
     Kicked {
         /// The filter that kicked.
@@ -55,6 +62,7 @@ impl Outcome {
         match self {
             Outcome::Deliver(text) => text,
             Outcome::Blocked { .. } => "blocked",
+            Outcome::Held { .. } => "held",
             Outcome::Silenced { .. } => "silent",
             Outcome::Muted { .. } => "muted",
             Outcome::Kicked { .. } => "kicked",
@@ -68,6 +76,7 @@ impl Outcome {
             Outcome::Blocked { filter, .. }
             | Outcome::Silenced { filter }
             | Outcome::Muted { filter, .. }
+            | Outcome::Held { filter, .. }
             | Outcome::Kicked { filter, .. } => Some(filter),
         }
     }
@@ -116,7 +125,7 @@ impl FilterChain {
 
     /// Runs every filter on `message.text` as it was sent, so an earlier filter's mask can never
     /// hide what a later one looks for (`shitcoins` masked by a profanity filter is still a
-    /// crypto-scam line). The most severe verdict wins: kick > mute > block > silent; among
+    /// crypto-scam line). The most severe verdict wins: kick > mute > block, hold > silent; among
     /// equals, the first filter's. Warnings are all kept. When the line is delivered, the
     /// rewrites combine: rewrites that keep the text's length (masks, case changes) merge
     /// character by character, a `*` winning over any other change; a rewrite that changes the
@@ -152,6 +161,13 @@ impl FilterChain {
                     Outcome::Blocked {
                         filter: name(),
                         notice,
+                    },
+                ),
+                Verdict::Hold(reason) => (
+                    2,
+                    Outcome::Held {
+                        filter: name(),
+                        reason,
                     },
                 ),
                 Verdict::Mute { duration, notice } => (

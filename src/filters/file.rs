@@ -58,6 +58,8 @@ pub enum ActionName {
     Mute,
     /// Drop; disconnect the sender.
     Kick,
+    /// Hold for a moderator to approve or deny.
+    Hold,
 }
 
 /// One filter file.
@@ -119,7 +121,7 @@ fn enabled_by_default() -> bool {
 pub struct FilterTest {
     /// The line sent.
     pub input: String,
-    /// The delivered text, or `blocked`, `silent`, `muted`, `kicked`, `warned`.
+    /// The delivered text, or `blocked`, `held`, `silent`, `muted`, `kicked`, `warned`.
     pub expect: String,
     /// The sender's name (default `tester`).
     pub sender: Option<String>,
@@ -295,6 +297,7 @@ impl FilterFile {
                     )),
                 )
             }
+            ActionName::Hold => Action::Hold,
             ActionName::Kick => Action::Kick(message(format!(
                 "You have been removed by the {name} filter."
             ))),

@@ -84,6 +84,8 @@ pub enum Verdict {
     },
     /// Nobody sees it, and the sender is disconnected with this notice.
     Kick(String),
+    /// Nobody sees it until a moderator approves it; the string says why it was held.
+    Hold(String),
 }
 
 /// A per-message rule. See the module documentation.

@@ -31,6 +31,8 @@ pub enum Action {
     Mute(Duration, String),
     /// Drop it and disconnect the sender.
     Kick(String),
+    /// Hold it for a moderator.
+    Hold,
 }
 
 /// The rules of one filter file. Built by [`crate::filters::file::FilterFile::build`].
@@ -161,6 +163,7 @@ impl Filter for RuleFilter {
                 notice: notice.clone(),
             },
             Action::Kick(notice) => Verdict::Kick(notice.clone()),
+            Action::Hold => Verdict::Hold(found.reasons.join(", ")),
         }
     }
 }

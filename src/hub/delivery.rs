@@ -71,6 +71,8 @@ pub enum Delivery {
         from: Arc<str>,
         /// What, after the filters.
         text: Arc<str>,
+        /// Held for review and approved by a moderator.
+        reviewed: bool,
     },
     /// An action (`/me`) in a room.
     Action {
@@ -80,6 +82,8 @@ pub enum Delivery {
         from: Arc<str>,
         /// What they do.
         text: Arc<str>,
+        /// Held for review and approved by a moderator.
+        reviewed: bool,
     },
     /// A private message, to its recipient or (`outgoing`) back to its sender.
     Private {
@@ -147,6 +151,70 @@ pub enum Delivery {
         /// Name and member count.
         rooms: Vec<(Arc<str>, usize)>,
     },
+    /// To moderators: a line was held for review.
+    Held(Arc<HeldView>),
+    /// To moderators: a member reported another.
+    Reported(Arc<ReportView>),
+    /// To moderators: a held line or a report left the queue.
+    QueueDone {
+        /// `held` or `report`.
+        what: &'static str,
+        /// Its number.
+        id: u64,
+        /// `approved`, `denied`, `expired` or `resolved`.
+        outcome: &'static str,
+        /// Who decided (or `the moderation queue` for an expiry).
+        by: Arc<str>,
+    },
+    /// To a moderator logging in on a door that shows it: everything waiting.
+    Queue {
+        /// The held lines, oldest first.
+        held: Vec<Arc<HeldView>>,
+        /// The open reports, oldest first.
+        reports: Vec<Arc<ReportView>>,
+    },
+    /// To moderators: audit log entries (recent ones at login, then each as it is saved).
+    Audit(Arc<[crate::store::AuditEntry]>),
+}
+
+/// A held line as moderators see it.
+#[derive(Debug, Clone)]
+pub struct HeldView {
+    /// Its number.
+    pub id: u64,
+    /// The room it was said in.
+    pub room: Arc<str>,
+    /// Who said it.
+    pub from: Arc<str>,
+    /// The filter that held it.
+    pub filter: String,
+    /// Why, in a few words.
+    pub reason: String,
+    /// Chat or action.
+    pub kind: LineKind,
+    /// The line as sent.
+    pub text: Arc<str>,
+    /// When it was held.
+    pub at: SystemTime,
+}
+
+/// A report as moderators see it.
+#[derive(Debug, Clone)]
+pub struct ReportView {
+    /// Its number.
+    pub id: u64,
+    /// Who reported.
+    pub reporter: Arc<str>,
+    /// Whom.
+    pub reported: Arc<str>,
+    /// In which room.
+    pub room: Arc<str>,
+    /// Why.
+    pub reason: String,
+    /// The last lines the reported member said there.
+    pub context: Vec<String>,
+    /// When.
+    pub at: SystemTime,
 }
 
 impl Delivery {
@@ -240,7 +308,28 @@ impl Render for TextRender {
                     .collect();
                 protocol::server_line(&format!("Rooms: {}", listed.join(", ")))
             }
-            Delivery::Members { .. } | Delivery::Welcome { .. } => return None,
+            Delivery::Held(held) => protocol::server_line(&format!(
+                "[held #{}] {} in {} ({}): {}",
+                held.id, held.from, held.room, held.filter, held.text
+            )),
+            Delivery::Reported(report) => protocol::server_line(&format!(
+                "[report #{}] {} reported {} in {}: {} ({} lines; /reports shows them)",
+                report.id,
+                report.reporter,
+                report.reported,
+                report.room,
+                if report.reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &report.reason
+                },
+                report.context.len()
+            )),
+            Delivery::Members { .. }
+            | Delivery::Welcome { .. }
+            | Delivery::QueueDone { .. }
+            | Delivery::Queue { .. }
+            | Delivery::Audit(_) => return None,
         })
     }
 }

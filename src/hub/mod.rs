@@ -9,7 +9,9 @@ mod delivery;
 mod outbox;
 mod room_hub;
 
-pub use delivery::{Delivery, DoorId, MAX_DOORS, Recipient, Render, Scope, TextRender};
+pub use delivery::{
+    Delivery, DoorId, HeldView, MAX_DOORS, Recipient, Render, ReportView, Scope, TextRender,
+};
 pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
 pub use room_hub::{Doors, HubFailure, HubHandle, HubSettings, RegisterError, RoomHub};

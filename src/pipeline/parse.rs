@@ -32,6 +32,7 @@ pub const HELP: &str = "Commands:
 /register PASSWORD - make your name yours (at least 8 characters, no spaces)
 /password OLD NEW - change your password
 /unregister PASSWORD - give your name up
+/report NAME [reason] - tell the moderators about someone (their last lines go with it)
 /ping - check the connection
 //text - send a line that starts with /";
 
@@ -48,6 +49,8 @@ pub const MODERATOR_HELP: &str = "Moderator commands:
 /voice NAME - let a user speak in this moderated room
 /topic TEXT - set this room's topic
 /room keep|drop - keep this room when it is empty, or not
+/held - lines waiting for review; /approve ID, /deny ID [reason]
+/reports - open reports; /resolve ID [note]
 /reload - reload the filters
 /role NAME user|moderator|admin - set a registered user's role (admins)";
 
@@ -165,6 +168,39 @@ pub fn parse_line(line: &str) -> Option<Body> {
             _ => usage("/moderated on|off"),
         },
         ("voice", [name]) => command(Command::Voice((*name).to_owned())),
+        ("held", []) => command(Command::Held),
+        ("reports", []) => command(Command::Reports),
+        ("approve", [id]) => match id.trim_start_matches('#').parse() {
+            Ok(id) => command(Command::Approve(id)),
+            Err(_) => usage("/approve ID"),
+        },
+        ("deny", [id, ..]) => match id.trim_start_matches('#').parse() {
+            Ok(n) => {
+                let reason = rest[id.len()..].trim();
+                command(Command::Deny {
+                    id: n,
+                    reason: (!reason.is_empty()).then(|| reason.to_owned()),
+                })
+            }
+            Err(_) => usage("/deny ID [reason]"),
+        },
+        ("resolve", [id, ..]) => match id.trim_start_matches('#').parse() {
+            Ok(n) => {
+                let note = rest[id.len()..].trim();
+                command(Command::Resolve {
+                    id: n,
+                    note: (!note.is_empty()).then(|| note.to_owned()),
+                })
+            }
+            Err(_) => usage("/resolve ID [note]"),
+        },
+        ("report", [name, ..]) => {
+            let reason = rest[name.len()..].trim();
+            command(Command::Report {
+                name: (*name).to_owned(),
+                reason: (!reason.is_empty()).then(|| reason.to_owned()),
+            })
+        }
         ("bans", []) => command(Command::Bans),
         ("mutes", []) => command(Command::Mutes),
         ("topic", []) => command(Command::Topic(None)),
@@ -241,6 +277,12 @@ const USAGES: &[(&str, &str)] = &[
     ("bans", "/bans"),
     ("mutes", "/mutes"),
     ("room", "/room keep|drop"),
+    ("held", "/held"),
+    ("reports", "/reports"),
+    ("approve", "/approve ID"),
+    ("deny", "/deny ID [reason]"),
+    ("resolve", "/resolve ID [note]"),
+    ("report", "/report NAME [reason]"),
     ("history", "/history [N] (1 to 200)"),
     // Never echo a password back: these usages name the arguments only.
     ("register", "/register PASSWORD"),

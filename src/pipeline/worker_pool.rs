@@ -175,6 +175,19 @@ pub fn apply_filters(
             _ => Body::Chat(text),
         },
         Outcome::Blocked { notice, .. } => Body::Blocked(notice),
+        Outcome::Held { filter, reason } => match event.body {
+            Body::Chat(ref text) | Body::Action(ref text) => Body::Held {
+                filter,
+                reason,
+                action: matches!(event.body, Body::Action(_)),
+                text: text.clone(),
+            },
+            // The queue is for rooms: a private message a filter would hold is not delivered.
+            _ => Body::Blocked(
+                "Your private message was not delivered: it would need a moderator's review."
+                    .to_owned(),
+            ),
+        },
         Outcome::Silenced { .. } => return (None, alerts),
         Outcome::Muted {
             filter,

@@ -241,6 +241,7 @@ impl Server {
                 .map(|a| NameKey::new(&a.name))
                 .collect(),
             doors,
+            moderation: self.config.moderation.clone(),
         });
         hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));

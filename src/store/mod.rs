@@ -28,7 +28,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use records::{
-    AuditEntry, HistoryLine, LineKind, Snapshot, StoredAccount, StoredBan, StoredMute, StoredRoom,
+    AuditEntry, HeldRecord, HistoryLine, LineKind, ReportRecord, Snapshot, StoredAccount,
+    StoredBan, StoredMute, StoredRoom,
 };
 pub use schema::{SCHEMA_VERSION, SchemaError, create_at_version};
 pub use worker::Change;
@@ -237,6 +238,36 @@ impl Store {
             move |conn| worker::recent_history(conn, &room, count, 0),
             done,
         )
+    }
+
+    /// The newest `count` lines `sender` said in `room`, oldest first, delivered to `done`.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn lines_by(
+        &self,
+        room: &str,
+        sender: &str,
+        count: usize,
+        done: Done<Vec<HistoryLine>>,
+    ) -> Result<(), StoreError> {
+        let (room, sender) = (room.to_owned(), sender.to_owned());
+        self.read(
+            move |conn| worker::lines_by(conn, &room, &sender, count),
+            done,
+        )
+    }
+
+    /// The newest `count` audit log entries, oldest first, delivered to `done`.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn recent_audit(
+        &self,
+        count: usize,
+        done: Done<Vec<AuditEntry>>,
+    ) -> Result<(), StoreError> {
+        self.read(move |conn| worker::recent_audit(conn, count), done)
     }
 
     /// The registered account called `name` (any case), if there is one.

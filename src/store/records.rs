@@ -126,6 +126,44 @@ pub struct AuditEntry {
     pub until: Option<SystemTime>,
 }
 
+/// A line held for a moderator's review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecord {
+    /// Its number, shown to moderators (`#17`).
+    pub id: u64,
+    /// When it was held.
+    pub at: SystemTime,
+    /// The room it was said in.
+    pub room: String,
+    /// Who said it.
+    pub sender: String,
+    /// The filter that held it.
+    pub filter: String,
+    /// Chat or action.
+    pub kind: LineKind,
+    /// The line as sent.
+    pub text: String,
+}
+
+/// A member's report of another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    /// Its number (`#3`).
+    pub id: u64,
+    /// When it was made.
+    pub at: SystemTime,
+    /// Who reported.
+    pub reporter: String,
+    /// Whom.
+    pub reported: String,
+    /// In which room.
+    pub room: String,
+    /// Why, as the reporter said.
+    pub reason: String,
+    /// The last lines the reported member said in that room, oldest first.
+    pub context: Vec<String>,
+}
+
 /// Everything the hub loads when the server starts.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -139,6 +177,12 @@ pub struct Snapshot {
     pub rooms: Vec<StoredRoom>,
     /// The newest history lines of each room, oldest first (as many as `[rooms] history`).
     pub history: Vec<HistoryLine>,
+    /// Lines waiting for a moderator, oldest first.
+    pub held: Vec<HeldRecord>,
+    /// Open reports, oldest first.
+    pub reports: Vec<ReportRecord>,
+    /// The highest held-line and report numbers ever given, so numbers are never reused.
+    pub last_ids: (u64, u64),
 }
 
 /// Milliseconds since the Unix epoch, the form times take in the database.

@@ -16,8 +16,8 @@ use std::time::{Instant, SystemTime};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::records::{
-    AuditEntry, HistoryLine, LineKind, Snapshot, StoredAccount, StoredBan, StoredMute, StoredRoom,
-    from_millis, to_millis,
+    AuditEntry, HeldRecord, HistoryLine, LineKind, ReportRecord, Snapshot, StoredAccount,
+    StoredBan, StoredMute, StoredRoom, from_millis, to_millis,
 };
 use super::{Done, HISTORY_WINDOW, MAX_HISTORY_BATCH, StoreError};
 use crate::event::Role;
@@ -65,6 +65,24 @@ pub enum Change {
     Room(StoredRoom),
     /// An audit log entry.
     Audit(AuditEntry),
+    /// A line held for review.
+    Hold(HeldRecord),
+    /// A held line decided (approved, denied or expired): it leaves the queue.
+    Release {
+        /// Its number.
+        id: u64,
+    },
+    /// A new report.
+    Report(ReportRecord),
+    /// A report resolved.
+    Resolve {
+        /// Its number.
+        id: u64,
+        /// Who resolved it.
+        by: String,
+        /// Their note.
+        note: String,
+    },
 }
 
 pub(super) enum Job {
@@ -276,6 +294,52 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Resul
                 )?;
             }
         }
+        Change::Hold(held) => {
+            tx.execute(
+                "INSERT INTO held (id, at, room, sender, filter, kind, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    i64::try_from(held.id).unwrap_or(i64::MAX),
+                    to_millis(held.at),
+                    held.room,
+                    held.sender,
+                    held.filter,
+                    held.kind.as_str(),
+                    held.text
+                ],
+            )?;
+        }
+        Change::Release { id } => {
+            tx.execute(
+                "DELETE FROM held WHERE id = ?1",
+                params![i64::try_from(*id).unwrap_or(i64::MAX)],
+            )?;
+        }
+        Change::Report(report) => {
+            tx.execute(
+                "INSERT INTO reports (id, at, reporter, reported, room, reason, context) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    i64::try_from(report.id).unwrap_or(i64::MAX),
+                    to_millis(report.at),
+                    report.reporter,
+                    report.reported,
+                    report.room,
+                    report.reason,
+                    report.context.join("\n")
+                ],
+            )?;
+        }
+        Change::Resolve { id, by, note } => {
+            tx.execute(
+                "UPDATE reports SET resolved_at = ?2, resolved_by = ?3, note = ?4 WHERE id = ?1",
+                params![
+                    i64::try_from(*id).unwrap_or(i64::MAX),
+                    to_millis(SystemTime::now()),
+                    by,
+                    note
+                ],
+            )?;
+        }
         Change::Audit(entry) => {
             tx.execute(
                 "INSERT INTO audit (at, who, whom, what, why, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -392,12 +456,63 @@ pub(super) fn load_snapshot(conn: &Connection, history: usize) -> rusqlite::Resu
         .query_map(params![keep], history_line)?
         .collect::<rusqlite::Result<_>>()?
     };
+    let held = conn
+        .prepare("SELECT id, at, room, sender, filter, kind, text FROM held ORDER BY id")?
+        .query_map([], |row| {
+            Ok(HeldRecord {
+                id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                at: from_millis(row.get(1)?),
+                room: row.get(2)?,
+                sender: row.get(3)?,
+                filter: row.get(4)?,
+                kind: LineKind::parse(&row.get::<_, String>(5)?),
+                text: row.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let reports = conn
+        .prepare(
+            "SELECT id, at, reporter, reported, room, reason, context FROM reports \
+             WHERE resolved_at IS NULL ORDER BY id",
+        )?
+        .query_map([], |row| {
+            Ok(ReportRecord {
+                id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                at: from_millis(row.get(1)?),
+                reporter: row.get(2)?,
+                reported: row.get(3)?,
+                room: row.get(4)?,
+                reason: row.get(5)?,
+                context: row
+                    .get::<_, String>(6)?
+                    .lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let last = |table: &str| -> rusqlite::Result<u64> {
+        let max: Option<i64> =
+            conn.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0))?;
+        Ok(max.and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
+    };
+    // Held lines leave the table when decided, so the audit log remembers the highest number.
+    let audit_held: Option<i64> = conn.query_row(
+        "SELECT max(CAST(substr(whom_id, 2) AS INTEGER)) FROM (SELECT why AS whom_id FROM audit WHERE what IN ('approve', 'deny', 'expire') AND why LIKE '#%')",
+        [],
+        |r| r.get(0),
+    )?;
+    let last_held = last("held")?.max(audit_held.and_then(|m| u64::try_from(m).ok()).unwrap_or(0));
     Ok(Snapshot {
         accounts,
         bans,
         mutes,
         rooms,
         history,
+        held,
+        reports,
+        last_ids: (last_held, last("reports")?),
     })
 }
 
@@ -434,6 +549,48 @@ pub(super) fn recent_history(
         .collect::<rusqlite::Result<_>>()?;
     lines.reverse();
     Ok(lines)
+}
+
+/// The newest `count` lines `sender` said in `room`, oldest first.
+pub(super) fn lines_by(
+    conn: &Connection,
+    room: &str,
+    sender: &str,
+    count: usize,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let mut lines: Vec<HistoryLine> = conn
+        .prepare_cached(
+            "SELECT room, at, kind, sender, text FROM history \
+             WHERE room = ?1 AND lower(sender) = lower(?2) ORDER BY id DESC LIMIT ?3",
+        )?
+        .query_map(
+            params![room, sender, i64::try_from(count).unwrap_or(i64::MAX)],
+            history_line,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// The newest `count` audit entries, oldest first.
+pub(super) fn recent_audit(conn: &Connection, count: usize) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut entries: Vec<AuditEntry> = conn
+        .prepare_cached(
+            "SELECT at, who, whom, what, why, until FROM audit ORDER BY id DESC LIMIT ?1",
+        )?
+        .query_map(params![i64::try_from(count).unwrap_or(i64::MAX)], |row| {
+            Ok(AuditEntry {
+                at: from_millis(row.get(0)?),
+                who: row.get(1)?,
+                whom: row.get(2)?,
+                what: row.get(3)?,
+                why: row.get(4)?,
+                until: row.get::<_, Option<i64>>(5)?.map(from_millis),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    entries.reverse();
+    Ok(entries)
 }
 
 /// The audit log, oldest first.

@@ -43,12 +43,24 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
         } => {
             json!({"type": "left", "room": &**room, "name": &**name, "scope": scope(s)})
         }
-        Delivery::Message { room, from, text } => {
-            json!({"type": "message", "room": &**room, "from": &**from, "text": &**text})
-        }
-        Delivery::Action { room, from, text } => {
-            json!({"type": "action", "room": &**room, "from": &**from, "text": &**text})
-        }
+        Delivery::Message {
+            room,
+            from,
+            text,
+            reviewed,
+        } => with_reviewed(
+            json!({"type": "message", "room": &**room, "from": &**from, "text": &**text}),
+            *reviewed,
+        ),
+        Delivery::Action {
+            room,
+            from,
+            text,
+            reviewed,
+        } => with_reviewed(
+            json!({"type": "action", "room": &**room, "from": &**from, "text": &**text}),
+            *reviewed,
+        ),
         Delivery::Private {
             from,
             to,
@@ -102,6 +114,30 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
             "role": role.as_str(),
             "rooms": rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
         }),
+        Delivery::Held(held) => held_json(held),
+        Delivery::Reported(report) => report_json(report),
+        Delivery::QueueDone {
+            what,
+            id,
+            outcome,
+            by,
+        } => json!({"type": "queue_done", "what": what, "id": id, "outcome": outcome, "by": &**by}),
+        Delivery::Queue { held, reports } => json!({
+            "type": "queue",
+            "held": held.iter().map(|h| held_json(h)).collect::<Vec<_>>(),
+            "reports": reports.iter().map(|r| report_json(r)).collect::<Vec<_>>(),
+        }),
+        Delivery::Audit(entries) => json!({
+            "type": "audit",
+            "entries": entries.iter().map(|e| json!({
+                "time": time(e.at),
+                "who": e.who,
+                "whom": e.whom,
+                "what": e.what,
+                "why": e.why,
+                "until": e.until.map(time),
+            })).collect::<Vec<_>>(),
+        }),
         Delivery::Rooms { rooms } => json!({
             "type": "rooms",
             "rooms": rooms
@@ -117,6 +153,41 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
             .or_insert_with(|| Value::String(time(now)));
     }
     value
+}
+
+/// `"reviewed": true` on a line a moderator approved.
+fn with_reviewed(mut value: Value, reviewed: bool) -> Value {
+    if reviewed {
+        value["reviewed"] = json!(true);
+    }
+    value
+}
+
+fn held_json(held: &crate::hub::HeldView) -> Value {
+    json!({
+        "type": "held",
+        "id": held.id,
+        "room": &*held.room,
+        "from": &*held.from,
+        "filter": held.filter,
+        "reason": held.reason,
+        "kind": match held.kind { LineKind::Chat => "message", LineKind::Action => "action" },
+        "text": &*held.text,
+        "time": time(held.at),
+    })
+}
+
+fn report_json(report: &crate::hub::ReportView) -> Value {
+    json!({
+        "type": "report",
+        "id": report.id,
+        "reporter": &*report.reporter,
+        "reported": &*report.reported,
+        "room": &*report.room,
+        "reason": report.reason,
+        "context": report.context,
+        "time": time(report.at),
+    })
 }
 
 impl Render for JsonRender {
@@ -148,6 +219,7 @@ mod tests {
             room: Arc::from("games"),
             from: Arc::from("alice"),
             text: Arc::from("<img src=x onerror=alert(1)>"),
+            reviewed: false,
         };
         assert_eq!(
             to_json(&message, now),

@@ -32,6 +32,8 @@ pub fn test_config() -> Config {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's metrics.
+    pub metrics: Option<std::sync::Arc<chatpipe::metrics::Metrics>>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), chatpipe::ServerError>>,
 }
@@ -41,12 +43,14 @@ impl TestServer {
     pub async fn start(server: Server) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let metrics = Some(server.metrics());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(listener, async move {
             let _ = rx.await;
         }));
         TestServer {
             addr,
+            metrics,
             shutdown: Some(tx),
             handle,
         }

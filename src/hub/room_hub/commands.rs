@@ -29,6 +29,7 @@ impl RoomHub {
             Command::Register(password) => self.register_account(id, password),
             Command::Password { old, new } => self.change_password(id, old, new),
             Command::Unregister(password) => self.unregister_account(id, password),
+            Command::Report { name, reason } => self.report(id, room, &name, reason),
             moderation => self.moderate(id, room, moderation),
         }
     }

@@ -20,6 +20,7 @@ mod accounts;
 mod commands;
 mod moderation;
 mod persistence;
+mod queue;
 mod rooms;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -177,6 +178,8 @@ pub struct HubSettings {
     pub configured: HashSet<NameKey>,
     /// How each front door renders deliveries; door 0 is the text protocol.
     pub doors: Doors,
+    /// The moderation queue's settings.
+    pub moderation: crate::config::ModerationConfig,
 }
 
 /// The renderers of the front doors, indexed by [`DoorId`].
@@ -324,6 +327,8 @@ pub struct RoomHub {
     requests: mpsc::Receiver<Request>,
     /// The hub's own request channel, for continuations from the store and the blocking pool.
     me: mpsc::Sender<Request>,
+    /// Lines held for review, and reports.
+    queue: queue::Queue,
     /// What queueing lines left to do: writers to wake, clients to cut off.
     pending: Pending,
 }
@@ -370,6 +375,7 @@ impl RoomHub {
             settings,
             requests: rx,
             me: tx.clone(),
+            queue: queue::Queue::default(),
             pending: Pending::default(),
         };
         (hub, HubHandle { requests: tx })
@@ -397,7 +403,19 @@ impl RoomHub {
         let flush = tokio::time::sleep(flush_interval);
         let mut flush = std::pin::pin!(flush);
         let mut flush_armed = false;
+        // Armed only while lines are held, for the oldest one's expiry: an idle hub sets no
+        // timers (and a paused clock in a test does not run away).
+        let expiry = tokio::time::sleep(Duration::ZERO);
+        let mut expiry = std::pin::pin!(expiry);
+        let mut expiry_at: Option<Instant> = None;
         loop {
+            let next_expiry = self.queue.next_expiry(self.settings.moderation.hold_for);
+            if next_expiry != expiry_at {
+                expiry_at = next_expiry;
+                if let Some(at) = next_expiry {
+                    expiry.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 // Registrations first: a waiting client is cheap to serve and is in a handshake.
                 biased;
@@ -408,6 +426,10 @@ impl RoomHub {
                 () = &mut flush, if flush_armed => {
                     flush_armed = false;
                     self.flush();
+                }
+                () = &mut expiry, if expiry_at.is_some() => {
+                    expiry_at = None;
+                    self.guarded(None, |hub| hub.expire_held());
                 }
                 event = AssertUnwindSafe(events.next()).catch_unwind() => match event {
                     Ok(Some(event)) => {
@@ -531,6 +553,13 @@ impl RoomHub {
             self.deliver(id, &welcome);
         }
         self.enter_room(id, &room, Scope::Chat, Some(protocol::HELP_HINT));
+        if self
+            .members
+            .get(&id)
+            .is_some_and(|m| m.role() != Role::User)
+        {
+            self.send_moderator_view(id);
+        }
         Ok(())
     }
 
@@ -556,7 +585,7 @@ impl RoomHub {
         };
         let is_speech = matches!(
             event.body,
-            Body::Chat(_) | Body::Action(_) | Body::Private { .. }
+            Body::Chat(_) | Body::Action(_) | Body::Private { .. } | Body::Held { .. }
         );
         if is_speech {
             let latency = event.received_at.elapsed().as_secs_f64();
@@ -572,13 +601,13 @@ impl RoomHub {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "chat");
                 self.record_history(&room, LineKind::Chat, &name, &text);
-                self.say_in_room(&room, LineKind::Chat, name, text);
+                self.say_in_room(&room, LineKind::Chat, name, text, false);
             }
             Body::Action(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "action");
                 self.record_history(&room, LineKind::Action, &name, &text);
-                self.say_in_room(&room, LineKind::Action, name, text);
+                self.say_in_room(&room, LineKind::Action, name, text, false);
             }
             Body::Private { to, text } => self.private_message(id, &to, &text),
             Body::Notice(text) => {
@@ -597,6 +626,12 @@ impl RoomHub {
             Body::Left(reason) => self.remove(id, &reason, None, false),
             Body::Sanction(sanction) => self.apply_sanction(id, sanction),
             Body::Alert(text) => self.alert_moderators(&text),
+            Body::Held {
+                filter,
+                reason,
+                action,
+                text,
+            } => self.hold(id, &room, filter, reason, action, text),
             // An unparsed line means the pipeline has no parse stage: relaying it as chat would
             // leak commands into rooms, so answer instead.
             Body::Line(_) => {
@@ -714,7 +749,14 @@ impl RoomHub {
     }
 
     /// Broadcasts a chat line or action and keeps it in the room's history.
-    fn say_in_room(&mut self, room: &Arc<str>, kind: LineKind, from: Arc<str>, text: String) {
+    fn say_in_room(
+        &mut self,
+        room: &Arc<str>,
+        kind: LineKind,
+        from: Arc<str>,
+        text: String,
+        reviewed: bool,
+    ) {
         let text: Arc<str> = Arc::from(text);
         let keep = self.settings.rooms.history;
         if keep > 0
@@ -737,11 +779,13 @@ impl RoomHub {
                 room: room_name,
                 from,
                 text,
+                reviewed,
             },
             LineKind::Action => Delivery::Action {
                 room: room_name,
                 from,
                 text,
+                reviewed,
             },
         };
         self.broadcast(room, &delivery);

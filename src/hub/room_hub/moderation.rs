@@ -60,6 +60,11 @@ impl RoomHub {
                 }
             }
             Command::Reload => self.reload_filters(id, &actor_name),
+            Command::Held => self.list_held(id),
+            Command::Approve(number) => self.approve(id, &actor_name, number),
+            Command::Deny { id: number, reason } => self.deny(id, &actor_name, number, reason),
+            Command::Reports => self.list_reports(id),
+            Command::Resolve { id: number, note } => self.resolve(id, &actor_name, number, note),
             Command::Bans => self.list_bans(id),
             Command::Mutes => self.list_mutes(id),
             Command::Topic(Some(topic)) => self.set_topic(id, room, &actor_name, topic),
@@ -76,7 +81,8 @@ impl RoomHub {
             | Command::History(_)
             | Command::Register(_)
             | Command::Password { .. }
-            | Command::Unregister(_) => {}
+            | Command::Unregister(_)
+            | Command::Report { .. } => {}
         }
     }
 

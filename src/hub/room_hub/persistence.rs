@@ -42,7 +42,9 @@ impl Until {
 impl RoomHub {
     /// Loads what the store kept: accounts' names and roles, bans, mutes, rooms and their
     /// settings, and the newest history of each room. Call before [`RoomHub::run`].
-    pub fn restore(&mut self, snapshot: Snapshot) {
+    pub fn restore(&mut self, mut snapshot: Snapshot) {
+        self.queue.restore(&mut snapshot);
+        self.settings.metrics.queue_length.set(self.queue.length());
         for account in &snapshot.accounts {
             let key = NameKey::new(&account.name);
             if self.settings.configured.contains(&key) {
@@ -129,6 +131,20 @@ impl RoomHub {
             then(self, Ok(()));
             return;
         };
+        // Moderators' panels follow the audit log as it is saved.
+        let audited: Vec<AuditEntry> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Audit(entry) => Some(entry.clone()),
+                _ => None,
+            })
+            .collect();
+        let then = move |hub: &mut RoomHub, result: Result<(), String>| {
+            if result.is_ok() && !audited.is_empty() {
+                hub.tell_moderators(&Delivery::Audit(Arc::from(audited)));
+            }
+            then(hub, result);
+        };
         let me = self.me.clone();
         // `then` runs once: after the commit on the hub's task, or here if the job could not
         // even be queued. The slot is taken by whichever comes first.
@@ -164,6 +180,25 @@ impl RoomHub {
             Ok(()) => hub.tell(id, &done),
             Err(cause) => hub.tell(id, &not_saved(&cause)),
         });
+    }
+
+    /// What a moderator's panel starts from: the queue, and (from the store) the recent audit
+    /// log. Doors without a panel render neither.
+    pub(super) fn send_moderator_view(&mut self, id: crate::event::ClientId) {
+        let view = self.queue.view();
+        self.deliver(id, &view);
+        let (Some(store), Some(recipient)) = (self.settings.store.clone(), self.recipient(id))
+        else {
+            return;
+        };
+        let _ = store.recent_audit(
+            50,
+            Box::new(move |entries| {
+                if let Ok(entries) = entries {
+                    recipient.deliver(&Delivery::Audit(Arc::from(entries)));
+                }
+            }),
+        );
     }
 
     /// Queues a room line for the store's history (best-effort; never waits).

@@ -1,0 +1,519 @@
+//! The moderation queue: lines a filter held for review, and members' reports.
+//!
+//! A held line is not delivered; its sender is told, and the moderators online see it with its
+//! number. `/approve N` delivers it to its room as the sender's line, in the room's order at the
+//! moment of approval (marked `reviewed` where a door can say so); `/deny N [reason]` drops it
+//! and tells the sender; a line nobody decides on within `[moderation] hold_for` expires as
+//! denied. `/report NAME [reason]` records the last lines NAME said in the room and tells the
+//! moderators; `/resolve N [note]` closes a report. Everything is kept in the store (so a
+//! restart keeps the queue) and audited; the moderators' web panel follows it live.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::persistence::{audit, not_saved};
+use super::{RoomHub, Until};
+use crate::event::{ClientId, Role};
+use crate::hub::delivery::{Delivery, HeldView, ReportView};
+use crate::names::NameKey;
+use crate::store::{Change, HeldRecord, LineKind, ReportRecord, Snapshot};
+
+/// Lines of the reported member's recorded with a report.
+const REPORT_CONTEXT: usize = 20;
+
+/// Who decides when nobody did.
+const QUEUE_ACTOR: &str = "the moderation queue";
+
+/// A held line and when it was held, on the hub's clock.
+struct Held {
+    view: Arc<HeldView>,
+    since: Instant,
+}
+
+/// What waits for the moderators.
+#[derive(Default)]
+pub(super) struct Queue {
+    held: BTreeMap<u64, Held>,
+    reports: BTreeMap<u64, Arc<ReportView>>,
+    last_held: u64,
+    last_report: u64,
+    /// When each member made their recent reports, for `[moderation] reports_per_hour`.
+    reported_at: std::collections::HashMap<NameKey, VecDeque<Instant>>,
+}
+
+impl Queue {
+    /// Loads what the store kept.
+    pub(super) fn restore(&mut self, snapshot: &mut Snapshot) {
+        let now = (Instant::now(), SystemTime::now());
+        for held in snapshot.held.drain(..) {
+            let waited = now.1.duration_since(held.at).unwrap_or_default();
+            let view = Arc::new(HeldView {
+                id: held.id,
+                room: Arc::from(held.room.as_str()),
+                from: Arc::from(held.sender.as_str()),
+                filter: held.filter,
+                reason: String::new(),
+                kind: held.kind,
+                text: Arc::from(held.text.as_str()),
+                at: held.at,
+            });
+            let since = now.0.checked_sub(waited).unwrap_or(now.0);
+            self.held.insert(held.id, Held { view, since });
+        }
+        for report in snapshot.reports.drain(..) {
+            let view = Arc::new(ReportView {
+                id: report.id,
+                reporter: Arc::from(report.reporter.as_str()),
+                reported: Arc::from(report.reported.as_str()),
+                room: Arc::from(report.room.as_str()),
+                reason: report.reason,
+                context: report.context,
+                at: report.at,
+            });
+            self.reports.insert(report.id, view);
+        }
+        self.last_held = snapshot
+            .last_ids
+            .0
+            .max(self.held.keys().last().copied().unwrap_or(0));
+        self.last_report = snapshot
+            .last_ids
+            .1
+            .max(self.reports.keys().last().copied().unwrap_or(0));
+    }
+
+    /// Everything waiting, for a moderator's panel.
+    pub(super) fn view(&self) -> Delivery {
+        Delivery::Queue {
+            held: self.held.values().map(|h| h.view.clone()).collect(),
+            reports: self.reports.values().cloned().collect(),
+        }
+    }
+
+    /// When the oldest held line expires, if any is held.
+    pub(super) fn next_expiry(&self, hold_for: Duration) -> Option<Instant> {
+        self.held
+            .values()
+            .map(|h| h.since)
+            .min()
+            .map(|since| since.checked_add(hold_for).unwrap_or(since))
+    }
+
+    /// Lines waiting.
+    pub(super) fn length(&self) -> i64 {
+        i64::try_from(self.held.len()).unwrap_or(i64::MAX)
+    }
+}
+
+impl RoomHub {
+    /// Sends `delivery` to every moderator and admin online.
+    pub(super) fn tell_moderators(&mut self, delivery: &Delivery) {
+        let moderators: Vec<ClientId> = self
+            .members
+            .values()
+            .filter(|m| m.role() != Role::User)
+            .map(|m| m.client.id())
+            .collect();
+        for id in moderators {
+            self.deliver(id, delivery);
+        }
+    }
+
+    /// A filter held a line of `id`'s in `room`.
+    pub(super) fn hold(
+        &mut self,
+        id: ClientId,
+        room: &Arc<str>,
+        filter: String,
+        reason: String,
+        action: bool,
+        text: String,
+    ) {
+        let Some(sender) = self.members.get(&id).map(|m| m.client.name()) else {
+            return;
+        };
+        self.queue.last_held += 1;
+        let number = self.queue.last_held;
+        let view = Arc::new(HeldView {
+            id: number,
+            room: room.clone(),
+            from: sender.clone(),
+            filter,
+            reason,
+            kind: if action {
+                LineKind::Action
+            } else {
+                LineKind::Chat
+            },
+            text: Arc::from(text),
+            at: SystemTime::now(),
+        });
+        tracing::info!(client = %id, name = %sender, room = %room, filter = %view.filter, held = number, "line held for review");
+        self.queue.held.insert(
+            number,
+            Held {
+                view: view.clone(),
+                since: Instant::now(),
+            },
+        );
+        let metrics = &self.settings.metrics;
+        metrics.queued(&view.filter, "held");
+        metrics.queue_length.set(self.queue.length());
+        self.deliver(
+            id,
+            &Delivery::coded("held", "Your message is held for review by a moderator."),
+        );
+        self.tell_moderators(&Delivery::Held(view.clone()));
+        let record = Change::Hold(HeldRecord {
+            id: number,
+            at: view.at,
+            room: room.to_string(),
+            sender: sender.to_string(),
+            filter: view.filter.clone(),
+            kind: view.kind,
+            text: view.text.to_string(),
+        });
+        self.persist(vec![record], |_, result| {
+            if let Err(cause) = result {
+                tracing::error!(%cause, "a held line could not be saved; it is held until a restart");
+            }
+        });
+    }
+
+    /// `/held`.
+    pub(super) fn list_held(&mut self, id: ClientId) {
+        if self.queue.held.is_empty() {
+            self.tell(id, "No lines are waiting for review.");
+            return;
+        }
+        let lines: Vec<String> = self
+            .queue
+            .held
+            .values()
+            .map(|h| {
+                let age = super::describe_duration(h.since.elapsed());
+                let v = &h.view;
+                format!(
+                    "#{} {} in {} ({}), {age} ago: {}",
+                    v.id, v.from, v.room, v.filter, v.text
+                )
+            })
+            .collect();
+        let text = format!("Held lines ({}):\n{}", lines.len(), lines.join("\n"));
+        self.tell(id, &text);
+    }
+
+    /// Takes held line `number` out of the queue, or tells `id` there is none.
+    fn take_held(&mut self, id: ClientId, number: u64) -> Option<Held> {
+        let held = self.queue.held.remove(&number);
+        if held.is_none() {
+            self.tell(id, &format!("No held line #{number} is waiting."));
+        }
+        self.settings.metrics.queue_length.set(self.queue.length());
+        held
+    }
+
+    /// `/approve N`: the line goes to its room now, as its sender's.
+    pub(super) fn approve(&mut self, id: ClientId, actor: &str, number: u64) {
+        let Some(held) = self.take_held(id, number) else {
+            return;
+        };
+        let v = held.view.clone();
+        self.decided(&held, "approved");
+        self.record_history(&v.room, v.kind, &v.from, &v.text);
+        self.say_in_room(&v.room, v.kind, v.from.clone(), v.text.to_string(), true);
+        tracing::info!(held = number, by = actor, "held line approved");
+        let changes = vec![
+            Change::Release { id: number },
+            audit(
+                actor,
+                &v.from,
+                "approve",
+                &format!("#{number} ({})", v.filter),
+                Until::Lifted,
+            ),
+        ];
+        let done = format!("Held line #{number} approved and delivered to {}.", v.room);
+        self.persist_and_tell(id, changes, done);
+        self.tell_moderators(&Delivery::QueueDone {
+            what: "held",
+            id: number,
+            outcome: "approved",
+            by: Arc::from(actor),
+        });
+    }
+
+    /// `/deny N [reason]`: the line is dropped and its sender told.
+    pub(super) fn deny(&mut self, id: ClientId, actor: &str, number: u64, reason: Option<String>) {
+        let Some(held) = self.take_held(id, number) else {
+            return;
+        };
+        let reason = reason.unwrap_or_else(|| "no reason given".to_owned());
+        self.drop_held(&held, actor, "deny", "denied", &reason);
+        let done = format!("Held line #{number} denied.");
+        self.tell(id, &done);
+    }
+
+    /// Drops a held line as `outcome`, telling its sender if online, auditing and counting it.
+    fn drop_held(
+        &mut self,
+        held: &Held,
+        actor: &str,
+        what: &str,
+        outcome: &'static str,
+        reason: &str,
+    ) {
+        let v = held.view.clone();
+        self.decided(held, outcome);
+        if let Some(sender) = self.find(&v.from) {
+            let text = format!("Your message held for review was not approved: {reason}.");
+            self.deliver(sender, &Delivery::coded("denied", &text));
+        }
+        tracing::info!(held = v.id, by = actor, outcome, "held line dropped");
+        let changes = vec![
+            Change::Release { id: v.id },
+            audit(
+                actor,
+                &v.from,
+                what,
+                &format!("#{} ({}): {reason}", v.id, v.filter),
+                Until::Lifted,
+            ),
+        ];
+        self.persist(changes, move |hub, result| {
+            if let Err(cause) = result {
+                tracing::error!(%cause, "a decision on a held line could not be saved");
+                hub.tell_moderators(&Delivery::notice(&not_saved(&cause)));
+            }
+        });
+        self.tell_moderators(&Delivery::QueueDone {
+            what: "held",
+            id: v.id,
+            outcome,
+            by: Arc::from(actor),
+        });
+    }
+
+    /// Counts a decision and how long it took.
+    fn decided(&self, held: &Held, outcome: &'static str) {
+        let metrics = &self.settings.metrics;
+        metrics.queued(&held.view.filter, outcome);
+        metrics
+            .hold_decision
+            .observe(held.since.elapsed().as_secs_f64());
+    }
+
+    /// Expires the held lines that have waited longer than `[moderation] hold_for`.
+    pub(super) fn expire_held(&mut self) {
+        let hold_for = self.settings.moderation.hold_for;
+        let expired: Vec<u64> = self
+            .queue
+            .held
+            .iter()
+            .filter(|(_, h)| h.since.elapsed() >= hold_for)
+            .map(|(n, _)| *n)
+            .collect();
+        for number in expired {
+            if let Some(held) = self.queue.held.remove(&number) {
+                self.settings.metrics.queue_length.set(self.queue.length());
+                let reason = format!(
+                    "nobody reviewed it within {}",
+                    super::describe_duration(hold_for)
+                );
+                self.drop_held(&held, QUEUE_ACTOR, "expire", "expired", &reason);
+            }
+        }
+    }
+
+    /// `/report NAME [reason]` by `id` in `room`: the last lines NAME said there are recorded.
+    pub(super) fn report(
+        &mut self,
+        id: ClientId,
+        room: &Arc<str>,
+        name: &str,
+        reason: Option<String>,
+    ) {
+        let Some(reporter) = self.members.get(&id).map(|m| m.client.name()) else {
+            return;
+        };
+        if NameKey::new(name) == NameKey::new(&reporter) {
+            self.tell(id, "You cannot report yourself.");
+            return;
+        }
+        let per_hour = self.settings.moderation.reports_per_hour;
+        let now = Instant::now();
+        let recent = self
+            .queue
+            .reported_at
+            .entry(NameKey::new(&reporter))
+            .or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(3600))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= per_hour {
+            self.tell(
+                id,
+                &format!("You have made {per_hour} reports in the last hour, the most allowed; the moderators have them."),
+            );
+            return;
+        }
+        recent.push_back(now);
+        let reason = reason.unwrap_or_default();
+        let (room, name) = (room.clone(), name.to_owned());
+        let from_memory = self.recent_lines_in_memory(&room, &name);
+        let Some(store) = self.settings.store.clone() else {
+            self.file_report(id, reporter, name, room, reason, from_memory);
+            return;
+        };
+        // The store keeps more of the room than the hub does; its answer comes back here.
+        let me = self.me.clone();
+        let (q_room, q_name) = (room.to_string(), name.clone());
+        let asked = store.lines_by(
+            &q_room,
+            &q_name,
+            REPORT_CONTEXT,
+            Box::new(move |lines| {
+                let context = match lines {
+                    Ok(lines) => lines
+                        .iter()
+                        .map(|l| match l.kind {
+                            LineKind::Chat => format!("{}: {}", l.sender, l.text),
+                            LineKind::Action => format!("* {} {}", l.sender, l.text),
+                        })
+                        .collect(),
+                    Err(_) => from_memory,
+                };
+                let _ = me.blocking_send(super::Request::Continue(Box::new(move |hub| {
+                    hub.file_report(id, reporter, name, room, reason, context);
+                })));
+            }),
+        );
+        if let Err(error) = asked {
+            self.tell(id, &format!("The report could not be made ({error})."));
+        }
+    }
+
+    /// What `name` said in `room` among the lines the hub remembers.
+    fn recent_lines_in_memory(&self, room: &str, name: &str) -> Vec<String> {
+        let key = NameKey::new(name);
+        let Some(state) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let lines: Vec<String> = state
+            .history
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::History {
+                    kind, from, text, ..
+                } if NameKey::new(from) == key => Some(match kind {
+                    LineKind::Chat => format!("{from}: {text}"),
+                    LineKind::Action => format!("* {from} {text}"),
+                }),
+                _ => None,
+            })
+            .collect();
+        let skip = lines.len().saturating_sub(REPORT_CONTEXT);
+        lines.into_iter().skip(skip).collect()
+    }
+
+    fn file_report(
+        &mut self,
+        id: ClientId,
+        reporter: Arc<str>,
+        reported: String,
+        room: Arc<str>,
+        reason: String,
+        context: Vec<String>,
+    ) {
+        self.queue.last_report += 1;
+        let number = self.queue.last_report;
+        let view = Arc::new(ReportView {
+            id: number,
+            reporter: reporter.clone(),
+            reported: Arc::from(reported.as_str()),
+            room: room.clone(),
+            reason: reason.clone(),
+            context: context.clone(),
+            at: SystemTime::now(),
+        });
+        self.queue.reports.insert(number, view.clone());
+        tracing::info!(report = number, reporter = %reporter, reported = %reported, room = %room, "report made");
+        let record = Change::Report(ReportRecord {
+            id: number,
+            at: view.at,
+            reporter: reporter.to_string(),
+            reported,
+            room: room.to_string(),
+            reason,
+            context,
+        });
+        self.persist_and_tell(
+            id,
+            vec![record],
+            format!("Thank you; the moderators have your report (#{number})."),
+        );
+        self.tell_moderators(&Delivery::Reported(view));
+    }
+
+    /// `/reports`.
+    pub(super) fn list_reports(&mut self, id: ClientId) {
+        if self.queue.reports.is_empty() {
+            self.tell(id, "No reports are open.");
+            return;
+        }
+        let mut lines = vec![format!("Open reports ({}):", self.queue.reports.len())];
+        for r in self.queue.reports.values() {
+            let age = SystemTime::now()
+                .duration_since(r.at)
+                .map(super::describe_duration)
+                .unwrap_or_default();
+            let reason = if r.reason.is_empty() {
+                "no reason given"
+            } else {
+                &r.reason
+            };
+            lines.push(format!(
+                "#{} {} reported {} in {}, {age} ago: {reason}",
+                r.id, r.reporter, r.reported, r.room
+            ));
+            lines.extend(r.context.iter().map(|l| format!("  {l}")));
+        }
+        self.tell(id, &lines.join("\n"));
+    }
+
+    /// `/resolve N [note]`.
+    pub(super) fn resolve(&mut self, id: ClientId, actor: &str, number: u64, note: Option<String>) {
+        let Some(report) = self.queue.reports.remove(&number) else {
+            self.tell(id, &format!("No open report #{number}."));
+            return;
+        };
+        let note = note.unwrap_or_default();
+        let changes = vec![
+            Change::Resolve {
+                id: number,
+                by: actor.to_owned(),
+                note: note.clone(),
+            },
+            audit(
+                actor,
+                &report.reported,
+                "resolve",
+                &format!("report #{number}: {note}"),
+                Until::Lifted,
+            ),
+        ];
+        self.persist_and_tell(id, changes, format!("Report #{number} resolved."));
+        self.tell_moderators(&Delivery::QueueDone {
+            what: "report",
+            id: number,
+            outcome: "resolved",
+            by: Arc::from(actor),
+        });
+    }
+}
