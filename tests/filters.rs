@@ -614,3 +614,15 @@ fn evasion_corpus_all_caught_nothing_innocent_flagged() {
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// A filter file may say `action = "hold"`, and its fixtures expect `"held"`.
+#[test]
+fn hold_action_and_held_fixtures() {
+    let dir = common::dir_with(&[(
+        "review.toml",
+        "action = \"hold\"\nwords = [\"darn\"]\n\n[[test]]\ninput = \"darn it\"\nexpect = \"held\"\n\n[[test]]\ninput = \"fine\"\nexpect = \"fine\"\n",
+    )]);
+    let (status, stdout) = test_filters_command(dir.path());
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+}

@@ -484,3 +484,49 @@ async fn account_commands_and_configured_accounts() {
     drop(dave);
     stop(server);
 }
+
+/// Held lines and open reports survive a restart; after it a moderator approves the line and it
+/// reaches the room; the audit log has the approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_moderation_queue_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("filters")).unwrap();
+    std::fs::write(
+        dir.path().join("filters/review.toml"),
+        "action = \"hold\"\nwords = [\"darn\"]\n",
+    )
+    .unwrap();
+    let server = start(dir.path());
+    let mut root = login_with_password_at(server.addr, "root", ROOT_PASSWORD).await;
+    let mut alice = login_at(server.addr, "alice").await;
+    alice.send("darn it").await;
+    alice
+        .expect("SERVER: Your message is held for review by a moderator.")
+        .await;
+    root.expect_contains("[held #1] alice in lobby (review): darn it")
+        .await;
+    alice.send("/report root too strict").await;
+    alice.expect_contains("have your report (#1)").await;
+    drop((root, alice));
+    stop(server);
+
+    let server = start(dir.path());
+    let mut root = login_with_password_at(server.addr, "root", ROOT_PASSWORD).await;
+    root.send("/held").await;
+    root.expect_contains("SERVER: Held lines (1):").await;
+    root.expect_contains("#1 alice in lobby (review)").await;
+    root.send("/reports").await;
+    root.expect_contains("SERVER: Open reports (1):").await;
+    let mut bob = login_at(server.addr, "bob").await;
+    root.send("/approve 1").await;
+    bob.expect("alice: darn it").await;
+    root.expect_contains("Held line #1 approved").await;
+    // New lines get new numbers, never a reused one.
+    bob.send("darn").await;
+    root.expect_contains("[held #2] bob in lobby (review): darn").await;
+    drop((root, bob));
+    stop(server);
+    let (code, audit) = chatpipe(dir.path(), &["audit", "--db", "chat.db"]);
+    assert_eq!(code, Some(0), "{audit}");
+    assert!(audit.contains("root approve alice: #1 (review)"), "{audit}");
+}
