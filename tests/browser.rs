@@ -338,3 +338,62 @@ async fn the_page_reconnects_after_a_restart() {
     nc.expect_contains("rita: back again").await;
     server.shutdown().await;
 }
+
+/// A moderator works the queue from the page's panel: a held line appears live, Approve
+/// delivers it to the room, Deny drops the next one and tells its sender; the audit log in the
+/// panel shows both. Saves a screenshot of the panel (target/screenshots/moderator-panel.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_approves_and_denies_from_the_panel() {
+    let Some(driver) = chromedriver() else { return };
+    let mut config: Config = test_config();
+    config.accounts.push(chatpipe::config::AccountConfig {
+        name: "mod".into(),
+        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
+        role: chatpipe::Role::Moderator,
+    });
+    let dir = common::dir_with(&[("review.toml", "action = \"hold\"\nwords = [\"darn\"]\n")]);
+    let server = Server::new(config).filters_dir(dir.path()).unwrap();
+    let (server, web) = TestServer::start_with_web(server).await;
+    let moderator = Browser::start(&driver).await;
+    moderator.join(web, "mod", Some("modpass12")).await;
+    moderator.wait_for_text("#held-list", "Nothing is waiting.").await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect("bob has joined the chat").await;
+    alice.send("darn it").await;
+    alice
+        .expect("SERVER: Your message is held for review by a moderator.")
+        .await;
+    moderator.wait_for_text("#held-list", "darn it").await;
+    moderator
+        .client
+        .find(Locator::XPath("//ul[@id='held-list']/li[@data-id='1']/button[.='Approve']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    bob.expect("alice: darn it").await;
+    moderator.wait_for_text("#held-list", "Nothing is waiting.").await;
+    alice.send("darn again").await;
+    moderator.wait_for_text("#held-list", "darn again").await;
+    bob.send("/report alice swearing").await;
+    moderator.wait_for_text("#report-list", "swearing").await;
+    let png = moderator.client.screenshot().await.unwrap();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("moderator-panel.png"), png).unwrap();
+    moderator
+        .client
+        .find(Locator::XPath("//ul[@id='held-list']/li[@data-id='2']/button[.='Deny']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice.expect_contains("Your message held for review was not approved").await;
+    moderator.wait_for_text("#audit-list", "mod deny alice").await;
+    moderator.wait_for_text("#audit-list", "mod approve alice").await;
+    drop(moderator);
+    server.shutdown().await;
+}

@@ -14,6 +14,9 @@ const state = {
   history: [], // lines typed, for up/down
   historyAt: 0,
   backoff: 1000,
+  held: new Map(), // id -> held line (moderators)
+  reports: new Map(), // id -> report (moderators)
+  audit: [], // recent audit entries (moderators)
   wanted: false, // the user asked to be connected
   reconnecting: false,
 };
@@ -130,6 +133,60 @@ function renderMembers() {
   }
 }
 
+// The moderator's panel: held lines with approve/deny, open reports with their lines and a
+// resolve button, the recent audit log. Shown to moderators and admins only.
+function renderPanel() {
+  const panel = $("mod-panel");
+  panel.hidden = state.role === "user";
+  if (panel.hidden) return;
+  const button = (label, command) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.addEventListener("click", () => send(command));
+    return b;
+  };
+  const span = (cls, text) => {
+    const s = document.createElement("span");
+    s.className = cls;
+    s.textContent = text;
+    return s;
+  };
+  const fill = (list, items, empty) => {
+    list.replaceChildren();
+    if (!items.length) {
+      const li = document.createElement("li");
+      li.className = "empty";
+      li.textContent = empty;
+      list.appendChild(li);
+    }
+    for (const li of items) list.appendChild(li);
+  };
+  fill($("held-list"), [...state.held.values()].map((h) => {
+    const li = document.createElement("li");
+    li.dataset.id = String(h.id);
+    li.appendChild(span("meta", "#" + h.id + " " + h.from + " in #" + h.room + " (" + h.filter + ") " + timeOf(h.time)));
+    li.appendChild(span("quote", h.text));
+    li.appendChild(button("Approve", "/approve " + h.id));
+    li.appendChild(button("Deny", "/deny " + h.id));
+    return li;
+  }), "Nothing is waiting.");
+  fill($("report-list"), [...state.reports.values()].map((r) => {
+    const li = document.createElement("li");
+    li.dataset.id = String(r.id);
+    li.appendChild(span("meta", "#" + r.id + " " + r.reporter + " reported " + r.reported + " in #" + r.room + " " + timeOf(r.time)));
+    li.appendChild(span("quote", r.reason || "no reason given"));
+    li.appendChild(span("context", r.context.join("\n")));
+    li.appendChild(button("Resolve", "/resolve " + r.id));
+    return li;
+  }), "No open reports.");
+  fill($("audit-list"), state.audit.slice().reverse().map((e) => {
+    const li = document.createElement("li");
+    li.textContent = timeOf(e.time) + " " + e.who + " " + e.what + " " + e.whom + (e.why ? ": " + e.why : "");
+    return li;
+  }), "Nothing yet.");
+}
+
 function openMenu(name, anchor) {
   const menu = $("member-menu");
   menu.replaceChildren();
@@ -172,6 +229,7 @@ function onMessage(m) {
     case "welcome":
       state.name = m.name;
       state.role = m.role;
+      renderPanel();
       $("login").hidden = true;
       $("chat").hidden = false;
       status(state.reconnecting ? "Reconnected as " + m.name + "." : "Connected as " + m.name + ".");
@@ -210,7 +268,9 @@ function onMessage(m) {
       }
       break;
     case "message":
-      addLine(m.room, "message", [["from", m.from + ":"], ["text", m.text]], m.time);
+      addLine(m.room, "message", m.reviewed
+        ? [["from", m.from + ":"], ["text", m.text], ["reviewed", " ✓ reviewed"]]
+        : [["from", m.from + ":"], ["text", m.text]], m.time);
       break;
     case "action":
       addLine(m.room, "action", [["", "* "], ["from", m.from], ["text", m.text]], m.time);
@@ -240,6 +300,27 @@ function onMessage(m) {
       break;
     case "notice":
       onNotice(m);
+      break;
+    case "queue":
+      state.held = new Map(m.held.map((h) => [h.id, h]));
+      state.reports = new Map(m.reports.map((r) => [r.id, r]));
+      renderPanel();
+      break;
+    case "held":
+      state.held.set(m.id, m);
+      renderPanel();
+      break;
+    case "report":
+      state.reports.set(m.id, m);
+      renderPanel();
+      break;
+    case "queue_done":
+      (m.what === "held" ? state.held : state.reports).delete(m.id);
+      renderPanel();
+      break;
+    case "audit":
+      state.audit = state.audit.concat(m.entries).slice(-50);
+      renderPanel();
       break;
   }
 }
