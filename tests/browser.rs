@@ -356,7 +356,9 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
     let (server, web) = TestServer::start_with_web(server).await;
     let moderator = Browser::start(&driver).await;
     moderator.join(web, "mod", Some("modpass12")).await;
-    moderator.wait_for_text("#held-list", "Nothing is waiting.").await;
+    moderator
+        .wait_for_text("#held-list", "Nothing is waiting.")
+        .await;
     let mut alice = server.login("alice").await;
     let mut bob = server.login("bob").await;
     alice.expect("bob has joined the chat").await;
@@ -367,14 +369,18 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
     moderator.wait_for_text("#held-list", "darn it").await;
     moderator
         .client
-        .find(Locator::XPath("//ul[@id='held-list']/li[@data-id='1']/button[.='Approve']"))
+        .find(Locator::XPath(
+            "//ul[@id='held-list']/li[@data-id='1']/button[.='Approve']",
+        ))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
     bob.expect("alice: darn it").await;
-    moderator.wait_for_text("#held-list", "Nothing is waiting.").await;
+    moderator
+        .wait_for_text("#held-list", "Nothing is waiting.")
+        .await;
     alice.send("darn again").await;
     moderator.wait_for_text("#held-list", "darn again").await;
     bob.send("/report alice swearing").await;
@@ -385,15 +391,23 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
     std::fs::write(shots.join("moderator-panel.png"), png).unwrap();
     moderator
         .client
-        .find(Locator::XPath("//ul[@id='held-list']/li[@data-id='2']/button[.='Deny']"))
+        .find(Locator::XPath(
+            "//ul[@id='held-list']/li[@data-id='2']/button[.='Deny']",
+        ))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    alice.expect_contains("Your message held for review was not approved").await;
-    moderator.wait_for_text("#audit-list", "mod deny alice").await;
-    moderator.wait_for_text("#audit-list", "mod approve alice").await;
+    alice
+        .expect_contains("Your message held for review was not approved")
+        .await;
+    moderator
+        .wait_for_text("#audit-list", "mod deny alice")
+        .await;
+    moderator
+        .wait_for_text("#audit-list", "mod approve alice")
+        .await;
     drop(moderator);
     server.shutdown().await;
 }

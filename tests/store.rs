@@ -523,7 +523,8 @@ async fn the_moderation_queue_survives_a_restart() {
     root.expect_contains("Held line #1 approved").await;
     // New lines get new numbers, never a reused one.
     bob.send("darn").await;
-    root.expect_contains("[held #2] bob in lobby (review): darn").await;
+    root.expect_contains("[held #2] bob in lobby (review): darn")
+        .await;
     drop((root, bob));
     stop(server);
     let (code, audit) = chatpipe(dir.path(), &["audit", "--db", "chat.db"]);

@@ -914,6 +914,40 @@ pub(crate) fn describe_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// A panic while carrying out one event costs that event: the hub goes on, the sender is
+    /// told, the drop is counted.
+    #[tokio::test]
+    async fn a_panic_costs_one_event() {
+        let (mut hub, _handle) = RoomHub::new(HubSettings::default());
+        let client = Arc::new(Client::new(
+            ClientId(1),
+            "127.0.0.1:1".parse().unwrap(),
+            crate::event::ClientInfo {
+                name: Arc::from("alice"),
+                room: Arc::from("lobby"),
+                role: Role::User,
+            },
+        ));
+        let outbox = Outbox::new(64, 1 << 16, Duration::from_secs(2));
+        hub.register(client, outbox.clone(), DoorId::TEXT).unwrap();
+        hub.guarded(Some(ClientId(1)), |_| panic!("a bug in a command"));
+        assert!(hub.members.contains_key(&ClientId(1)), "the hub goes on");
+        let told = match outbox.next_batch(VecDeque::new()).await {
+            crate::hub::Batch::Lines(lines, _) => lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<String>(),
+            other => panic!("{other:?}"),
+        };
+        assert!(told.contains("an internal error"), "{told}");
+        assert!(
+            hub.settings
+                .metrics
+                .encode()
+                .contains("chatpipe_lines_dropped_total{reason=\"panic\"} 1")
+        );
+    }
+
     #[test]
     fn durations_are_written_compactly() {
         assert_eq!(describe_duration(Duration::from_secs(86_400)), "1d");
