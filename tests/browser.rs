@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chatpipe::{Config, Server};
-use common::{TestClient, TestServer, WAIT, test_config};
+use chatpipe::Server;
+use common::{TestClient, TestServer, WAIT, config_with_moderator, test_config};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -276,12 +276,7 @@ async fn html_in_a_line_stays_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_kicks_from_the_member_menu() {
     let Some(driver) = chromedriver() else { return };
-    let mut config: Config = test_config();
-    config.accounts.push(chatpipe::config::AccountConfig {
-        name: "mod".into(),
-        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
-        role: chatpipe::Role::Moderator,
-    });
+    let config = config_with_moderator();
     let (server, web) = TestServer::start_with_web(Server::new(config)).await;
     let moderator = Browser::start(&driver).await;
     let victim = Browser::start(&driver).await;
@@ -345,12 +340,7 @@ async fn the_page_reconnects_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_approves_and_denies_from_the_panel() {
     let Some(driver) = chromedriver() else { return };
-    let mut config: Config = test_config();
-    config.accounts.push(chatpipe::config::AccountConfig {
-        name: "mod".into(),
-        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
-        role: chatpipe::Role::Moderator,
-    });
+    let config = config_with_moderator();
     let dir = common::dir_with(&[("review.toml", "action = \"hold\"\nwords = [\"darn\"]\n")]);
     let server = Server::new(config).filters_dir(dir.path()).unwrap();
     let (server, web) = TestServer::start_with_web(server).await;

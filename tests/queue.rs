@@ -3,21 +3,14 @@
 
 mod common;
 
-use chatpipe::config::AccountConfig;
-use chatpipe::{Config, Role, Server};
-use common::{TestClient, TestServer, login_with_password_at, test_config};
+use chatpipe::{Config, Server};
+use common::{TestClient, TestServer, login_with_password_at};
 
 const HOLD: &str =
     "action = \"hold\"\nwords = [\"darn\"]\n\n[[test]]\ninput = \"darn it\"\nexpect = \"held\"\n";
 
 fn config() -> Config {
-    let mut config = test_config();
-    config.accounts.push(AccountConfig {
-        name: "mod".into(),
-        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
-        role: Role::Moderator,
-    });
-    config
+    common::config_with_moderator()
 }
 
 async fn start(config: Config) -> (TestServer, tempfile::TempDir) {

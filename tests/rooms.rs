@@ -28,15 +28,7 @@ fn with_accounts() -> Config {
 
 /// Logs in to a registered account.
 async fn login_with_password(server: &TestServer, name: &str, password: &str) -> TestClient {
-    let mut client = server.connect().await;
-    client.expect_contains("Please enter your username").await;
-    client.send(name).await;
-    client
-        .expect(&format!("SERVER: Password required for {name}"))
-        .await;
-    client.send(password).await;
-    client.expect_joined(name).await;
-    client
+    common::login_with_password_at(server.addr, name, password).await
 }
 
 /// A line said in one room never reaches another; join and leave notices go to the rooms

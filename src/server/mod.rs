@@ -87,17 +87,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_admin(&self) -> Result<Option<TcpListener>, ServerError> {
-        let addr = &self.config.admin.listen;
-        if addr.is_empty() {
-            return Ok(None);
-        }
-        TcpListener::bind(addr.as_str())
-            .await
-            .map(Some)
-            .map_err(|source| ServerError::Bind {
-                addr: addr.clone(),
-                source,
-            })
+        bind_unless_off(&self.config.admin.listen).await
     }
 
     /// Binds the configured web listener (`[web] listen`), unless it is `""`.
@@ -105,17 +95,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_web(&self) -> Result<Option<TcpListener>, ServerError> {
-        let addr = &self.config.web.listen;
-        if addr.is_empty() {
-            return Ok(None);
-        }
-        TcpListener::bind(addr.as_str())
-            .await
-            .map(Some)
-            .map_err(|source| ServerError::Bind {
-                addr: addr.clone(),
-                source,
-            })
+        bind_unless_off(&self.config.web.listen).await
     }
 
     /// Serves the web front door (the page and `/ws`) on `listener` while running.
@@ -352,6 +332,20 @@ impl Server {
             None => Ok(()),
         }
     }
+}
+
+/// Binds `addr`, unless it is `""` (the listener is off).
+async fn bind_unless_off(addr: &str) -> Result<Option<TcpListener>, ServerError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Logs connections, rooms and message rates every `interval` until `stop`.

@@ -453,7 +453,7 @@ impl BadLines {
 
 /// Sends into the pipeline, waiting while it is full (which stops reading from this client, so
 /// TCP pushes back on it). False when shutdown began or the pipeline is gone.
-async fn send(shared: &SessionShared, event: Event) -> bool {
+pub(crate) async fn send(shared: &SessionShared, event: Event) -> bool {
     tokio::select! {
         _ = shared.stop_reading.cancelled() => false,
         sent = shared.pipeline.send(event) => sent.is_ok(),

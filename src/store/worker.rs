@@ -578,16 +578,10 @@ pub(super) fn recent_audit(conn: &Connection, count: usize) -> rusqlite::Result<
         .prepare_cached(
             "SELECT at, who, whom, what, why, until FROM audit ORDER BY id DESC LIMIT ?1",
         )?
-        .query_map(params![i64::try_from(count).unwrap_or(i64::MAX)], |row| {
-            Ok(AuditEntry {
-                at: from_millis(row.get(0)?),
-                who: row.get(1)?,
-                whom: row.get(2)?,
-                what: row.get(3)?,
-                why: row.get(4)?,
-                until: row.get::<_, Option<i64>>(5)?.map(from_millis),
-            })
-        })?
+        .query_map(
+            params![i64::try_from(count).unwrap_or(i64::MAX)],
+            audit_entry,
+        )?
         .collect::<rusqlite::Result<_>>()?;
     entries.reverse();
     Ok(entries)
@@ -604,15 +598,18 @@ pub(super) fn audit_log(
         "SELECT at, who, whom, what, why, until FROM audit \
          WHERE at >= ?1 AND (?2 IS NULL OR lower(who) = lower(?2)) ORDER BY id",
     )?
-    .query_map(params![since, who], |row| {
-        Ok(AuditEntry {
-            at: from_millis(row.get(0)?),
-            who: row.get(1)?,
-            whom: row.get(2)?,
-            what: row.get(3)?,
-            why: row.get(4)?,
-            until: row.get::<_, Option<i64>>(5)?.map(from_millis),
-        })
-    })?
+    .query_map(params![since, who], audit_entry)?
     .collect()
+}
+
+/// An audit row (`at, who, whom, what, why, until`).
+fn audit_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        at: from_millis(row.get(0)?),
+        who: row.get(1)?,
+        whom: row.get(2)?,
+        what: row.get(3)?,
+        why: row.get(4)?,
+        until: row.get::<_, Option<i64>>(5)?.map(from_millis),
+    })
 }

@@ -28,7 +28,7 @@ use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::clean_text;
 use crate::server::login;
-use crate::server::session::{Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS};
+use crate::server::session::{Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, send};
 
 /// The server pings at most this often (and at half the idle timeout if that is shorter), so a
 /// browser tab that is open but quiet answers with pongs and stays connected.
@@ -374,14 +374,6 @@ fn too_many_bad(outbox: &Outbox) -> String {
         "Disconnected: too many invalid lines",
     );
     "too many invalid lines".to_owned()
-}
-
-/// Into the pipeline, waiting while it is full; false when shutdown began.
-async fn send(shared: &crate::server::session::SessionShared, event: Event) -> bool {
-    tokio::select! {
-        _ = shared.stop_reading.cancelled() => false,
-        sent = shared.pipeline.send(event) => sent.is_ok(),
-    }
 }
 
 /// What the writer needs besides its sink and outbox.

@@ -29,6 +29,17 @@ pub fn test_config() -> Config {
     config
 }
 
+/// [`test_config`] with a moderator account `mod`, password `modpass12`.
+pub fn config_with_moderator() -> Config {
+    let mut config = test_config();
+    config.accounts.push(chatpipe::config::AccountConfig {
+        name: "mod".into(),
+        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
+        role: chatpipe::Role::Moderator,
+    });
+    config
+}
+
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -793,16 +793,7 @@ impl RoomHub {
 
     /// Sends a `SERVER:` line to every moderator and admin online.
     fn alert_moderators(&mut self, text: &str) {
-        let delivery = Delivery::coded("alert", text);
-        let moderators: Vec<ClientId> = self
-            .members
-            .values()
-            .filter(|m| m.role() != Role::User)
-            .map(|m| m.client.id())
-            .collect();
-        for id in moderators {
-            self.deliver(id, &delivery);
-        }
+        self.tell_moderators(&Delivery::coded("alert", text));
     }
 
     /// Disconnects every client found with a full outbox. Announcing one departure can fill
