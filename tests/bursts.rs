@@ -134,7 +134,11 @@ impl Stage for Gate {
                     }
                 };
                 match event {
-                    Some(Some(event)) if open => return Some((event, s)),
+                    // Decided by the gate as it is now, not as it was when the wait began: the
+                    // test closes it before the lines it must hold are even sent.
+                    Some(Some(event)) if *s.open.borrow() && s.queue.is_empty() => {
+                        return Some((event, s));
+                    }
                     Some(Some(event)) => {
                         s.queue.push_back(event);
                         s.held.fetch_add(1, Ordering::SeqCst);
