@@ -50,6 +50,18 @@ pub struct Config {
     pub web: WebConfig,
     /// The moderation queue and reports.
     pub moderation: ModerationConfig,
+    /// The certificate and key for TLS listeners.
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: the certificate and key (PEM) of the TLS listeners; reloaded on SIGHUP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
 }
 
 /// `[moderation]`: lines held for review, and members' reports.
@@ -211,6 +223,8 @@ impl Default for FiltersConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: String,
+    /// Address of the text protocol over TLS (with `[tls]`); `""` turns it off.
+    pub listen_tls: String,
     /// Longest accepted line in bytes, without the line ending.
     pub max_line_bytes: usize,
     /// Most connections served at once; further clients wait in the kernel's accept queue.
@@ -248,6 +262,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
+            listen_tls: String::new(),
             max_line_bytes: 2048,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(30),
@@ -452,6 +467,19 @@ impl Config {
                 problems.push(format!(
                     "[web] origins: `{origin}` is not an origin such as https://chat.example.org"
                 ));
+            }
+        }
+        if !s.listen_tls.is_empty() {
+            if s.listen_tls.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "[server] listen_tls: `{}` is not an address such as 0.0.0.0:8443 (or \"\" for off)",
+                    s.listen_tls
+                ));
+            }
+            if self.tls.cert.as_os_str().is_empty() || self.tls.key.as_os_str().is_empty() {
+                problems.push(
+                    "[server] listen_tls needs [tls] cert and key (`chatpipe gen-cert` makes a pair to try)".into(),
+                );
             }
         }
         if s.listen.parse::<SocketAddr>().is_err() {

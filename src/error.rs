@@ -74,6 +74,9 @@ pub enum ServerError {
     /// The pipeline cannot be assembled.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::UnknownStage),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::server::tls::TlsError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -47,6 +47,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write a self-signed certificate and key (cert.pem, key.pem) for trying TLS locally.
+    GenCert {
+        /// The host name the certificate is for.
+        #[arg(long, default_value = "localhost")]
+        name: String,
+        /// The directory to write them to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Copy the database, consistently, even while a server runs on it (SQLite's online backup).
     Backup {
         /// The copy to write; it must not exist yet.
@@ -143,6 +152,15 @@ fn main() -> ExitCode {
             json,
         }) => audit(db, since, who.as_deref(), json),
         Some(Cmd::Backup { file, db }) => backup(db, &file),
+        Some(Cmd::GenCert { name, out }) => {
+            chatpipe::server::tls::generate_self_signed(&name, &out).map(|(cert, key)| {
+                say(format_args!(
+                    "chatpipe: wrote {} and {} for {name} (self-signed: for trying TLS, not for the internet)",
+                    cert.display(),
+                    key.display()
+                ))
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,9 +199,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async {
         // Handlers first: a signal that arrives once `listening on` is logged must find them.
         let shutdown = shutdown_signal();
-        // Always: without a handler, SIGHUP's default action would end the process.
-        tokio::spawn(reload_on_sighup(server.filter_rules()));
+
         let listener = server.bind().await.map_err(|e| e.to_string())?;
+        server = server.bind_tls().await.map_err(|e| e.to_string())?;
+        // Reloads the filters and the TLS certificate on SIGHUP; never stops the server.
+        tokio::spawn(reload_on_sighup(
+            server.filter_rules(),
+            server.tls_certificates(),
+        ));
         if let Some(web) = server.bind_web().await.map_err(|e| e.to_string())? {
             server = server.web_listener(web);
         }
@@ -346,7 +369,10 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 /// Installs the SIGHUP handler now, and returns a task body that reloads the filters on every
 /// SIGHUP for as long as the runtime lives. Without a filters directory a SIGHUP is logged and
 /// changes nothing: it must never stop the server.
-fn reload_on_sighup(rules: Option<FilterRules>) -> impl std::future::Future<Output = ()> {
+fn reload_on_sighup(
+    rules: Option<FilterRules>,
+    tls: Option<chatpipe::server::tls::TlsCertificates>,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -359,6 +385,9 @@ fn reload_on_sighup(rules: Option<FilterRules>) -> impl std::future::Future<Outp
                 return;
             };
             while hangups.recv().await.is_some() {
+                if let Some(tls) = tls.clone() {
+                    let _ = tokio::task::spawn_blocking(move || tls.reload_and_log()).await;
+                }
                 let Some(rules) = &rules else {
                     tracing::info!("SIGHUP: no filters directory, so nothing to reload");
                     continue;
@@ -372,7 +401,7 @@ fn reload_on_sighup(rules: Option<FilterRules>) -> impl std::future::Future<Outp
     }
     #[cfg(not(unix))]
     async move {
-        drop(rules);
+        drop((rules, tls));
     }
 }
 

@@ -56,6 +56,9 @@ fn free_port() -> u16 {
 
 impl Browser {
     async fn start(driver_path: &str) -> Browser {
+        // The WebDriver client's TLS stack needs a process-wide crypto provider; more than one is
+        // compiled in (ring for chatpipe's TLS), so name it.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
         let driver = Command::new(driver_path)
             .arg(format!("--port={port}"))

@@ -11,8 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 use tokio::io::AsyncWriteExt;
 
+use futures::future::Either;
+
 use super::admission::Refusal;
 use super::session::{Admission, SessionShared, run_session};
+use super::tls::TlsCertificates;
 use crate::protocol::server_line;
 
 /// How long a refused client gets to take its one line.
@@ -27,7 +30,11 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Accepts connections until shutdown begins.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<SessionShared>,
+    tls: Option<TlsCertificates>,
+) {
     let permits = shared.permits.clone();
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -69,11 +76,50 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared
         let id = shared.next_client_id();
         tracing::debug!(client = %id, peer = %addr, "connection accepted");
         let admission = Admission { permit, address };
-        shared
-            .tasks
-            .spawn(run_session(shared.clone(), id, socket, addr, admission));
+        shared.tasks.spawn(match &tls {
+            None => Either::Left(run_session(shared.clone(), id, socket, addr, admission)),
+            Some(tls) => Either::Right(tls_session(
+                shared.clone(),
+                id,
+                socket,
+                addr,
+                admission,
+                tls.acceptor(),
+            )),
+        });
     }
     tracing::info!("listener closed");
+}
+
+/// Runs the TLS handshake — within the handshake timeout, so a client that never finishes it
+/// costs a bounded amount of memory for a bounded time — then serves the connection.
+async fn tls_session(
+    shared: Arc<SessionShared>,
+    id: crate::event::ClientId,
+    socket: TcpStream,
+    addr: std::net::SocketAddr,
+    admission: super::session::Admission,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(socket));
+    let stream = tokio::select! {
+        _ = shared.stop_reading.cancelled() => return,
+        stream = handshake => stream,
+    };
+    match stream {
+        Ok(Ok(stream)) => {
+            let (read_half, write_half) = tokio::io::split(stream);
+            super::session::serve(shared, id, read_half, write_half, addr, admission).await;
+        }
+        Ok(Err(error)) => {
+            shared.metrics.handshake_failure("tls");
+            tracing::info!(peer = %addr, %error, "TLS handshake failed (plain text sent to the TLS port?); connection dropped");
+        }
+        Err(_) => {
+            shared.metrics.handshake_failure("tls_timeout");
+            tracing::info!(peer = %addr, "TLS handshake timed out; connection dropped");
+        }
+    }
 }
 
 /// Tells a refused client why, briefly, and closes.

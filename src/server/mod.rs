@@ -21,6 +21,7 @@ pub mod codec;
 mod listener;
 pub(crate) mod login;
 pub(crate) mod session;
+pub mod tls;
 mod writer;
 
 use std::future::Future;
@@ -65,6 +66,8 @@ pub struct Server {
     rules: Option<FilterRules>,
     admin: Option<TcpListener>,
     web: Option<TcpListener>,
+    /// The TLS listener of the text protocol and its certificate.
+    tls: Option<(TcpListener, tls::TlsCertificates)>,
     metrics: Arc<Metrics>,
 }
 
@@ -78,6 +81,7 @@ impl Server {
             rules: None,
             admin: None,
             web: None,
+            tls: None,
             metrics: Metrics::new(),
         }
     }
@@ -96,6 +100,38 @@ impl Server {
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_web(&self) -> Result<Option<TcpListener>, ServerError> {
         bind_unless_off(&self.config.web.listen).await
+    }
+
+    /// Binds the text protocol's TLS listener (`[server] listen_tls`) with the certificate of
+    /// `[tls]`, unless `listen_tls` is `""`.
+    ///
+    /// # Errors
+    /// [`ServerError::Tls`] naming the certificate or key file at fault; [`ServerError::Bind`].
+    pub async fn bind_tls(mut self) -> Result<Self, ServerError> {
+        let addr = self.config.server.listen_tls.clone();
+        if addr.is_empty() {
+            return Ok(self);
+        }
+        let certificates = tls::TlsCertificates::load(&self.config.tls.cert, &self.config.tls.key)
+            .map_err(ServerError::Tls)?;
+        let listener = bind_unless_off(&addr).await?;
+        self.tls = listener.map(|l| (l, certificates));
+        Ok(self)
+    }
+
+    /// Serves the text protocol over TLS on `listener` with `certificates` while running.
+    pub fn tls_listener(
+        mut self,
+        listener: TcpListener,
+        certificates: tls::TlsCertificates,
+    ) -> Self {
+        self.tls = Some((listener, certificates));
+        self
+    }
+
+    /// The TLS certificate in use, for reloading it (on SIGHUP, say).
+    pub fn tls_certificates(&self) -> Option<tls::TlsCertificates> {
+        self.tls.as_ref().map(|(_, c)| c.clone())
     }
 
     /// Serves the web front door (the page and `/ws`) on `listener` while running.
@@ -222,6 +258,7 @@ impl Server {
                 .collect(),
             doors,
             moderation: self.config.moderation.clone(),
+            tls: self.tls.as_ref().map(|(_, c)| c.clone()),
         });
         hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));
@@ -277,7 +314,17 @@ impl Server {
             };
             tasks.spawn(crate::web::serve(web, state));
         }
-        tasks.spawn(listener::accept_loop(listener, shared));
+        if let Some((tls_listener, certificates)) = self.tls {
+            if let Ok(addr) = tls_listener.local_addr() {
+                tracing::info!("listening for TLS on {addr}");
+            }
+            tasks.spawn(listener::accept_loop(
+                tls_listener,
+                shared.clone(),
+                Some(certificates),
+            ));
+        }
+        tasks.spawn(listener::accept_loop(listener, shared, None));
         if let Some(rules) = self.rules.filter(|_| self.config.filters.watch) {
             let interval = self.config.filters.watch_interval;
             tasks.spawn(rules.watch(interval, stop_reading.clone()));

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -74,7 +74,8 @@ impl SessionShared {
     }
 }
 
-type Frames = FramedRead<OwnedReadHalf, LineCodec>;
+/// The lines a connection reads, over plain TCP or TLS.
+type Frames<R> = FramedRead<R, LineCodec>;
 
 /// A connection's place in the connection limits; dropping it frees the place.
 #[derive(Debug)]
@@ -84,7 +85,7 @@ pub(crate) struct Admission {
     pub(crate) address: Option<AddressGuard>,
 }
 
-/// Serves one connection until it closes. The writer runs as its own task.
+/// Serves one plain TCP connection until it closes.
 pub(crate) async fn run_session(
     shared: Arc<SessionShared>,
     id: ClientId,
@@ -92,7 +93,24 @@ pub(crate) async fn run_session(
     addr: SocketAddr,
     admission: Admission,
 ) {
+    // The owned halves of a TcpStream need no lock between reader and writer.
     let (read_half, write_half) = socket.into_split();
+    serve(shared, id, read_half, write_half, addr, admission).await;
+}
+
+/// Serves one connection, given its two halves (plain TCP or TLS), until it closes. The writer
+/// runs as its own task.
+pub(crate) async fn serve<R, W>(
+    shared: Arc<SessionShared>,
+    id: ClientId,
+    read_half: R,
+    write_half: W,
+    addr: SocketAddr,
+    admission: Admission,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
     let outbox = Outbox::new(
         config.outbox_lines,
@@ -181,11 +199,11 @@ impl HandshakeEnd {
     }
 }
 
-async fn handshake(
+async fn handshake<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     id: ClientId,
     addr: SocketAddr,
-    frames: &mut Frames,
+    frames: &mut Frames<R>,
     outbox: &Outbox,
 ) -> Result<Arc<Client>, HandshakeEnd> {
     for attempt in 1..=MAX_NAME_ATTEMPTS {
@@ -247,11 +265,11 @@ async fn handshake(
 /// Checks a well-formed name against the accounts: a guest name passes (if guests are allowed);
 /// a registered name needs its password. `Ok(Err(problem))` is a refusal the client may retry
 /// after; the password is never logged or echoed.
-async fn log_in(
+async fn log_in<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     name: &str,
     addr: SocketAddr,
-    frames: &mut Frames,
+    frames: &mut Frames<R>,
     outbox: &Outbox,
 ) -> Result<Result<(String, Role), String>, HandshakeEnd> {
     let account = match login::account(shared, name).await {
@@ -297,10 +315,10 @@ async fn log_in(
 /// Also enforces liveness and input hygiene: a client silent for `idle_timeout` is warned and
 /// then disconnected; one that sends `max_bad_lines` over-long or invalid lines within a minute
 /// is disconnected. Each gets a `SERVER:` line saying why before the connection closes.
-async fn read_lines(
+async fn read_lines<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     client: Arc<Client>,
-    frames: &mut Frames,
+    frames: &mut Frames<R>,
     outbox: &Outbox,
     closed: &CancellationToken,
 ) {

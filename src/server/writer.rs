@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::session::Admission;
@@ -46,7 +46,11 @@ pub(crate) struct WriterContext {
 }
 
 /// Writes batches from `outbox` to `socket` until the outbox is closed or a write fails.
-pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: WriterContext) {
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    outbox: Outbox,
+    ctx: WriterContext,
+) {
     let _closed = ctx.closed.clone().drop_guard();
     let _admission = ctx.admission;
     let mut spare = VecDeque::new();
@@ -104,7 +108,7 @@ pub(crate) async fn write_loop(mut socket: OwnedWriteHalf, outbox: Outbox, ctx: 
 /// outbox each time the socket takes bytes (so a client reading a long backlog is not mistaken
 /// for a stalled one).
 async fn write_all(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut (impl AsyncWrite + Unpin),
     outbox: &Outbox,
     lines: &VecDeque<Bytes>,
     last: Option<Bytes>,

@@ -180,6 +180,8 @@ pub struct HubSettings {
     pub doors: Doors,
     /// The moderation queue's settings.
     pub moderation: crate::config::ModerationConfig,
+    /// The TLS certificate, which an admin's `/reload` reloads too.
+    pub tls: Option<crate::server::tls::TlsCertificates>,
 }
 
 /// The renderers of the front doors, indexed by [`DoorId`].

@@ -59,7 +59,7 @@ impl RoomHub {
                     self.voice(id, room, target, &actor_name);
                 }
             }
-            Command::Reload => self.reload_filters(id, &actor_name),
+            Command::Reload => self.reload(id, actor_role, &actor_name),
             Command::Held => self.list_held(id),
             Command::Approve(number) => self.approve(id, &actor_name, number),
             Command::Deny { id: number, reason } => self.deny(id, &actor_name, number, reason),
@@ -491,13 +491,21 @@ impl RoomHub {
         });
     }
 
-    fn reload_filters(&mut self, id: ClientId, actor_name: &str) {
-        let (Some(rules), Some(recipient)) =
-            (self.settings.filter_rules.clone(), self.recipient(id))
-        else {
-            self.tell(id, "This server has no filters directory to reload.");
+    /// `/reload`: the filters, and for an admin the TLS certificate too.
+    fn reload(&mut self, id: ClientId, actor_role: Role, actor_name: &str) {
+        let rules = self.settings.filter_rules.clone();
+        let tls = self
+            .settings
+            .tls
+            .clone()
+            .filter(|_| actor_role == Role::Admin);
+        let Some(recipient) = self.recipient(id) else {
             return;
         };
+        if rules.is_none() && tls.is_none() {
+            self.tell(id, "This server has no filters directory to reload.");
+            return;
+        }
         let entry = audit(actor_name, "filters", "reload", "", Until::Lifted);
         self.persist(vec![entry], |_, result| {
             if let Err(cause) = result {
@@ -507,15 +515,26 @@ impl RoomHub {
         // Reading and compiling the files is blocking work: off the hub, which must never wait.
         // The answer goes straight into the asker's outbox.
         self.settings.tasks.spawn_blocking(move || {
-            let answer = match rules.reload_and_log() {
-                Ok(names) => format!("Filters reloaded: {}", names.join(", ")),
-                Err(errors) => format!(
-                    "Filter reload failed ({} problems; see the log); the previous filters stay in force. First: {}",
-                    errors.0.len(),
-                    errors.0.first().map(ToString::to_string).unwrap_or_default()
-                ),
-            };
-            recipient.tell(&answer);
+            if let Some(rules) = rules {
+                let answer = match rules.reload_and_log() {
+                    Ok(names) => format!("Filters reloaded: {}", names.join(", ")),
+                    Err(errors) => format!(
+                        "Filter reload failed ({} problems; see the log); the previous filters stay in force. First: {}",
+                        errors.0.len(),
+                        errors.0.first().map(ToString::to_string).unwrap_or_default()
+                    ),
+                };
+                recipient.tell(&answer);
+            }
+            if let Some(tls) = tls {
+                let answer = match tls.reload_and_log() {
+                    Ok(()) => "TLS certificate reloaded.".to_owned(),
+                    Err(error) => format!(
+                        "TLS certificate reload failed; the previous one stays in force: {error}"
+                    ),
+                };
+                recipient.tell(&answer);
+            }
         });
     }
 }

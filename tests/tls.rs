@@ -1,0 +1,278 @@
+//! The text protocol over TLS: a Rust client and `openssl s_client` chat with a plain-text
+//! client in one room; a new certificate is loaded while a TLS client stays connected; bad
+//! certificate files are one clear error; a stalled handshake and plain text sent to the TLS
+//! port are dropped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatpipe::Server;
+use chatpipe::server::tls::{TlsCertificates, generate_self_signed};
+use common::{TestServer, WAIT, test_config};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+/// A server with a plain and a TLS listener; the TLS address and the certificate directory.
+async fn start() -> (TestServer, SocketAddr, tempfile::TempDir, TlsCertificates) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = generate_self_signed("localhost", dir.path()).unwrap();
+    let certificates = TlsCertificates::load(&cert, &key).unwrap();
+    let tls = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = tls.local_addr().unwrap();
+    let mut config = test_config();
+    config.server.handshake_timeout = Duration::from_millis(500);
+    let server = Server::new(config).tls_listener(tls, certificates.clone());
+    (TestServer::start(server).await, tls_addr, dir, certificates)
+}
+
+/// A TLS client that trusts the certificate in `cert`.
+async fn tls_connect(
+    addr: SocketAddr,
+    cert: &Path,
+) -> std::io::Result<BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    Ok(BufReader::new(connector.connect(name, tcp).await?))
+}
+
+async fn line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, reader.read_line(&mut line))
+        .await
+        .expect("a line in time")
+        .unwrap();
+    line.trim_end().to_owned()
+}
+
+async fn expect_line(reader: &mut (impl AsyncBufReadExt + Unpin), expected: &str) {
+    loop {
+        let got = line(reader).await;
+        assert!(
+            !got.is_empty(),
+            "end of stream while waiting for {expected:?}"
+        );
+        if got == expected {
+            return;
+        }
+    }
+}
+
+/// A TLS client and a plain client chat in one room; then the certificate is replaced and
+/// reloaded while the TLS client stays connected; new clients get the new certificate.
+#[tokio::test]
+async fn chat_over_tls_and_a_reload_drops_nobody() {
+    let (server, tls_addr, dir, certificates) = start().await;
+    let cert = dir.path().join("cert.pem");
+    let mut secure = tls_connect(tls_addr, &cert).await.unwrap();
+    expect_line(
+        &mut secure,
+        "SERVER: Welcome to chatpipe! Please enter your username:",
+    )
+    .await;
+    secure.get_mut().write_all(b"alice\n").await.unwrap();
+    expect_line(&mut secure, "alice has joined the chat").await;
+    let mut plain = server.login("bob").await;
+    expect_line(&mut secure, "bob has joined the chat").await;
+    secure
+        .get_mut()
+        .write_all(b"hello over TLS\n")
+        .await
+        .unwrap();
+    plain.expect("alice: hello over TLS").await;
+    plain.send("hello in clear").await;
+    plain.expect("bob: hello in clear").await;
+    expect_line(&mut secure, "bob: hello in clear").await;
+
+    // A new certificate (a new key too) in the same files, reloaded.
+    let old = std::fs::read(&cert).unwrap();
+    generate_self_signed("localhost", dir.path()).unwrap();
+    assert_ne!(old, std::fs::read(&cert).unwrap());
+    certificates.reload().unwrap();
+    secure.get_mut().write_all(b"still here\n").await.unwrap();
+    plain.expect("alice: still here").await;
+    // A client that trusts only the old certificate is refused; one with the new one gets in.
+    let old_cert = dir.path().join("old.pem");
+    std::fs::write(&old_cert, old).unwrap();
+    assert!(tls_connect(tls_addr, &old_cert).await.is_err());
+    let mut fresh = tls_connect(tls_addr, &cert).await.unwrap();
+    expect_line(
+        &mut fresh,
+        "SERVER: Welcome to chatpipe! Please enter your username:",
+    )
+    .await;
+
+    // A bad new certificate keeps the old one in force.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let error = certificates.reload().unwrap_err().to_string();
+    assert!(error.contains("cert.pem"), "{error}");
+    assert!(
+        tls_connect(tls_addr, &dir.path().join("old.pem"))
+            .await
+            .is_err()
+    );
+    drop((secure, fresh));
+    server.shutdown().await;
+}
+
+/// A client that opens a connection and never finishes its TLS handshake is dropped at the
+/// handshake timeout; plain text sent to the TLS port is dropped too; the server goes on.
+#[tokio::test]
+async fn stalled_handshakes_and_plain_text_are_dropped() {
+    let (server, tls_addr, dir, _certificates) = start().await;
+    let mut stalled = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, stalled.read(&mut buf))
+        .await
+        .expect("dropped within the handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    let mut plain = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    plain.write_all(b"alice\nhello\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut answer))
+        .await
+        .expect("closed");
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("joined"),
+        "plain text never logs in on the TLS port"
+    );
+    // The TLS port still serves.
+    let mut secure = tls_connect(tls_addr, &dir.path().join("cert.pem"))
+        .await
+        .unwrap();
+    expect_line(
+        &mut secure,
+        "SERVER: Welcome to chatpipe! Please enter your username:",
+    )
+    .await;
+    server.shutdown().await;
+}
+
+/// A missing file, a key that does not belong to the certificate, and an expired certificate are
+/// each one error naming the file.
+#[test]
+fn bad_certificate_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = generate_self_signed("localhost", dir.path()).unwrap();
+    let missing = TlsCertificates::load(&dir.path().join("nope.pem"), &key)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.pem: cannot read"), "{missing}");
+
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_key) = generate_self_signed("localhost", other.path()).unwrap();
+    let mismatch = TlsCertificates::load(&cert, &other_key)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        mismatch.contains("key.pem: the key does not belong to the certificate in"),
+        "{mismatch}"
+    );
+
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let signing = rcgen::KeyPair::generate().unwrap();
+    let expired = params.self_signed(&signing).unwrap();
+    let expired_cert = dir.path().join("expired.pem");
+    let expired_key = dir.path().join("expired-key.pem");
+    std::fs::write(&expired_cert, expired.pem()).unwrap();
+    std::fs::write(&expired_key, signing.serialize_pem()).unwrap();
+    let error = TlsCertificates::load(&expired_cert, &expired_key)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("expired.pem: the certificate expired on"),
+        "{error}"
+    );
+
+    // The binary stops at start-up with one line.
+    let run = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        expired_cert.display(),
+        expired_key.display()
+    );
+    let (code, out) = common::binary::run_to_exit_with(run.path(), &config, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("chatpipe:")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(errors[0].contains("the certificate expired on"), "{out}");
+}
+
+/// A real TLS client from outside the project: `openssl s_client` logs in and chats with a
+/// plain client. Skipped (saying so) without openssl, unless `CHATPIPE_REQUIRE_OPENSSL=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_chats() {
+    let Ok(openssl) = which("openssl") else {
+        assert!(
+            std::env::var("CHATPIPE_REQUIRE_OPENSSL").as_deref() != Ok("1"),
+            "CHATPIPE_REQUIRE_OPENSSL=1 but openssl is missing (apt-get install openssl)"
+        );
+        eprintln!("skipping: openssl is not installed (apt-get install openssl)");
+        return;
+    };
+    let (server, tls_addr, dir, _certificates) = start().await;
+    let mut plain = server.login("bob").await;
+    let mut child = tokio::process::Command::new(openssl)
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+        ])
+        .arg("-connect")
+        .arg(tls_addr.to_string())
+        .arg("-CAfile")
+        .arg(dir.path().join("cert.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    expect_line(
+        &mut stdout,
+        "SERVER: Welcome to chatpipe! Please enter your username:",
+    )
+    .await;
+    stdin.write_all(b"carol\n").await.unwrap();
+    expect_line(&mut stdout, "carol has joined the chat").await;
+    plain.expect("carol has joined the chat").await;
+    stdin.write_all(b"hi from openssl\n").await.unwrap();
+    plain.expect("carol: hi from openssl").await;
+    plain.send("hi back").await;
+    expect_line(&mut stdout, "bob: hi back").await;
+    drop(stdin);
+    let _ = child.kill().await;
+    server.shutdown().await;
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
