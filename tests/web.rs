@@ -240,3 +240,39 @@ async fn per_address_limits_are_shared_between_doors() {
         .await;
     server.shutdown().await;
 }
+
+/// A WebSocket that sends nothing — not even the pong a browser sends to the server's pings —
+/// for `idle_timeout` is told and closed. The client is a raw socket that speaks just enough
+/// WebSocket to log in and then stays silent (a WebSocket library would answer the pings).
+/// Real time: a one-second timeout.
+#[tokio::test]
+async fn a_silent_websocket_is_closed_at_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config();
+    config.server.idle_timeout = std::time::Duration::from_secs(1);
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    let mut socket = tokio::net::TcpStream::connect(web).await.unwrap();
+    socket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let hello = br#"{"type":"hello","name":"quiet"}"#;
+    // A masked text frame with a zero mask: the payload goes as it is.
+    let mut frame = vec![0x81, 0x80 | hello.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(hello);
+    socket.write_all(&frame).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(common::WAIT, socket.read_to_end(&mut received))
+        .await
+        .expect("closed within the wait")
+        .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 101"), "{received}");
+    assert!(received.contains(r#""type":"welcome""#), "{received}");
+    assert!(received.contains(r#""code":"idle""#), "{received}");
+    assert!(received.contains("Disconnected: idle for 1s"), "{received}");
+    server.shutdown().await;
+}

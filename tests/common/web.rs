@@ -67,7 +67,11 @@ impl WebClient {
                 Ok(Message::Text(text)) => {
                     return Some(serde_json::from_str(&text).expect("a JSON object"));
                 }
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(_)) => return None,
+                Err(error) => {
+                    eprintln!("web client: {error}");
+                    return None;
+                }
                 Ok(_) => continue,
             }
         }
