@@ -50,6 +50,8 @@ pub struct Options {
     pub progress: bool,
     /// The server's web door: when set, every other client connects over WebSocket there.
     pub ws: Option<SocketAddr>,
+    /// When set, every client connects over TLS to `addr`, trusting this certificate (PEM).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             prefix: "lg".into(),
             progress: true,
             ws: None,
+            tls_ca: None,
         }
     }
 }
@@ -217,9 +220,23 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
         match socket.connect(opts.addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                let (r, w) = stream.into_split();
-                let mut reader: Reader = BufReader::new(Box::new(r));
-                let mut writer: Writer = Box::new(w);
+                let (mut reader, mut writer): (Reader, Writer) = match &opts.tls_ca {
+                    Some(ca) => {
+                        let tls = tls_connector(ca)?
+                            .connect(
+                                tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")
+                                    .map_err(std::io::Error::other)?,
+                                stream,
+                            )
+                            .await?;
+                        let (r, w) = tokio::io::split(tls);
+                        (BufReader::new(Box::new(r)), Box::new(w))
+                    }
+                    None => {
+                        let (r, w) = stream.into_split();
+                        (BufReader::new(Box::new(r)), Box::new(w))
+                    }
+                };
                 let mut line = Vec::new();
                 read_line_until(&mut reader, &mut line, b"username").await?;
                 writer
@@ -239,6 +256,27 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
         error.kind(),
         format!("cannot connect to {}: {error}", opts.addr),
     ))
+}
+
+/// A TLS connector trusting the certificate(s) in `ca`.
+fn tls_connector(ca: &std::path::Path) -> std::io::Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(std::io::Error::other)? {
+        roots
+            .add(cert.map_err(std::io::Error::other)?)
+            .map_err(std::io::Error::other)?;
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// A client of the web door, bridged to lines: a message object becomes the text protocol's
@@ -649,6 +687,9 @@ pub struct Cli {
     /// WebSocket instead of the text protocol.
     #[arg(long)]
     ws: Option<SocketAddr>,
+    /// Connect every client over TLS (to --addr, a TLS listener), trusting this certificate.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     /// Connect idle clients and report the server's memory per client.
     #[arg(long, conflicts_with = "step")]
     idle: bool,
@@ -677,6 +718,7 @@ impl Cli {
             prefix: self.prefix.clone(),
             progress: true,
             ws: self.ws,
+            tls_ca: self.tls_ca.clone(),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,7 +24,10 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // chromedriver runs in a process group of its own with the browser it started: ending
+        // the group ends them all, even when a test fails before closing its session.
+        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }
@@ -62,6 +66,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(driver_path)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -102,6 +107,11 @@ impl Browser {
             driver,
             _profile: profile,
         }
+    }
+
+    /// Ends the WebDriver session (chromedriver then closes the browser) and the driver.
+    async fn quit(self) {
+        let _ = self.client.clone().close().await;
     }
 
     /// Opens the page at `web` and logs in as `name` (with `password` if given).
@@ -238,7 +248,8 @@ async fn two_browsers_and_nc_share_a_room_in_one_order() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("web-page.png"), png).unwrap();
-    drop((ann, ben));
+    ann.quit().await;
+    ben.quit().await;
     server.shutdown().await;
 }
 
@@ -271,6 +282,7 @@ async fn html_in_a_line_stays_text() {
         .await
         .unwrap();
     assert_eq!(injected, serde_json::json!([0, false]));
+    viewer.quit().await;
     server.shutdown().await;
 }
 
@@ -313,6 +325,8 @@ async fn a_moderator_kicks_from_the_member_menu() {
     moderator
         .wait_for_text("#messages", "bob was kicked by mod")
         .await;
+    moderator.quit().await;
+    victim.quit().await;
     server.shutdown().await;
 }
 
@@ -334,6 +348,7 @@ async fn the_page_reconnects_after_a_restart() {
     let mut nc: TestClient = server.login("nick").await;
     page.say("back again").await;
     nc.expect_contains("rita: back again").await;
+    page.quit().await;
     server.shutdown().await;
 }
 
@@ -401,6 +416,6 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
     moderator
         .wait_for_text("#audit-list", "mod approve alice")
         .await;
-    drop(moderator);
+    moderator.quit().await;
     server.shutdown().await;
 }
