@@ -69,17 +69,20 @@ impl RoomHub {
         }
     }
 
-    /// The member list of `room`.
-    fn members_of(&self, room: &Arc<str>) -> Delivery {
-        let members: Arc<[(Arc<str>, Role)]> = self
-            .rooms
+    /// Names and roles of the members of `room`, in join order.
+    fn names_in(&self, room: &str) -> impl Iterator<Item = (Arc<str>, Role)> + '_ {
+        self.rooms
             .get(room)
             .map(|r| r.members.as_slice())
             .unwrap_or_default()
             .iter()
             .filter_map(|(m, _, _)| self.members.get(m))
             .map(|m| (m.client.name(), m.role()))
-            .collect();
+    }
+
+    /// The member list of `room`.
+    fn members_of(&self, room: &Arc<str>) -> Delivery {
+        let members: Arc<[(Arc<str>, Role)]> = self.names_in(room).collect();
         Delivery::Members {
             room: room.clone(),
             members,
@@ -322,15 +325,10 @@ impl RoomHub {
     /// `/who`: the members of `room`; `@` marks moderators and admins.
     pub(super) fn who(&mut self, id: ClientId, room: &Arc<str>) {
         let names: Vec<String> = self
-            .rooms
-            .get(room)
-            .map(|r| r.members.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|(m, _, _)| self.members.get(m))
-            .map(|m| {
-                let mark = if m.role() == Role::User { "" } else { "@" };
-                format!("{mark}{}", m.client.name())
+            .names_in(room)
+            .map(|(name, role)| {
+                let mark = if role == Role::User { "" } else { "@" };
+                format!("{mark}{name}")
             })
             .collect();
         let text = format!("Users in {room} ({}): {}", names.len(), names.join(", "));
