@@ -160,3 +160,50 @@ fn serve_options_before_the_subcommand() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("--listen: `nowhere`"), "{stderr}");
 }
+
+/// The log names the filters loaded at start-up, and every filter decision — masks included,
+/// at `info` — with the client's name and room.
+#[test]
+fn filter_decisions_are_logged_with_name_and_room() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("filters")).unwrap();
+    std::fs::write(
+        dir.path().join("filters/20-mask.toml"),
+        "action = \"mask\"\nwords = [\"darn\"]\n",
+    )
+    .unwrap();
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0"]);
+    assert!(
+        server
+            .start_up
+            .iter()
+            .any(|l| l.contains("filters loaded") && l.contains("20-mask")),
+        "{:#?}",
+        server.start_up
+    );
+    let mut alice = Client::login(server.addr, "alice");
+    alice.send("darn it");
+    alice.expect_contains("alice: **** it");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = server
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("a filter decision log line");
+        if line.contains("filter decision") {
+            assert!(line.contains("INFO"), "{line}");
+            assert!(
+                line.contains("name=alice") && line.contains("room=lobby"),
+                "{line}"
+            );
+            assert!(
+                line.contains("filter=\"20-mask\"") || line.contains("filter=20-mask"),
+                "{line}"
+            );
+            assert!(line.contains("rewrite"), "{line}");
+            break;
+        }
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.exit_code(), Some(0));
+}
