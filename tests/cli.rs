@@ -207,3 +207,73 @@ fn filter_decisions_are_logged_with_name_and_room() {
     server.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(server.exit_code(), Some(0));
 }
+
+/// `hash-password` at a terminal asks twice without echoing and prints a hash; two different
+/// answers hash nothing. The terminal is a pseudo-terminal from `script` (util-linux); the test
+/// is skipped, saying so, where there is none.
+#[test]
+fn hash_password_at_a_terminal_does_not_echo() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping: /usr/bin/script (util-linux) is not installed");
+        return;
+    }
+    let run = |input: &str| {
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qec", &format!("{BIN} hash-password"), "/dev/null"])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Each answer goes in once its prompt is on the terminal: typed before the prompt, the
+        // terminal would still echo it.
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<u8>();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut byte = [0u8; 1];
+            while stdout.read(&mut byte).is_ok_and(|n| n == 1) {
+                if tx.send(byte[0]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out = Vec::new();
+        let wait_for = |needle: &str, out: &mut Vec<u8>| {
+            while !String::from_utf8_lossy(out).contains(needle) {
+                match rx.recv_timeout(Duration::from_secs(20)) {
+                    Ok(b) => out.push(b),
+                    Err(_) => panic!("no {needle:?} in {}", String::from_utf8_lossy(out)),
+                }
+            }
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        for (prompt, answer) in ["Password:", "Again, to confirm:"]
+            .into_iter()
+            .zip(input.lines())
+        {
+            use std::io::Write;
+            wait_for(prompt, &mut out);
+            writeln!(stdin, "{answer}").unwrap();
+        }
+        drop(stdin);
+        let status = child.wait().unwrap();
+        out.extend(rx.iter());
+        (status.code(), String::from_utf8_lossy(&out).into_owned())
+    };
+    let (code, out) = run("s3cret-pass\ns3cret-pass\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Password:") && out.contains("Again, to confirm:"),
+        "{out}"
+    );
+    assert!(out.contains("$argon2id$"), "{out}");
+    assert!(
+        !out.contains("s3cret-pass"),
+        "the password was echoed: {out}"
+    );
+    let (code, out) = run("one-password\nanother-one\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("the two passwords differ"), "{out}");
+}
