@@ -146,6 +146,15 @@ pub enum Delivery {
         /// The rooms it is in.
         rooms: Vec<Arc<str>>,
     },
+    /// The topic of a room: shown on joining it, asked for with `/topic`, or set by `by`.
+    Topic {
+        /// The room.
+        room: Arc<str>,
+        /// The topic, if it has one.
+        topic: Option<Arc<str>>,
+        /// Who set it just now; `None` when the topic is only being shown.
+        by: Option<Arc<str>>,
+    },
     /// The rooms there are, with member counts (`/rooms`).
     Rooms {
         /// Name and member count.
@@ -218,6 +227,24 @@ pub struct ReportView {
 }
 
 impl Delivery {
+    /// How a [`Delivery::Topic`] reads as a `SERVER:` line.
+    pub fn topic_text(room: &str, topic: Option<&str>, by: Option<&str>) -> String {
+        match (topic, by) {
+            (Some(topic), Some(by)) => format!("{by} set the topic of {room}: {topic}"),
+            (Some(topic), None) => format!("Topic for {room}: {topic}"),
+            (None, _) => format!("{room} has no topic."),
+        }
+    }
+
+    /// A `SERVER:` line with a machine-readable code, about `room`.
+    pub fn room_coded(code: &'static str, room: &Arc<str>, text: &str) -> Delivery {
+        Delivery::Notice {
+            text: Arc::from(text),
+            code: Some(code),
+            room: Some(room.clone()),
+        }
+    }
+
     /// A `SERVER:` line without a code.
     pub fn notice(text: &str) -> Delivery {
         Delivery::Notice {
@@ -251,6 +278,13 @@ pub trait Render: Send + Sync + 'static {
     /// The bytes a client of this door receives for `delivery` (one outbox entry), or `None`
     /// when this door does not show it.
     fn render(&self, delivery: &Delivery) -> Option<Bytes>;
+
+    /// The bytes for `delivery` sent to one client only, known as `to`: doors whose replies
+    /// name their recipient (IRC's numerics) override this; the rest render as for everyone.
+    fn render_to(&self, delivery: &Delivery, to: &str) -> Option<Bytes> {
+        let _ = to;
+        self.render(delivery)
+    }
 
     /// Whether `/join` adds a room (web, IRC) rather than moving to it (the text protocol).
     fn joins_add(&self) -> bool {
@@ -301,6 +335,11 @@ impl Render for TextRender {
                 LineKind::Action => protocol::action_line(from, text),
             }),
             Delivery::Notice { text, .. } => protocol::server_line(text),
+            Delivery::Topic { room, topic, by } => protocol::server_line(&Delivery::topic_text(
+                room,
+                topic.as_deref(),
+                by.as_deref(),
+            )),
             Delivery::Rooms { rooms } => {
                 let listed: Vec<String> = rooms
                     .iter()
@@ -342,6 +381,8 @@ pub struct Recipient {
     pub outbox: crate::hub::Outbox,
     /// Its door's renderer.
     pub render: Arc<dyn Render>,
+    /// Its name when the hub made this (for doors whose replies name the recipient).
+    pub name: Arc<str>,
 }
 
 impl std::fmt::Debug for Recipient {
@@ -353,7 +394,7 @@ impl std::fmt::Debug for Recipient {
 impl Recipient {
     /// Renders and queues `delivery`; false when the outbox refused it.
     pub fn deliver(&self, delivery: &Delivery) -> bool {
-        match self.render.render(delivery) {
+        match self.render.render_to(delivery, &self.name) {
             Some(bytes) => self.outbox.push(bytes).is_ok(),
             None => true,
         }

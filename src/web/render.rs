@@ -100,6 +100,13 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
             }
             notice
         }
+        Delivery::Topic { room, topic, by } => json!({
+            "type": "notice",
+            "code": "topic",
+            "room": &**room,
+            "topic": topic.as_deref(),
+            "text": Delivery::topic_text(room, topic.as_deref(), by.as_deref()),
+        }),
         Delivery::Members { room, members } => json!({
             "type": "members",
             "room": &**room,

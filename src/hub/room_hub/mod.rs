@@ -595,7 +595,7 @@ impl RoomHub {
         }
         let in_room = !matches!(event.body, Body::Private { .. });
         if is_speech && let Some((code, refusal)) = self.refusal_to_speak(id, &room, in_room) {
-            self.deliver(id, &Delivery::coded(code, &refusal));
+            self.deliver(id, &Delivery::room_coded(code, &room, &refusal));
             return;
         }
         match event.body {
@@ -623,7 +623,7 @@ impl RoomHub {
                     },
                 );
             }
-            Body::Blocked(text) => self.deliver(id, &Delivery::coded("blocked", &text)),
+            Body::Blocked(text) => self.deliver(id, &Delivery::room_coded("blocked", &room, &text)),
             Body::Command(command) => self.handle_command(id, &room, command),
             Body::Left(reason) => self.remove(id, &reason, None, false),
             Body::Sanction(sanction) => self.apply_sanction(id, sanction),
@@ -713,7 +713,11 @@ impl RoomHub {
     /// Renders `delivery` for one client's door and queues it.
     fn deliver(&mut self, id: ClientId, delivery: &Delivery) {
         if let Some(member) = self.members.get(&id)
-            && let Some(bytes) = self.settings.doors.get(member.door).render(delivery)
+            && let Some(bytes) = self
+                .settings
+                .doors
+                .get(member.door)
+                .render_to(delivery, &member.client.name())
         {
             self.pending.queue(id, &member.outbox, bytes);
         }
@@ -821,7 +825,7 @@ impl RoomHub {
         for room in &member.rooms {
             self.leave_room(id, room);
         }
-        let last = last.and_then(|d| self.settings.doors.get(member.door).render(&d));
+        let last = last.and_then(|d| self.settings.doors.get(member.door).render_to(&d, &name));
         let discarded = member.outbox.close(last, discard_queued);
         let metrics = &self.settings.metrics;
         metrics.disconnect(reason);

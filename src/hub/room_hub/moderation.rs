@@ -32,7 +32,10 @@ impl RoomHub {
         };
         let (actor_role, actor_name) = (actor.role(), actor.client.name().to_string());
         if actor_role == Role::User {
-            self.tell(id, PERMISSION_DENIED);
+            self.deliver(
+                id,
+                &Delivery::room_coded("permission_denied", room, PERMISSION_DENIED),
+            );
             return;
         }
         match command {
@@ -441,8 +444,17 @@ impl RoomHub {
             self.room_change(&room, &self.rooms[&room]),
             audit(actor_name, &room, "topic", &topic, Until::Lifted),
         ];
-        let text = format!("{actor_name} set the topic of {room}: {topic}");
-        self.persist_then_announce(id, &room, changes, text);
+        let announcement = Delivery::Topic {
+            room: room.clone(),
+            topic: Some(Arc::from(topic)),
+            by: Some(Arc::from(actor_name)),
+        };
+        self.persist(changes, move |hub, result| {
+            hub.broadcast(&room, &announcement);
+            if let Err(cause) = result {
+                hub.tell(id, &not_saved(&cause));
+            }
+        });
     }
 
     /// `/room keep|drop`: whether the moderator's room is kept when empty.

@@ -48,10 +48,12 @@ impl RoomHub {
             self.tell(id, hint);
         }
         if let Some(topic) = topic {
-            self.deliver(
-                id,
-                &Delivery::room_notice(room, &format!("Topic for {room}: {topic}")),
-            );
+            let topic = Delivery::Topic {
+                room: room.clone(),
+                topic: Some(Arc::from(topic)),
+                by: None,
+            };
+            self.deliver(id, &topic);
         }
         if !history.is_empty() {
             self.deliver(
@@ -136,11 +138,16 @@ impl RoomHub {
 
     /// `/topic`: the topic of `room`.
     pub(super) fn show_topic(&mut self, id: ClientId, room: &Arc<str>) {
-        let text = match self.rooms.get(room).and_then(|r| r.topic.clone()) {
-            Some(topic) => format!("Topic for {room}: {topic}"),
-            None => format!("{room} has no topic."),
+        let topic = Delivery::Topic {
+            room: room.clone(),
+            topic: self
+                .rooms
+                .get(room)
+                .and_then(|r| r.topic.as_deref())
+                .map(Arc::from),
+            by: None,
         };
-        self.deliver(id, &Delivery::room_notice(room, &text));
+        self.deliver(id, &topic);
     }
 
     /// The way to tell `id` things from outside the hub.
@@ -149,6 +156,7 @@ impl RoomHub {
         Some(Recipient {
             outbox: member.outbox.clone(),
             render: self.settings.doors.get(member.door).clone(),
+            name: member.client.name(),
         })
     }
 

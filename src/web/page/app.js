@@ -337,8 +337,9 @@ function onNotice(m) {
     return;
   }
   const target = m.room && state.rooms.has(m.room) ? m.room : state.current;
-  if (target && m.text.startsWith("Topic for " + target + ": ")) {
-    room(target).topic = m.text.slice(("Topic for " + target + ": ").length);
+  if (m.code === "topic" && target) {
+    // Shown on join, asked for, or just set by a moderator.
+    room(target).topic = m.topic || "";
     if (target === state.current) $("topic").textContent = room(target).topic;
   }
   addLine(target, "notice", [["", m.text]], m.time);
