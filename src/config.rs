@@ -48,6 +48,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The web front door: the page and its WebSocket.
     pub web: WebConfig,
+    /// The IRC front door.
+    pub irc: IrcConfig,
     /// The moderation queue and reports.
     pub moderation: ModerationConfig,
     /// The certificate and key for TLS listeners.
@@ -100,6 +102,26 @@ impl Default for WebConfig {
         WebConfig {
             listen: "127.0.0.1:8081".to_owned(),
             origins: Vec::new(),
+        }
+    }
+}
+
+/// `[irc]`: the IRC front door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IrcConfig {
+    /// Address of the plain IRC listener (6667 is the convention); `""` turns it off.
+    pub listen: String,
+    /// Address of the IRC listener over TLS (6697 is the convention); `""` (the default) turns it
+    /// off. Needs `[tls] cert` and `key`.
+    pub listen_tls: String,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        IrcConfig {
+            listen: "127.0.0.1:6667".to_owned(),
+            listen_tls: String::new(),
         }
     }
 }
@@ -450,36 +472,37 @@ impl Config {
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let s = &self.server;
-        if !self.admin.listen.is_empty() && self.admin.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "[admin] listen: `{}` is not an address such as 127.0.0.1:9090 (or \"\" for off)",
-                self.admin.listen
-            ));
+        let listeners = [
+            ("[admin] listen", &self.admin.listen, "127.0.0.1:9090"),
+            ("[web] listen", &self.web.listen, "127.0.0.1:8081"),
+            ("[irc] listen", &self.irc.listen, "127.0.0.1:6667"),
+            ("[server] listen_tls", &s.listen_tls, "0.0.0.0:8443"),
+            ("[irc] listen_tls", &self.irc.listen_tls, "0.0.0.0:6697"),
+        ];
+        for (key, addr, example) in listeners {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "{key}: `{addr}` is not an address such as {example} (or \"\" for off)"
+                ));
+            }
         }
-        if !self.web.listen.is_empty() && self.web.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "[web] listen: `{}` is not an address such as 127.0.0.1:8081 (or \"\" for off)",
-                self.web.listen
-            ));
+        let no_certificate =
+            self.tls.cert.as_os_str().is_empty() || self.tls.key.as_os_str().is_empty();
+        for (key, addr) in [
+            ("[server] listen_tls", &s.listen_tls),
+            ("[irc] listen_tls", &self.irc.listen_tls),
+        ] {
+            if !addr.is_empty() && no_certificate {
+                problems.push(format!(
+                    "{key} needs [tls] cert and key (`chatpipe gen-cert` makes a pair to try)"
+                ));
+            }
         }
         for origin in &self.web.origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 problems.push(format!(
                     "[web] origins: `{origin}` is not an origin such as https://chat.example.org"
                 ));
-            }
-        }
-        if !s.listen_tls.is_empty() {
-            if s.listen_tls.parse::<SocketAddr>().is_err() {
-                problems.push(format!(
-                    "[server] listen_tls: `{}` is not an address such as 0.0.0.0:8443 (or \"\" for off)",
-                    s.listen_tls
-                ));
-            }
-            if self.tls.cert.as_os_str().is_empty() || self.tls.key.as_os_str().is_empty() {
-                problems.push(
-                    "[server] listen_tls needs [tls] cert and key (`chatpipe gen-cert` makes a pair to try)".into(),
-                );
             }
         }
         if s.listen.parse::<SocketAddr>().is_err() {

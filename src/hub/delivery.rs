@@ -207,6 +207,16 @@ pub struct HeldView {
     pub at: SystemTime,
 }
 
+impl HeldView {
+    /// The line that tells a moderator about it.
+    pub fn alert(&self) -> String {
+        format!(
+            "[held #{}] {} in {} ({}): {}",
+            self.id, self.from, self.room, self.filter, self.text
+        )
+    }
+}
+
 /// A report as moderators see it.
 #[derive(Debug, Clone)]
 pub struct ReportView {
@@ -224,6 +234,25 @@ pub struct ReportView {
     pub context: Vec<String>,
     /// When.
     pub at: SystemTime,
+}
+
+impl ReportView {
+    /// The line that tells a moderator about it.
+    pub fn alert(&self) -> String {
+        format!(
+            "[report #{}] {} reported {} in {}: {} ({} lines; /reports shows them)",
+            self.id,
+            self.reporter,
+            self.reported,
+            self.room,
+            if self.reason.is_empty() {
+                "no reason given"
+            } else {
+                &self.reason
+            },
+            self.context.len()
+        )
+    }
 }
 
 impl Delivery {
@@ -347,23 +376,8 @@ impl Render for TextRender {
                     .collect();
                 protocol::server_line(&format!("Rooms: {}", listed.join(", ")))
             }
-            Delivery::Held(held) => protocol::server_line(&format!(
-                "[held #{}] {} in {} ({}): {}",
-                held.id, held.from, held.room, held.filter, held.text
-            )),
-            Delivery::Reported(report) => protocol::server_line(&format!(
-                "[report #{}] {} reported {} in {}: {} ({} lines; /reports shows them)",
-                report.id,
-                report.reporter,
-                report.reported,
-                report.room,
-                if report.reason.is_empty() {
-                    "no reason given"
-                } else {
-                    &report.reason
-                },
-                report.context.len()
-            )),
+            Delivery::Held(held) => protocol::server_line(&held.alert()),
+            Delivery::Reported(report) => protocol::server_line(&report.alert()),
             Delivery::Members { .. }
             | Delivery::Welcome { .. }
             | Delivery::QueueDone { .. }

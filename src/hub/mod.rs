@@ -14,4 +14,6 @@ pub use delivery::{
 };
 pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
-pub use room_hub::{Doors, HubFailure, HubHandle, HubSettings, RegisterError, RoomHub};
+pub use room_hub::{
+    Doors, HubFailure, HubHandle, HubSettings, MemberSummary, RegisterError, RoomHub, RoomSummary,
+};

@@ -94,3 +94,33 @@ pub(crate) async fn check_password(
     }
     matches
 }
+
+/// A guest, or a registered account with the right password, for doors that get the password
+/// with the name (the web door's `hello`, IRC's `PASS`).
+pub(crate) async fn log_in(
+    shared: &SessionShared,
+    name: &str,
+    password: Option<String>,
+    addr: SocketAddr,
+) -> Result<(String, Role), Refusal> {
+    let Some(account) = account(shared, name).await? else {
+        return guest(shared, name);
+    };
+    if let Some(refusal) = throttled(shared, name, addr) {
+        return Err(refusal);
+    }
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Err(Refusal {
+            code: "password_required",
+            text: format!("Password required for {}", account.name),
+        });
+    };
+    if check_password(shared, &account, addr, password).await {
+        Ok((account.name.clone(), account.role))
+    } else {
+        Err(Refusal {
+            code: "wrong_password",
+            text: format!("Wrong password for {}", account.name),
+        })
+    }
+}

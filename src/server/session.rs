@@ -128,6 +128,7 @@ pub(crate) async fn serve<R, W>(
             closed: closed.clone(),
             admission,
             metrics: shared.metrics.clone(),
+            adapt: None,
         },
     );
     shared.tasks.spawn(writer);

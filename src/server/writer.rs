@@ -43,7 +43,13 @@ pub(crate) struct WriterContext {
     /// The connection's place in the limits, released when it is fully closed.
     pub(crate) admission: Admission,
     pub(crate) metrics: Arc<Metrics>,
+    /// What this client gets of each line rendered for its whole door (IRC drops tags and echoes
+    /// the client did not ask for); `None` sends every line as it is.
+    pub(crate) adapt: Option<Adapt>,
 }
+
+/// A per-client last step before the socket: the line to send instead, or `None` for nothing.
+pub(crate) type Adapt = Arc<dyn Fn(Bytes) -> Option<Bytes> + Send + Sync>;
 
 /// Writes batches from `outbox` to `socket` until the outbox is closed or a write fails.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
@@ -59,10 +65,14 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             _ = ctx.cut.cancelled() => return,
             batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
         };
-        let (lines, closing, last, since) = match batch {
+        let (mut lines, closing, mut last, since) = match batch {
             Batch::Lines(lines, since) => (lines, false, None, Some(since)),
             Batch::Close(last) => (VecDeque::new(), true, last, None),
         };
+        if let Some(adapt) = &ctx.adapt {
+            lines = lines.into_iter().filter_map(|line| adapt(line)).collect();
+            last = last.and_then(|line| adapt(line));
+        }
         let result = tokio::select! {
             _ = ctx.cut.cancelled() => return,
             // Boxed: the write's state is only needed while writing; unboxed it would sit in every

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebState;
 use super::render::JsonRender;
-use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
+use crate::event::{Body, Client, ClientId, ClientInfo, Event};
 use crate::hub::{Batch, Delivery, Outbox, RegisterError, Render};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
@@ -189,7 +189,7 @@ async fn handshake(
             );
             continue;
         }
-        let (name, role) = match log_in(shared, &name, password, addr).await {
+        let (name, role) = match login::log_in(shared, &name, password, addr).await {
             Ok(login) => login,
             Err(refusal) => {
                 tell(outbox, refusal.code, &refusal.text);
@@ -233,35 +233,6 @@ async fn handshake(
         "Too many invalid usernames or passwords. Goodbye.",
     );
     None
-}
-
-/// A guest, or a registered account with the right password.
-async fn log_in(
-    shared: &crate::server::session::SessionShared,
-    name: &str,
-    password: Option<String>,
-    addr: SocketAddr,
-) -> Result<(String, Role), login::Refusal> {
-    let Some(account) = login::account(shared, name).await? else {
-        return login::guest(shared, name);
-    };
-    if let Some(refusal) = login::throttled(shared, name, addr) {
-        return Err(refusal);
-    }
-    let Some(password) = password.filter(|p| !p.is_empty()) else {
-        return Err(login::Refusal {
-            code: "password_required",
-            text: format!("Password required for {}", account.name),
-        });
-    };
-    if login::check_password(shared, &account, addr, password).await {
-        Ok((account.name.clone(), account.role))
-    } else {
-        Err(login::Refusal {
-            code: "wrong_password",
-            text: format!("Wrong password for {}", account.name),
-        })
-    }
 }
 
 /// Reads frames into the pipeline until the client goes or shutdown begins.

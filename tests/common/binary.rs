@@ -84,7 +84,7 @@ fn write_config(dir: &std::path::Path, config: &str) {
     // already on 9090 or 8081.
     std::fs::write(
         dir.join("chatpipe.toml"),
-        format!("[admin]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"127.0.0.1:0\"\n{config}"),
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"127.0.0.1:0\"\n[irc]\nlisten = \"127.0.0.1:0\"\n{config}"),
     )
     .unwrap();
 }

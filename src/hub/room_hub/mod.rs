@@ -20,6 +20,7 @@ mod accounts;
 mod commands;
 mod moderation;
 mod persistence;
+mod queries;
 mod queue;
 mod rooms;
 
@@ -28,6 +29,8 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use queries::{MemberSummary, RoomSummary};
 
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
