@@ -48,6 +48,7 @@ pub mod error;
 pub mod event;
 pub mod filters;
 pub mod hub;
+pub mod irc;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;

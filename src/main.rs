@@ -210,6 +210,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         if let Some(web) = server.bind_web().await.map_err(|e| e.to_string())? {
             server = server.web_listener(web);
         }
+        if let Some(irc) = server.bind_irc().await.map_err(|e| e.to_string())? {
+            server = server.irc_listener(irc);
+        }
         // The chat service matters more than its dashboard: a busy admin port is reported, and
         // the server runs without the endpoints.
         match server.bind_admin().await {

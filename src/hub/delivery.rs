@@ -364,11 +364,9 @@ impl Render for TextRender {
                 LineKind::Action => protocol::action_line(from, text),
             }),
             Delivery::Notice { text, .. } => protocol::server_line(text),
-            Delivery::Topic { room, topic, by } => protocol::server_line(&Delivery::topic_text(
-                room,
-                topic.as_deref(),
-                by.as_deref(),
-            )),
+            Delivery::Topic { room, topic, by } => {
+                protocol::server_line(&Delivery::topic_text(room, topic.as_deref(), by.as_deref()))
+            }
             Delivery::Rooms { rooms } => {
                 let listed: Vec<String> = rooms
                     .iter()

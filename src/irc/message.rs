@@ -121,7 +121,10 @@ mod tests {
         assert_eq!(m.params, vec!["#a,#b", "key"]);
         assert_eq!(parse("QUIT").params, Vec::<&str>::new());
         assert_eq!(parse("TOPIC #a :").params, vec!["#a", ""]);
-        assert_eq!(parse("USER u 0 * :Real Name").params, vec!["u", "0", "*", "Real Name"]);
+        assert_eq!(
+            parse("USER u 0 * :Real Name").params,
+            vec!["u", "0", "*", "Real Name"]
+        );
     }
 
     #[test]
@@ -136,10 +139,7 @@ mod tests {
     fn limits() {
         let body = format!("PRIVMSG #a :{}", "x".repeat(MAX_LINE - 2 - 12));
         assert!(Message::parse(&body).is_ok());
-        assert_eq!(
-            Message::parse(&format!("{body}x")),
-            Err(Malformed::TooLong)
-        );
+        assert_eq!(Message::parse(&format!("{body}x")), Err(Malformed::TooLong));
         let tags = format!("@{} PING :x", "t".repeat(MAX_TAGS - 2));
         assert!(Message::parse(&tags).is_ok());
         let tags = format!("@{} PING :x", "t".repeat(MAX_TAGS - 1));
@@ -148,7 +148,13 @@ mod tests {
 
     #[test]
     fn at_most_fifteen_parameters() {
-        let line = format!("X {}", (1..=20).map(|n| n.to_string()).collect::<Vec<_>>().join(" "));
+        let line = format!(
+            "X {}",
+            (1..=20)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let m = parse(&line);
         assert_eq!(m.params.len(), 15);
         assert_eq!(m.params[14], "15 16 17 18 19 20");

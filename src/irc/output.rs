@@ -182,7 +182,8 @@ mod tests {
             .map(|b| String::from_utf8(b.to_vec()).unwrap())
     }
 
-    const LINE: &str = "@time=2026-01-01T00:00:00.000Z;chatpipe/reviewed :alice!alice@chatpipe PRIVMSG #a :hi\r\n";
+    const LINE: &str =
+        "@time=2026-01-01T00:00:00.000Z;chatpipe/reviewed :alice!alice@chatpipe PRIVMSG #a :hi\r\n";
 
     #[test]
     fn tags_only_for_those_who_asked() {
@@ -203,7 +204,10 @@ mod tests {
     #[test]
     fn own_lines_only_with_echo_message() {
         assert_eq!(adapt(&output("alice", &[]), LINE), None);
-        assert_eq!(adapt(&output("Alice", &[]), LINE).as_deref(), Some(":alice!alice@chatpipe PRIVMSG #a :hi\r\n"));
+        assert_eq!(
+            adapt(&output("Alice", &[]), LINE).as_deref(),
+            Some(":alice!alice@chatpipe PRIVMSG #a :hi\r\n")
+        );
         assert!(adapt(&output("alice", &[Cap::EchoMessage]), LINE).is_some());
         // Other things about oneself are always sent.
         assert!(adapt(&output("alice", &[]), ":alice!alice@chatpipe JOIN #a\r\n").is_some());

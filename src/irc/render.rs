@@ -13,7 +13,6 @@
 //! and clients accept the longer line (they split long member lists, which are kept short here).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -98,7 +97,12 @@ impl IrcRender {
             &[],
             &format!("This server was created {}", self.created),
         );
-        out.numeric("004", to, &[SERVER, &self.version, "i", "bmntov", "bov"], "");
+        out.numeric(
+            "004",
+            to,
+            &[SERVER, &self.version, "i", "bmntov", "bov"],
+            "",
+        );
         for tokens in self.isupport.chunks(12) {
             let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
             out.numeric("005", to, &tokens, "are supported by this server");
@@ -188,6 +192,8 @@ impl IrcRender {
                     None => out.numeric("331", to, &[&channel(room)], "No topic is set"),
                 }
             }
+            // IRC clients have their own /help; chatpipe's would describe the text protocol.
+            Delivery::Notice { text, .. } if **text == *crate::protocol::HELP_HINT => return None,
             Delivery::Notice { text, code, room } => {
                 let target = room.as_deref().map(channel);
                 match (*code, &target) {
@@ -356,6 +362,7 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn text(bytes: Option<Bytes>) -> String {
         String::from_utf8(bytes.unwrap().to_vec()).unwrap()

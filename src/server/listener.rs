@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use futures::future::Either;
 
 use super::admission::Refusal;
-use super::session::{Admission, SessionShared, run_session};
+use super::session::{Admission, SessionShared};
 use super::tls::TlsCertificates;
 use crate::protocol::server_line;
 
@@ -29,10 +29,52 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Which protocol a listener's connections speak.
+#[derive(Clone)]
+pub(crate) enum Protocol {
+    /// The text protocol.
+    Text,
+    /// IRC.
+    Irc(Arc<crate::irc::IrcDoor>),
+}
+
+impl Protocol {
+    /// Serves one connection, given its two halves (plain TCP or TLS), until it closes.
+    async fn serve<R, W>(
+        self,
+        shared: Arc<SessionShared>,
+        id: crate::event::ClientId,
+        (read_half, write_half): (R, W),
+        addr: std::net::SocketAddr,
+        admission: Admission,
+    ) where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match self {
+            Protocol::Text => {
+                super::session::serve(shared, id, read_half, write_half, addr, admission).await;
+            }
+            Protocol::Irc(door) => {
+                crate::irc::session::serve(door, id, read_half, write_half, addr, admission).await;
+            }
+        }
+    }
+
+    /// The one line a refused connection gets.
+    fn refusal(&self, refusal: &Refusal) -> bytes::Bytes {
+        match self {
+            Protocol::Text => server_line(&refusal.to_string()),
+            Protocol::Irc(_) => bytes::Bytes::from(format!("ERROR :Closing link: {refusal}\r\n")),
+        }
+    }
+}
+
 /// Accepts connections until shutdown begins.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<SessionShared>,
+    protocol: Protocol,
     tls: Option<TlsCertificates>,
 ) {
     let permits = shared.permits.clone();
@@ -69,16 +111,26 @@ pub(crate) async fn accept_loop(
             Ok(guard) => guard,
             Err(refusal) => {
                 tracing::info!(peer = %addr, %refusal, "connection refused");
-                shared.tasks.spawn(refuse(socket, refusal));
+                shared
+                    .tasks
+                    .spawn(refuse(socket, protocol.refusal(&refusal)));
                 continue;
             }
         };
         let id = shared.next_client_id();
         tracing::debug!(client = %id, peer = %addr, "connection accepted");
         let admission = Admission { permit, address };
+        let protocol = protocol.clone();
         shared.tasks.spawn(match &tls {
-            None => Either::Left(run_session(shared.clone(), id, socket, addr, admission)),
+            None => Either::Left(protocol.serve(
+                shared.clone(),
+                id,
+                socket.into_split(),
+                addr,
+                admission,
+            )),
             Some(tls) => Either::Right(tls_session(
+                protocol,
                 shared.clone(),
                 id,
                 socket,
@@ -94,6 +146,7 @@ pub(crate) async fn accept_loop(
 /// Runs the TLS handshake — within the handshake timeout, so a client that never finishes it
 /// costs a bounded amount of memory for a bounded time — then serves the connection.
 async fn tls_session(
+    protocol: Protocol,
     shared: Arc<SessionShared>,
     id: crate::event::ClientId,
     socket: TcpStream,
@@ -108,8 +161,8 @@ async fn tls_session(
     };
     match stream {
         Ok(Ok(stream)) => {
-            let (read_half, write_half) = tokio::io::split(stream);
-            super::session::serve(shared, id, read_half, write_half, addr, admission).await;
+            let halves = tokio::io::split(stream);
+            protocol.serve(shared, id, halves, addr, admission).await;
         }
         Ok(Err(error)) => {
             shared.metrics.handshake_failure("tls");
@@ -123,8 +176,7 @@ async fn tls_session(
 }
 
 /// Tells a refused client why, briefly, and closes.
-async fn refuse(mut socket: TcpStream, refusal: Refusal) {
-    let line = server_line(&refusal.to_string());
+async fn refuse(mut socket: TcpStream, line: bytes::Bytes) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
         socket.write_all(&line).await?;
         socket.shutdown().await

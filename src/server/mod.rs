@@ -22,7 +22,7 @@ mod listener;
 pub(crate) mod login;
 pub(crate) mod session;
 pub mod tls;
-mod writer;
+pub(crate) mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,8 +66,12 @@ pub struct Server {
     rules: Option<FilterRules>,
     admin: Option<TcpListener>,
     web: Option<TcpListener>,
-    /// The TLS listener of the text protocol and its certificate.
-    tls: Option<(TcpListener, tls::TlsCertificates)>,
+    irc: Option<TcpListener>,
+    /// The TLS listeners of the text protocol and of IRC.
+    text_tls: Option<TcpListener>,
+    irc_tls: Option<TcpListener>,
+    /// The certificate every TLS listener presents.
+    certificates: Option<tls::TlsCertificates>,
     metrics: Arc<Metrics>,
 }
 
@@ -81,7 +85,10 @@ impl Server {
             rules: None,
             admin: None,
             web: None,
-            tls: None,
+            irc: None,
+            text_tls: None,
+            irc_tls: None,
+            certificates: None,
             metrics: Metrics::new(),
         }
     }
@@ -102,20 +109,32 @@ impl Server {
         bind_unless_off(&self.config.web.listen).await
     }
 
-    /// Binds the text protocol's TLS listener (`[server] listen_tls`) with the certificate of
-    /// `[tls]`, unless `listen_tls` is `""`.
+    /// Binds the configured IRC listener (`[irc] listen`), unless it is `""`.
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when the address is bad or in use.
+    pub async fn bind_irc(&self) -> Result<Option<TcpListener>, ServerError> {
+        bind_unless_off(&self.config.irc.listen).await
+    }
+
+    /// Binds the TLS listeners (`[server] listen_tls`, `[irc] listen_tls`) with the certificate
+    /// of `[tls]`, unless neither is configured.
     ///
     /// # Errors
     /// [`ServerError::Tls`] naming the certificate or key file at fault; [`ServerError::Bind`].
     pub async fn bind_tls(mut self) -> Result<Self, ServerError> {
-        let addr = self.config.server.listen_tls.clone();
-        if addr.is_empty() {
+        let (text, irc) = (
+            self.config.server.listen_tls.clone(),
+            self.config.irc.listen_tls.clone(),
+        );
+        if text.is_empty() && irc.is_empty() {
             return Ok(self);
         }
         let certificates = tls::TlsCertificates::load(&self.config.tls.cert, &self.config.tls.key)
             .map_err(ServerError::Tls)?;
-        let listener = bind_unless_off(&addr).await?;
-        self.tls = listener.map(|l| (l, certificates));
+        self.text_tls = bind_unless_off(&text).await?;
+        self.irc_tls = bind_unless_off(&irc).await?;
+        self.certificates = Some(certificates);
         Ok(self)
     }
 
@@ -125,13 +144,31 @@ impl Server {
         listener: TcpListener,
         certificates: tls::TlsCertificates,
     ) -> Self {
-        self.tls = Some((listener, certificates));
+        self.text_tls = Some(listener);
+        self.certificates = Some(certificates);
+        self
+    }
+
+    /// Serves IRC over TLS on `listener` with `certificates` while running.
+    pub fn irc_tls_listener(
+        mut self,
+        listener: TcpListener,
+        certificates: tls::TlsCertificates,
+    ) -> Self {
+        self.irc_tls = Some(listener);
+        self.certificates = Some(certificates);
         self
     }
 
     /// The TLS certificate in use, for reloading it (on SIGHUP, say).
     pub fn tls_certificates(&self) -> Option<tls::TlsCertificates> {
-        self.tls.as_ref().map(|(_, c)| c.clone())
+        self.certificates.clone()
+    }
+
+    /// Serves the IRC front door on `listener` while running.
+    pub fn irc_listener(mut self, listener: TcpListener) -> Self {
+        self.irc = Some(listener);
+        self
     }
 
     /// Serves the web front door (the page and `/ws`) on `listener` while running.
@@ -236,6 +273,12 @@ impl Server {
             .web
             .as_ref()
             .map(|_| doors.add(Arc::new(crate::web::JsonRender)));
+        let irc_render = Arc::new(crate::irc::IrcRender::new(
+            self.config.rooms.max_joined,
+            self.config.server.max_line_bytes,
+        ));
+        let irc_door =
+            (self.irc.is_some() || self.irc_tls.is_some()).then(|| doors.add(irc_render.clone()));
         let (mut hub, hub_handle) = RoomHub::new(HubSettings {
             rooms: self.config.rooms.clone(),
             exempt: exempt.clone(),
@@ -258,7 +301,7 @@ impl Server {
                 .collect(),
             doors,
             moderation: self.config.moderation.clone(),
-            tls: self.tls.as_ref().map(|(_, c)| c.clone()),
+            tls: self.certificates.clone(),
         });
         hub.restore(snapshot);
         let mut hub_task = tasks.spawn(hub.run(output));
@@ -314,17 +357,44 @@ impl Server {
             };
             tasks.spawn(crate::web::serve(web, state));
         }
-        if let Some((tls_listener, certificates)) = self.tls {
-            if let Ok(addr) = tls_listener.local_addr() {
-                tracing::info!("listening for TLS on {addr}");
+        let irc = irc_door.map(|door| {
+            listener::Protocol::Irc(Arc::new(crate::irc::IrcDoor::new(
+                shared.clone(),
+                door,
+                irc_render,
+            )))
+        });
+        let listeners = [
+            (Some(listener), Some(listener::Protocol::Text), false),
+            (self.text_tls, Some(listener::Protocol::Text), true),
+            (self.irc, irc.clone(), false),
+            (self.irc_tls, irc, true),
+        ];
+        for (listener, protocol, over_tls) in listeners {
+            let (Some(listener), Some(protocol)) = (listener, protocol) else {
+                continue;
+            };
+            let certificates = self.certificates.clone().filter(|_| over_tls);
+            let door = match protocol {
+                listener::Protocol::Text => "text protocol",
+                listener::Protocol::Irc(_) => "IRC door",
+            };
+            match listener.local_addr() {
+                // The plain text listener's `listening on` line is logged above.
+                Ok(addr) if over_tls => tracing::info!("{door} over TLS on {addr}"),
+                Ok(addr) if door != "text protocol" => tracing::info!("{door} on {addr}"),
+                _ => {}
             }
             tasks.spawn(listener::accept_loop(
-                tls_listener,
+                listener,
                 shared.clone(),
-                Some(certificates),
+                protocol,
+                certificates,
             ));
         }
-        tasks.spawn(listener::accept_loop(listener, shared, None));
+        // The pipeline's input ends (and with it the hub) only once every holder of `shared`
+        // is gone: the listeners and sessions hold it from here on.
+        drop(shared);
         if let Some(rules) = self.rules.filter(|_| self.config.filters.watch) {
             let interval = self.config.filters.watch_interval;
             tasks.spawn(rules.watch(interval, stop_reading.clone()));

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -83,19 +82,6 @@ type Frames<R> = FramedRead<R, LineCodec>;
 pub(crate) struct Admission {
     pub(crate) permit: OwnedSemaphorePermit,
     pub(crate) address: Option<AddressGuard>,
-}
-
-/// Serves one plain TCP connection until it closes.
-pub(crate) async fn run_session(
-    shared: Arc<SessionShared>,
-    id: ClientId,
-    socket: TcpStream,
-    addr: SocketAddr,
-    admission: Admission,
-) {
-    // The owned halves of a TcpStream need no lock between reader and writer.
-    let (read_half, write_half) = socket.into_split();
-    serve(shared, id, read_half, write_half, addr, admission).await;
 }
 
 /// Serves one connection, given its two halves (plain TCP or TLS), until it closes. The writer

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod irc;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -72,6 +73,22 @@ impl TestServer {
         let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let web_addr = web.local_addr().unwrap();
         (TestServer::start(server.web_listener(web)).await, web_addr)
+    }
+
+    /// Starts `server` with its IRC door on an ephemeral port; the server and the IRC address.
+    pub async fn start_with_irc(server: Server) -> (TestServer, SocketAddr) {
+        let irc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let irc_addr = irc.local_addr().unwrap();
+        (TestServer::start(server.irc_listener(irc)).await, irc_addr)
+    }
+
+    /// Starts `server` with its web and IRC doors on ephemeral ports: the server, the web
+    /// address and the IRC address.
+    pub async fn start_with_doors(server: Server) -> (TestServer, SocketAddr, SocketAddr) {
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_addr = web.local_addr().unwrap();
+        let (server, irc_addr) = TestServer::start_with_irc(server.web_listener(web)).await;
+        (server, web_addr, irc_addr)
     }
 
     /// Starts a server with `config` and the standard pipeline.

@@ -91,6 +91,11 @@ impl RoomHub {
         })
     }
 
+    /// How many members are online.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     /// The names banned now, as the moderators typed them.
     pub fn banned_names(&self) -> Vec<String> {
         let now = Instant::now();

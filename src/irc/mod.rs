@@ -1,0 +1,75 @@
+//! The IRC front door: irssi, WeeChat, HexChat, bots and bridges in the same rooms as everyone.
+//!
+//! A door of its own over the one hub: a listener (plain, or TLS on `[irc] listen_tls`), a
+//! [`session`] that speaks the client protocol of RFC 1459/2812 as modern servers implement it
+//! (the "Modern IRC Client Protocol" of modern.ircdocs.horse) and feeds the shared pipeline, and
+//! [`IrcRender`], which puts the hub's deliveries into IRC lines. Channels are rooms (`#games` is
+//! the room `games`); nicks are usernames, unique across every door.
+//!
+//! Modules: [`message`] parses a client's lines, [`render`] writes the server's, [`output`]
+//! fits each rendered line to one client's capabilities.
+
+mod message;
+mod output;
+mod render;
+pub(crate) mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use render::IrcRender;
+
+use crate::event::ClientId;
+use crate::hub::DoorId;
+use crate::server::session::SessionShared;
+
+/// What the IRC door's sessions share.
+pub(crate) struct IrcDoor {
+    pub(crate) shared: Arc<SessionShared>,
+    /// The hub's id for this door's renderer.
+    pub(crate) door: DoorId,
+    pub(crate) render: Arc<IrcRender>,
+    /// Away messages (`AWAY`), by client. IRC's notion only: other doors have no away state.
+    /// The lock is held only to read or change the map, never across an `.await`.
+    away: Mutex<HashMap<ClientId, (Arc<str>, Arc<str>)>>,
+}
+
+impl IrcDoor {
+    pub(crate) fn new(shared: Arc<SessionShared>, door: DoorId, render: Arc<IrcRender>) -> Self {
+        IrcDoor {
+            shared,
+            door,
+            render,
+            away: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn away(&self) -> std::sync::MutexGuard<'_, HashMap<ClientId, (Arc<str>, Arc<str>)>> {
+        self.away.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks client `id` (called `name`) away with `text`, or back with `None`.
+    pub(crate) fn set_away(&self, id: ClientId, name: Arc<str>, text: Option<String>) {
+        match text {
+            Some(text) => self.away().insert(id, (name, Arc::from(text))),
+            None => self.away().remove(&id),
+        };
+    }
+
+    pub(crate) fn forget_away(&self, id: ClientId) {
+        self.away().remove(&id);
+    }
+
+    /// The away message of the client called `name`, if it is away.
+    pub(crate) fn away_of(&self, name: &str) -> Option<Arc<str>> {
+        self.away()
+            .values()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, text)| text.clone())
+    }
+
+    /// The names of the clients away.
+    pub(crate) fn away_names(&self) -> Vec<Arc<str>> {
+        self.away().values().map(|(n, _)| n.clone()).collect()
+    }
+}
