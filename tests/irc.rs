@@ -501,3 +501,78 @@ async fn moderators_approve_and_deny_over_irc() {
     alice.expect_contains("Permission denied").await;
     server.shutdown().await;
 }
+
+/// A real IRC client from Debian, `ii`, joins a room and exchanges lines with a text client and
+/// a web client. Skipped (saying so) without it, unless `CHATPIPE_REQUIRE_CLIENTS=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_irc_client_chats_with_text_and_web_clients() {
+    let Some(ii) = common::required_tool("ii", "CHATPIPE_REQUIRE_CLIENTS", "apt-get install ii")
+    else {
+        return;
+    };
+    let (server, web, irc) = TestServer::start_with_doors(Server::new(test_config())).await;
+    let mut bob = server.login("bob").await;
+    let mut carol = WebClient::login(web, "carol").await;
+    bob.expect("carol has joined the chat").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(ii)
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &irc.port().to_string(),
+            "-n",
+            "iggy",
+        ])
+        .arg("-i")
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    bob.expect("iggy has joined the chat").await;
+    carol
+        .expect_where("iggy's join", |m| {
+            m["type"] == "joined" && m["name"] == "iggy"
+        })
+        .await;
+
+    // ii keeps a directory per server and channel: `in` is a FIFO to write to, `out` its log.
+    let server_dir = dir.path().join("127.0.0.1");
+    let lobby = server_dir.join("#lobby");
+    common::wait_until("ii has the lobby's FIFO", || lobby.join("in").exists()).await;
+    write_fifo(&server_dir.join("in"), "/j #games").await;
+    let games = server_dir.join("#games");
+    common::wait_until("ii has joined #games", || games.join("in").exists()).await;
+    bob.send("/join games").await;
+    carol.say(None, "/join games").await;
+    write_fifo(&games.join("in"), "hello from ii").await;
+    bob.expect_contains("iggy: hello from ii").await;
+    carol.expect_message("iggy", "hello from ii").await;
+
+    bob.send("hi iggy, from nc").await;
+    carol.say(Some("games"), "hi iggy, from the web").await;
+    let log = games.join("out");
+    let has = |needle: &str| std::fs::read_to_string(&log).is_ok_and(|text| text.contains(needle));
+    common::wait_until("ii shows bob's line", || has("<bob> hi iggy, from nc")).await;
+    common::wait_until("ii shows carol's line", || {
+        has("<carol> hi iggy, from the web")
+    })
+    .await;
+
+    child.kill().await.unwrap();
+    bob.expect_contains("iggy has left the chat").await;
+    server.shutdown().await;
+}
+
+/// Writes one line into one of ii's FIFOs.
+async fn write_fifo(path: &std::path::Path, line: &str) {
+    let (path, line) = (path.to_owned(), format!("{line}\n"));
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        fifo.write_all(line.as_bytes()).unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -221,12 +221,11 @@ fn bad_certificate_files_are_named() {
 /// plain client. Skipped (saying so) without openssl, unless `CHATPIPE_REQUIRE_OPENSSL=1`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_chats() {
-    let Ok(openssl) = which("openssl") else {
-        assert!(
-            std::env::var("CHATPIPE_REQUIRE_OPENSSL").as_deref() != Ok("1"),
-            "CHATPIPE_REQUIRE_OPENSSL=1 but openssl is missing (apt-get install openssl)"
-        );
-        eprintln!("skipping: openssl is not installed (apt-get install openssl)");
+    let Some(openssl) = common::required_tool(
+        "openssl",
+        "CHATPIPE_REQUIRE_OPENSSL",
+        "apt-get install openssl",
+    ) else {
         return;
     };
     let (server, tls_addr, dir, _certificates) = start().await;
@@ -266,13 +265,4 @@ async fn openssl_s_client_chats() {
     drop(stdin);
     let _ = child.kill().await;
     server.shutdown().await;
-}
-
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-        .ok_or(())
 }

@@ -31,8 +31,11 @@ pub(crate) struct IrcDoor {
     pub(crate) render: Arc<IrcRender>,
     /// Away messages (`AWAY`), by client. IRC's notion only: other doors have no away state.
     /// The lock is held only to read or change the map, never across an `.await`.
-    away: Mutex<HashMap<ClientId, (Arc<str>, Arc<str>)>>,
+    away: Mutex<AwayMap>,
 }
+
+/// Who is away: by client, its name and its away message.
+type AwayMap = HashMap<ClientId, (Arc<str>, Arc<str>)>;
 
 impl IrcDoor {
     pub(crate) fn new(shared: Arc<SessionShared>, door: DoorId, render: Arc<IrcRender>) -> Self {
@@ -44,7 +47,7 @@ impl IrcDoor {
         }
     }
 
-    fn away(&self) -> std::sync::MutexGuard<'_, HashMap<ClientId, (Arc<str>, Arc<str>)>> {
+    fn away(&self) -> std::sync::MutexGuard<'_, AwayMap> {
         self.away.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

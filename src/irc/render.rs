@@ -164,18 +164,18 @@ impl IrcRender {
                 out.said(*at, false, from, &channel(room), &text);
             }
             Delivery::Joined { room, name, .. } => {
-                out.from_member(name, "JOIN", &[&channel(room)], None);
+                out.by_member(name, "JOIN", &[&channel(room)], None);
             }
             Delivery::Left { room, name, scope } => match scope {
-                Scope::Room => out.from_member(name, "PART", &[&channel(room)], None),
-                Scope::Chat => out.from_member(name, "QUIT", &[], Some("Quit")),
+                Scope::Room => out.by_member(name, "PART", &[&channel(room)], None),
+                Scope::Chat => out.by_member(name, "QUIT", &[], Some("Quit")),
             },
-            Delivery::Renamed { old, new, .. } => out.from_member(old, "NICK", &[new], None),
+            Delivery::Renamed { old, new, .. } => out.by_member(old, "NICK", &[new], None),
             Delivery::Topic {
                 room,
                 topic,
                 by: Some(by),
-            } => out.from_member(
+            } => out.by_member(
                 by,
                 "TOPIC",
                 &[&channel(room)],
@@ -324,7 +324,7 @@ impl Lines {
     }
 
     /// `:nick!nick@chatpipe COMMAND params... [:trailing]`.
-    pub(crate) fn from_member(
+    pub(crate) fn by_member(
         &mut self,
         nick: &str,
         command: &str,

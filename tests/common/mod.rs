@@ -288,3 +288,22 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Where `program` is on the PATH. When it is missing the test is skipped (saying so, with
+/// `install`), unless `require` (a `CHATPIPE_REQUIRE_*` variable, set by `.ci/run`) is `1`:
+/// then the missing program fails the test.
+pub fn required_tool(program: &str, require: &str, install: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "{require}=1 but {program} is missing ({install})"
+        );
+        eprintln!("skipping: {program} is not installed ({install})");
+    }
+    found
+}
