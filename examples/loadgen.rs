@@ -50,6 +50,8 @@ pub struct Options {
     pub progress: bool,
     /// The server's web door: when set, every other client connects over WebSocket there.
     pub ws: Option<SocketAddr>,
+    /// The server's IRC door: every other client connects there instead.
+    pub irc: Option<SocketAddr>,
     /// When set, every client connects over TLS to `addr`, trusting this certificate (PEM).
     pub tls_ca: Option<std::path::PathBuf>,
 }
@@ -68,6 +70,7 @@ impl Default for Options {
             prefix: "lg".into(),
             progress: true,
             ws: None,
+            irc: None,
             tls_ca: None,
         }
     }
@@ -210,6 +213,9 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
     if let Some(web) = opts.ws.filter(|_| i % 2 == 1) {
         return connect_ws(opts, web, i).await;
     }
+    if let Some(irc) = opts.irc.filter(|_| i % 2 == 1) {
+        return connect_irc(opts, irc, i).await;
+    }
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(opts.sources.max(1))) as u8);
     let mut last_error = None;
     for attempt in 0..5u32 {
@@ -349,6 +355,43 @@ async fn connect_ws(
     Ok((BufReader::new(Box::new(reader_side)), Box::new(writer_side)))
 }
 
+/// A client of the IRC door. Lines are read as they come (`receive` understands `PRIVMSG`); a
+/// line written becomes `PRIVMSG #lobby :line` through a small bridge in the load generator.
+async fn connect_irc(
+    opts: &Options,
+    irc: SocketAddr,
+    i: usize,
+) -> std::io::Result<(Reader, Writer)> {
+    use tokio::io::AsyncBufReadExt as _;
+    let stream = tokio::net::TcpStream::connect(irc).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot connect to IRC at {irc}: {e}"))
+    })?;
+    stream.set_nodelay(true)?;
+    let (r, mut w) = stream.into_split();
+    let mut reader: Reader = BufReader::new(Box::new(r));
+    let name = format!("{}{i}", opts.prefix);
+    // echo-message: an IRC client gets its own lines back like every other client does, so
+    // every client's count of deliveries is the same.
+    let register = format!(
+        "CAP LS 302\r\nCAP REQ :echo-message\r\nNICK {name}\r\nUSER {name} 0 * :{name}\r\nCAP END\r\n"
+    );
+    w.write_all(register.as_bytes()).await?;
+    let mut line = Vec::new();
+    // The end of the lobby's names follows the welcome burst and the join.
+    read_line_until(&mut reader, &mut line, b" 366 ").await?;
+    let (writer_side, from_writer) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(from_writer).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let message = format!("PRIVMSG #lobby :{line}\r\n");
+            if w.write_all(message.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((reader, Box::new(writer_side)))
+}
+
 /// The string value of `"key":"…"` in a JSON object without escapes in that value.
 fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
@@ -406,11 +449,25 @@ async fn receive(
         if line.starts_with(b"[history] ") {
             continue;
         }
-        let Some(colon) = line.windows(2).position(|w| w == b": ") else {
+        // `NAME: TEXT` from the text protocol (and the web bridge), `… PRIVMSG #room :TEXT` from
+        // IRC.
+        let text_at = if line.starts_with(b":") {
+            line.windows(9)
+                .position(|w| w == b" PRIVMSG ")
+                .and_then(|at| {
+                    line[at..]
+                        .windows(2)
+                        .position(|w| w == b" :")
+                        .map(|c| at + c)
+                })
+        } else {
+            line.windows(2).position(|w| w == b": ")
+        };
+        let Some(colon) = text_at else {
             continue;
         };
         let mut fields = line[colon + 2..]
-            .split(|b| *b == b' ' || *b == b'\n')
+            .split(|b| matches!(*b, b' ' | b'\n' | b'\r'))
             .filter(|f| !f.is_empty())
             .map(|f| {
                 std::str::from_utf8(f)
@@ -685,8 +742,12 @@ pub struct Cli {
     prefix: String,
     /// The server's web door (e.g. 127.0.0.1:18081): every other client connects there over
     /// WebSocket instead of the text protocol.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "irc")]
     ws: Option<SocketAddr>,
+    /// The server's IRC door (e.g. 127.0.0.1:16667): every other client connects there instead
+    /// of the text protocol.
+    #[arg(long)]
+    irc: Option<SocketAddr>,
     /// Connect every client over TLS (to --addr, a TLS listener), trusting this certificate.
     #[arg(long)]
     tls_ca: Option<std::path::PathBuf>,
@@ -718,6 +779,7 @@ impl Cli {
             prefix: self.prefix.clone(),
             progress: true,
             ws: self.ws,
+            irc: self.irc,
             tls_ca: self.tls_ca.clone(),
         }
     }

@@ -7,6 +7,33 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 mod loadgen;
 
+/// Half the clients on the web door and half on IRC, in two runs: every client, whatever its
+/// door, counts every line in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_drives_the_web_and_irc_doors() {
+    let (server, web, irc) =
+        common::TestServer::start_with_doors(chatpipe::Server::new(common::test_config())).await;
+    for (prefix, ws, irc) in [("w", Some(web), None), ("i", None, Some(irc))] {
+        let options = loadgen::Options {
+            addr: server.addr,
+            clients: 6,
+            senders: 4,
+            rate: 20.0,
+            seconds: 1.0,
+            progress: false,
+            prefix: prefix.to_owned(),
+            ws,
+            irc,
+            ..loadgen::Options::default()
+        };
+        let report = loadgen::run(&options).await.unwrap();
+        assert!(report.sent > 0);
+        assert_eq!(report.delivered, report.sent * 6, "{}", report.json());
+        assert_eq!((report.lost, report.reordered), (0, 0));
+    }
+    server.shutdown().await;
+}
+
 /// A few clients for a second against the real binary: nothing lost or reordered, the server's
 /// CPU and memory are read from its own process, and the JSON carries every field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

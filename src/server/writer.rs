@@ -70,7 +70,14 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             Batch::Close(last) => (VecDeque::new(), true, last, None),
         };
         if let Some(adapt) = &ctx.adapt {
-            lines = lines.into_iter().filter_map(|line| adapt(line)).collect();
+            // In place: no allocation per batch.
+            lines.retain_mut(|line| match adapt(std::mem::take(line)) {
+                Some(adapted) => {
+                    *line = adapted;
+                    true
+                }
+                None => false,
+            });
             last = last.and_then(|line| adapt(line));
         }
         let result = tokio::select! {
