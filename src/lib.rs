@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! TCP ─► server::session ─┐
-//!        (handshake,       ├─► pipeline::rate_limit ─► pipeline::parse ─► pipeline::worker_pool
-//! WS  ─► web::session ────┘    (per client)            (commands/chat)    (filters, in parallel)
+//!        (handshake,       │
+//! IRC ─► irc::session ─────┼─► pipeline::rate_limit ─► pipeline::parse ─► pipeline::worker_pool
+//!        (NICK/USER/CAP)   │   (per client)            (commands/chat)    (filters, in parallel)
+//! WS  ─► web::session ────┘                                                     │
 //!        (hello, JSON)                                                          │
-//!   TCP ◄─ server::writer ◄─┐                                                   │
+//!   TCP ◄─ server::writer ◄─┐  (IRC: + irc::output, per-client tags)            │
 //!   WS  ◄─ web writer ◄─────┴─ hub::Outbox ◄─ hub::RoomHub ◄─ pipeline::merge ◄─┘
 //!          (batched writes)    (bounded)      (rooms, fan-out; a   (per-sender order)
 //!                                             Render per door)
@@ -17,7 +19,7 @@
 //! Front doors: a door is a listener, a session that speaks its protocol and feeds the shared
 //! pipeline, and a [`hub::Render`] that puts the hub's [`hub::Delivery`]s into its words. The text
 //! protocol is `server::session` with [`hub::TextRender`]; the web door is [`web`] with
-//! [`web::JsonRender`].
+//! [`web::JsonRender`]; the IRC door is [`irc`] with [`irc::IrcRender`].
 //!
 //! # Layout
 //! - [`config`]: the configuration file, with a default for every setting;
@@ -31,6 +33,7 @@
 //! - [`hub`]: [`RoomHub`](hub::RoomHub), the owner of rooms, members, names and bans, with
 //!   moderation; protocol-neutral deliveries and their renderers; client outboxes;
 //! - [`web`]: the web front door: the page and the WebSocket JSON protocol;
+//! - [`irc`]: the IRC front door: registration, IRC commands as chat lines, numerics;
 //! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
 //!   readiness over HTTP;
 //! - [`store`]: the embedded SQLite database (accounts, bans, mutes, room settings, history, the
