@@ -95,6 +95,8 @@ pub struct WebConfig {
     /// Further origins allowed to open `/ws` (such as `https://chat.example.org`); the page's
     /// own origin and localhost always are.
     pub origins: Vec<String>,
+    /// Serve the page over HTTPS and the WebSocket as WSS, with `[tls] cert` and `key`.
+    pub tls: bool,
 }
 
 impl Default for WebConfig {
@@ -102,6 +104,7 @@ impl Default for WebConfig {
         WebConfig {
             listen: "127.0.0.1:8081".to_owned(),
             origins: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -188,6 +191,11 @@ pub struct AdmissionConfig {
     /// How long refused logins stay refused, and the window failures are counted in.
     #[serde(with = "humantime_serde")]
     pub login_lockout: Duration,
+    /// Proxies (addresses or CIDR blocks) whose word on a client's address is taken: the PROXY
+    /// header on the text and IRC doors, `X-Forwarded-For` / `Forwarded` on the web door.
+    pub trusted_proxies: Vec<String>,
+    /// Refuse a connection from a trusted proxy that sends no PROXY header.
+    pub require_proxy_header: bool,
 }
 
 impl Default for AdmissionConfig {
@@ -199,6 +207,8 @@ impl Default for AdmissionConfig {
             per_address_new_per_10m: 32,
             login_failures: 5,
             login_lockout: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
+            require_proxy_header: false,
         }
     }
 }
@@ -488,9 +498,11 @@ impl Config {
         }
         let no_certificate =
             self.tls.cert.as_os_str().is_empty() || self.tls.key.as_os_str().is_empty();
+        let web_tls = if self.web.tls { "on" } else { "" };
         for (key, addr) in [
             ("[server] listen_tls", &s.listen_tls),
             ("[irc] listen_tls", &self.irc.listen_tls),
+            ("[web] tls", &web_tls.to_owned()),
         ] {
             if !addr.is_empty() && no_certificate {
                 problems.push(format!(
@@ -582,14 +594,20 @@ impl Config {
         if self.rooms.max_rooms == 0 {
             problems.push("[rooms] max_rooms: must be at least 1".into());
         }
-        for entry in &self.admission.exempt {
-            if entry
-                .parse::<crate::server::admission::AddressRange>()
-                .is_err()
-            {
-                problems.push(format!(
-                    "[admission] exempt: `{entry}` is not an address or CIDR block"
-                ));
+        let lists = [
+            ("exempt", &self.admission.exempt),
+            ("trusted_proxies", &self.admission.trusted_proxies),
+        ];
+        for (key, entries) in lists {
+            for entry in entries {
+                if entry
+                    .parse::<crate::server::admission::AddressRange>()
+                    .is_err()
+                {
+                    problems.push(format!(
+                        "[admission] {key}: `{entry}` is not an address or CIDR block"
+                    ));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -1,7 +1,7 @@
-//! The text protocol over TLS: a Rust client and `openssl s_client` chat with a plain-text
-//! client in one room; a new certificate is loaded while a TLS client stays connected; bad
-//! certificate files are one clear error; a stalled handshake and plain text sent to the TLS
-//! port are dropped.
+//! TLS on every door: Rust clients and `openssl s_client` on the text, IRC and web doors chat
+//! with a plain-text client in one room; a new certificate is loaded while TLS clients stay
+//! connected; bad certificate files are one clear error; a stalled handshake and plain text sent
+//! to a TLS port are dropped.
 
 mod common;
 
@@ -217,19 +217,17 @@ fn bad_certificate_files_are_named() {
     assert!(errors[0].contains("the certificate expired on"), "{out}");
 }
 
-/// A real TLS client from outside the project: `openssl s_client` logs in and chats with a
-/// plain client. Skipped (saying so) without openssl, unless `CHATPIPE_REQUIRE_OPENSSL=1`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssl_s_client_chats() {
-    let Some(openssl) = common::required_tool(
-        "openssl",
-        "CHATPIPE_REQUIRE_OPENSSL",
-        "apt-get install openssl",
-    ) else {
-        return;
-    };
-    let (server, tls_addr, dir, _certificates) = start().await;
-    let mut plain = server.login("bob").await;
+/// `openssl s_client` connected to `addr`, trusting the certificate in `dir`: its stdin, its
+/// stdout, and the process (killed when dropped).
+fn s_client(
+    openssl: &Path,
+    addr: SocketAddr,
+    dir: &Path,
+) -> (
+    tokio::process::ChildStdin,
+    BufReader<tokio::process::ChildStdout>,
+    tokio::process::Child,
+) {
     let mut child = tokio::process::Command::new(openssl)
         .args([
             "s_client",
@@ -239,17 +237,36 @@ async fn openssl_s_client_chats() {
             "localhost",
         ])
         .arg("-connect")
-        .arg(tls_addr.to_string())
+        .arg(addr.to_string())
         .arg("-CAfile")
-        .arg(dir.path().join("cert.pem"))
+        .arg(dir.join("cert.pem"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (stdin, stdout, child)
+}
+
+/// A real TLS client from outside the project, on every door: `openssl s_client` logs in on the
+/// text and IRC doors and chats with a plain client, and fetches the page over HTTPS. Skipped
+/// (saying so) without openssl, unless `CHATPIPE_REQUIRE_OPENSSL=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_chats() {
+    let Some(openssl) = common::required_tool(
+        "openssl",
+        "CHATPIPE_REQUIRE_OPENSSL",
+        "apt-get install openssl",
+    ) else {
+        return;
+    };
+    let (server, doors, dir, _certificates) = start_every_door().await;
+    let mut plain = server.login("bob").await;
+
+    let (mut stdin, mut stdout, _text) = s_client(&openssl, doors.text, dir.path());
     expect_line(
         &mut stdout,
         "SERVER: Welcome to chatpipe! Please enter your username:",
@@ -262,7 +279,147 @@ async fn openssl_s_client_chats() {
     plain.expect("carol: hi from openssl").await;
     plain.send("hi back").await;
     expect_line(&mut stdout, "bob: hi back").await;
-    drop(stdin);
-    let _ = child.kill().await;
+
+    let (mut stdin, mut stdout, _irc) = s_client(&openssl, doors.irc, dir.path());
+    stdin
+        .write_all(b"NICK dora\r\nUSER dora 0 * :d\r\nPRIVMSG #lobby :hi from irc over openssl\r\n")
+        .await
+        .unwrap();
+    expect_line(&mut stdout, ":dora!dora@chatpipe JOIN #lobby").await;
+    plain
+        .expect_contains("dora: hi from irc over openssl")
+        .await;
+
+    let (mut stdin, mut stdout, _web) = s_client(&openssl, doors.web, dir.path());
+    stdin
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let status = line(&mut stdout).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut page = String::new();
+    let _ = tokio::time::timeout(WAIT, stdout.read_to_string(&mut page)).await;
+    assert!(page.contains("chatpipe"), "{page}");
+    server.shutdown().await;
+}
+
+/// The TLS addresses of a server with every door on TLS.
+struct TlsDoors {
+    text: SocketAddr,
+    irc: SocketAddr,
+    web: SocketAddr,
+}
+
+/// A server with the text protocol in clear (`server.addr`) and over TLS, IRC over TLS, and the
+/// web door over HTTPS.
+async fn start_every_door() -> (TestServer, TlsDoors, tempfile::TempDir, TlsCertificates) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = generate_self_signed("localhost", dir.path()).unwrap();
+    let certificates = TlsCertificates::load(&cert, &key).unwrap();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (text, irc, web) = (
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+    );
+    let doors = TlsDoors {
+        text: text.local_addr().unwrap(),
+        irc: irc.local_addr().unwrap(),
+        web: web.local_addr().unwrap(),
+    };
+    let mut config = test_config();
+    config.web.tls = true;
+    config.server.handshake_timeout = Duration::from_millis(500);
+    let server = Server::new(config)
+        .tls_listener(text, certificates.clone())
+        .irc_tls_listener(irc, certificates.clone())
+        .web_listener(web);
+    (TestServer::start(server).await, doors, dir, certificates)
+}
+
+/// IRC over TLS and the web door over WSS (Rust clients) chat with a plain-text client; the
+/// certificate is reloaded while both stay connected.
+#[tokio::test]
+async fn irc_and_web_over_tls_and_a_reload_drops_nobody() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (server, doors, dir, certificates) = start_every_door().await;
+    let cert = dir.path().join("cert.pem");
+    let mut plain = server.login("bob").await;
+
+    let mut irc = tls_connect(doors.irc, &cert).await.unwrap();
+    irc.get_mut()
+        .write_all(b"NICK alice\r\nUSER alice 0 * :a\r\n")
+        .await
+        .unwrap();
+    expect_line(&mut irc, ":alice!alice@chatpipe JOIN #lobby").await;
+    plain.expect("alice has joined the chat").await;
+
+    let stream = tls_connect(doors.web, &cert).await.unwrap().into_inner();
+    let (mut web, response) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", doors.web.port()), stream)
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 101);
+    web.send(Message::text(r#"{"type":"hello","name":"carol"}"#))
+        .await
+        .unwrap();
+    plain.expect("carol has joined the chat").await;
+
+    irc.get_mut()
+        .write_all(b"PRIVMSG #lobby :hello over IRC and TLS\r\n")
+        .await
+        .unwrap();
+    plain.expect("alice: hello over IRC and TLS").await;
+    plain.send("hello in clear").await;
+    expect_line(&mut irc, ":bob!bob@chatpipe PRIVMSG #lobby :hello in clear").await;
+    let heard = async {
+        while let Some(Ok(message)) = web.next().await {
+            if message.to_text().unwrap_or("").contains("hello in clear") {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(tokio::time::timeout(WAIT, heard).await.unwrap());
+
+    generate_self_signed("localhost", dir.path()).unwrap();
+    certificates.reload().unwrap();
+    irc.get_mut()
+        .write_all(b"PRIVMSG #lobby :still here\r\n")
+        .await
+        .unwrap();
+    plain.expect_contains("alice: still here").await;
+    web.send(Message::text(r#"{"type":"line","text":"me too"}"#))
+        .await
+        .unwrap();
+    plain.expect("carol: me too").await;
+    // New connections on every door get the new certificate.
+    assert!(tls_connect(doors.web, &cert).await.is_ok());
+    assert!(tls_connect(doors.irc, &cert).await.is_ok());
+    server.shutdown().await;
+}
+
+/// A stalled handshake on the HTTPS port is dropped at the handshake timeout and does not hold
+/// up the next client.
+#[tokio::test]
+async fn a_stalled_https_handshake_holds_nobody_up() {
+    let (server, doors, dir, _certificates) = start_every_door().await;
+    let mut stalled = tokio::net::TcpStream::connect(doors.web).await.unwrap();
+    let mut fresh = tls_connect(doors.web, &dir.path().join("cert.pem"))
+        .await
+        .unwrap();
+    fresh
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let status = line(&mut fresh).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(WAIT, stalled.read(&mut buf))
+        .await
+        .expect("dropped within the handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     server.shutdown().await;
 }

@@ -41,7 +41,7 @@ pub enum Refusal {
 /// connection.
 #[derive(Debug)]
 pub struct AddressLimits {
-    exempt: ExemptList,
+    exempt: AddressList,
     max_open: usize,
     max_new: usize,
     state: Mutex<LimitState>,
@@ -80,7 +80,7 @@ impl Drop for AddressGuard {
 
 impl AddressLimits {
     /// Limits of `max_open` connections and `max_new` new ones per 10 minutes per address.
-    pub fn new(exempt: ExemptList, max_open: usize, max_new: usize) -> Self {
+    pub fn new(exempt: AddressList, max_open: usize, max_new: usize) -> Self {
         AddressLimits {
             exempt,
             max_open,
@@ -198,17 +198,17 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     }
 }
 
-/// The parsed exemption list.
+/// A list of addresses and CIDR blocks (the exemptions, the trusted proxies).
 #[derive(Debug, Clone, Default)]
-pub struct ExemptList(Vec<AddressRange>);
+pub struct AddressList(Vec<AddressRange>);
 
-impl ExemptList {
+impl AddressList {
     /// Parses entries already validated by the config (bad ones are skipped).
     pub fn new(entries: &[String]) -> Self {
-        ExemptList(entries.iter().filter_map(|e| e.parse().ok()).collect())
+        AddressList(entries.iter().filter_map(|e| e.parse().ok()).collect())
     }
 
-    /// True if `addr` is exempt.
+    /// True if `addr` is in the list.
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.iter().any(|range| range.contains(addr))
     }
@@ -221,7 +221,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn limits_open_and_new_connections_per_address() {
         let limits = Arc::new(AddressLimits::new(
-            ExemptList::new(&["127.0.0.1".into()]),
+            AddressList::new(&["127.0.0.1".into()]),
             2,
             3,
         ));

@@ -14,9 +14,11 @@ use tokio::io::AsyncWriteExt;
 use futures::future::Either;
 
 use super::admission::Refusal;
+use super::proxy::UntrustedHeaderGuard;
 use super::session::{Admission, SessionShared};
 use super::tls::TlsCertificates;
 use crate::protocol::server_line;
+use std::net::SocketAddr;
 
 /// How long a refused client gets to take its one line.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -107,40 +109,113 @@ pub(crate) async fn accept_loop(
             }
         };
         configure(&socket);
-        let address = match shared.address_limits.admit(addr.ip()) {
-            Ok(guard) => guard,
-            Err(refusal) => {
-                tracing::info!(peer = %addr, %refusal, "connection refused");
-                shared
-                    .tasks
-                    .spawn(refuse(socket, protocol.refusal(&refusal)));
-                continue;
-            }
-        };
-        let id = shared.next_client_id();
-        tracing::debug!(client = %id, peer = %addr, "connection accepted");
-        let admission = Admission { permit, address };
-        let protocol = protocol.clone();
-        shared.tasks.spawn(match &tls {
-            None => Either::Left(protocol.serve(
+        if shared.trusted_proxies.contains(addr.ip()) {
+            // The client's address is in the proxy's header: admission waits for it.
+            let from_proxy = from_proxy(
                 shared.clone(),
-                id,
-                socket.into_split(),
-                addr,
-                admission,
-            )),
-            Some(tls) => Either::Right(tls_session(
-                protocol,
-                shared.clone(),
-                id,
+                protocol.clone(),
+                tls.clone(),
                 socket,
                 addr,
-                admission,
-                tls.acceptor(),
-            )),
-        });
+                permit,
+            );
+            shared.tasks.spawn(from_proxy);
+        } else {
+            admit(&shared, &protocol, tls.as_ref(), socket, addr, permit, true);
+        }
     }
     tracing::info!("listener closed");
+}
+
+/// Reads a trusted proxy's PROXY header (within the handshake timeout when one is required, a
+/// moment otherwise), then admits the connection under the client's address.
+async fn from_proxy(
+    shared: Arc<SessionShared>,
+    protocol: Protocol,
+    tls: Option<TlsCertificates>,
+    mut socket: TcpStream,
+    proxy: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let required = shared.require_proxy_header;
+    let wait = if required {
+        shared.config.handshake_timeout
+    } else {
+        super::proxy::OPTIONAL_HEADER_WAIT
+    };
+    let header = tokio::select! {
+        _ = shared.stop_reading.cancelled() => return,
+        header = super::proxy::read_header(&mut socket, wait, required) => header,
+    };
+    let client = match header {
+        Ok(Some(super::proxy::Header::Client(client))) => client,
+        Ok(Some(super::proxy::Header::Local) | None) => proxy,
+        Err(error) => {
+            shared.metrics.handshake_failure("proxy_header");
+            tracing::info!(%proxy, %error, "connection from a trusted proxy closed");
+            return;
+        }
+    };
+    tracing::debug!(%proxy, peer = %client, "client address from the PROXY header");
+    admit(
+        &shared,
+        &protocol,
+        tls.as_ref(),
+        socket,
+        client,
+        permit,
+        false,
+    );
+}
+
+/// Applies the per-address limits to `addr` (the client's address) and starts serving the
+/// connection, or tells it why not. `watch_for_header`: the peer is not a trusted proxy, so a
+/// PROXY header from it closes the connection.
+fn admit(
+    shared: &Arc<SessionShared>,
+    protocol: &Protocol,
+    tls: Option<&TlsCertificates>,
+    socket: TcpStream,
+    addr: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    watch_for_header: bool,
+) {
+    let address = match shared.address_limits.admit(addr.ip()) {
+        Ok(guard) => guard,
+        Err(refusal) => {
+            tracing::info!(peer = %addr, %refusal, "connection refused");
+            shared
+                .tasks
+                .spawn(refuse(socket, protocol.refusal(&refusal)));
+            return;
+        }
+    };
+    let id = shared.next_client_id();
+    tracing::debug!(client = %id, peer = %addr, "connection accepted");
+    let admission = Admission { permit, address };
+    let protocol = protocol.clone();
+    shared.tasks.spawn(match tls {
+        None => {
+            let (read_half, write_half) = socket.into_split();
+            let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
+            Either::Left(protocol.serve(
+                shared.clone(),
+                id,
+                (read_half, write_half),
+                addr,
+                admission,
+            ))
+        }
+        Some(tls) => Either::Right(tls_session(
+            protocol,
+            shared.clone(),
+            id,
+            socket,
+            addr,
+            admission,
+            tls.acceptor(),
+        )),
+    });
 }
 
 /// Runs the TLS handshake — within the handshake timeout, so a client that never finishes it

@@ -20,6 +20,7 @@ pub mod admission;
 pub mod codec;
 mod listener;
 pub(crate) mod login;
+mod proxy;
 pub(crate) mod session;
 pub mod tls;
 pub(crate) mod writer;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::accounts::Accounts;
-use self::admission::{AddressLimits, ExemptList};
+use self::admission::{AddressLimits, AddressList};
 use crate::admin::AdminState;
 use crate::config::Config;
 use crate::error::ServerError;
@@ -117,8 +118,8 @@ impl Server {
         bind_unless_off(&self.config.irc.listen).await
     }
 
-    /// Binds the TLS listeners (`[server] listen_tls`, `[irc] listen_tls`) with the certificate
-    /// of `[tls]`, unless neither is configured.
+    /// Binds the TLS listeners (`[server] listen_tls`, `[irc] listen_tls`) and loads the
+    /// certificate of `[tls]` for them and for `[web] tls`, unless none is configured.
     ///
     /// # Errors
     /// [`ServerError::Tls`] naming the certificate or key file at fault; [`ServerError::Bind`].
@@ -127,7 +128,7 @@ impl Server {
             self.config.server.listen_tls.clone(),
             self.config.irc.listen_tls.clone(),
         );
-        if text.is_empty() && irc.is_empty() {
+        if text.is_empty() && irc.is_empty() && !self.config.web.tls {
             return Ok(self);
         }
         let certificates = tls::TlsCertificates::load(&self.config.tls.cert, &self.config.tls.key)
@@ -267,7 +268,7 @@ impl Server {
             rules.attach_metrics(metrics.clone());
         }
         let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
-        let exempt = ExemptList::new(&self.config.admission.exempt);
+        let exempt = AddressList::new(&self.config.admission.exempt);
         let mut doors = Doors::default();
         let web_door = self
             .web
@@ -345,6 +346,8 @@ impl Server {
             cut: cut.clone(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
+            trusted_proxies: AddressList::new(&self.config.admission.trusted_proxies),
+            require_proxy_header: self.config.admission.require_proxy_header,
         });
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("listening on {addr}");
@@ -355,7 +358,8 @@ impl Server {
                 door,
                 origins: Arc::new(self.config.web.origins.clone()),
             };
-            tasks.spawn(crate::web::serve(web, state));
+            let certificates = self.certificates.clone().filter(|_| self.config.web.tls);
+            tasks.spawn(crate::web::serve(web, state, certificates));
         }
         let irc = irc_door.map(|door| {
             listener::Protocol::Irc(Arc::new(crate::irc::IrcDoor::new(

@@ -60,6 +60,10 @@ pub(crate) struct SessionShared {
     /// Cancelled when the shutdown grace period is over: stop writing.
     pub(crate) cut: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Proxies whose word on a client's address is taken (`[admission] trusted_proxies`).
+    pub(crate) trusted_proxies: super::admission::AddressList,
+    /// Refuse a trusted proxy's connection without a PROXY header.
+    pub(crate) require_proxy_header: bool,
 }
 
 impl SessionShared {

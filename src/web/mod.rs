@@ -9,6 +9,7 @@
 //! Cross-site WebSocket hijacking is refused: an upgrade whose `Origin` is not the page's own,
 //! localhost, or one of `[web] origins` gets 403.
 
+mod listener;
 mod page;
 mod render;
 mod session;
@@ -21,6 +22,7 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 pub use render::{JsonRender, to_json};
@@ -44,11 +46,36 @@ pub(crate) struct WebState {
     pub(crate) origins: Arc<Vec<String>>,
 }
 
-/// Serves the page and the WebSocket on `listener` until shutdown begins.
-pub(crate) async fn serve(listener: TcpListener, state: WebState) {
+/// Serves the page and the WebSocket on `listener` (over TLS with `certificates`) until
+/// shutdown begins.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: WebState,
+    certificates: Option<crate::server::tls::TlsCertificates>,
+) {
+    let scheme = if certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!("web page on http://{addr}/");
+        tracing::info!("web page on {scheme}://{addr}/");
     }
+    let shared = &state.shared;
+    let tls = certificates.map(|certificates| listener::TlsAccept {
+        certificates,
+        handshake_timeout: shared.config.handshake_timeout,
+        stop: shared.stop_reading.clone(),
+        tasks: shared.tasks.clone(),
+        metrics: shared.metrics.clone(),
+    });
+    let listener = match listener::WebListener::new(listener, tls) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "web listener failed");
+            return;
+        }
+    };
     let stop = state.shared.stop_reading.clone();
     let app = Router::new()
         .route("/", get(page::index))
@@ -57,6 +84,8 @@ pub(crate) async fn serve(listener: TcpListener, state: WebState) {
         .route("/ws", get(upgrade))
         .with_state(state);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    // `tap_io` gives the listener axum's peer-address plumbing (`ConnectInfo<SocketAddr>`).
+    let listener = listener.tap_io(|_| ());
     if let Err(error) = axum::serve(listener, service)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
@@ -77,6 +106,18 @@ async fn upgrade(
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused\n").into_response();
     }
     let shared = &state.shared;
+    let addr = if shared.trusted_proxies.contains(addr.ip()) {
+        match forwarded_client(&headers) {
+            Some(client) => SocketAddr::new(client, 0),
+            None if shared.require_proxy_header => {
+                tracing::info!(proxy = %addr, "request from a trusted proxy without X-Forwarded-For or Forwarded refused");
+                return (StatusCode::BAD_REQUEST, "missing X-Forwarded-For\n").into_response();
+            }
+            None => addr,
+        }
+    } else {
+        addr
+    };
     let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "the server is full\n").into_response();
     };
@@ -101,6 +142,44 @@ async fn upgrade(
             tasks.spawn(session::run(state, id, socket, addr, admission));
             std::future::ready(())
         })
+}
+
+/// The client's address as the trusted proxy in front of us saw it: the last entry of the last
+/// `Forwarded` (`for=`) or `X-Forwarded-For` header. Only the last entry is the proxy's own; the
+/// ones before it came from the client and could say anything.
+fn forwarded_client(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let last_entry = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .map(str::trim)
+    };
+    if let Some(forwarded) = last_entry("forwarded") {
+        let node = forwarded
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| key.eq_ignore_ascii_case("for"))
+            .map(|(_, value)| value.trim_matches('"'))?;
+        return parse_node(node);
+    }
+    parse_node(last_entry("x-forwarded-for")?)
+}
+
+/// An address as proxies write it: `203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::1]:4711`,
+/// `2001:db8::1`.
+fn parse_node(node: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = node.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    node.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 /// Whether the `Origin` of an upgrade may open a session: none (not a browser), the page's own
@@ -143,6 +222,26 @@ mod tests {
             h.insert(header::ORIGIN, origin.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn forwarded_addresses_take_the_proxys_entry() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("203.0.113.7".parse().unwrap()));
+        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("198.51.100.2".parse().unwrap()));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(forwarded_client(&h), Some("2001:db8::1".parse().unwrap()));
+        h.insert("forwarded", "for=unknown".parse().unwrap());
+        assert_eq!(forwarded_client(&h), None);
+        assert_eq!(forwarded_client(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::filters::FilterRules;
 use crate::metrics::{DropReason, Metrics};
 use crate::names::NameKey;
 use crate::protocol;
-use crate::server::admission::ExemptList;
+use crate::server::admission::AddressList;
 use crate::store::{LineKind, Store};
 
 /// Capacity of the registration channel. Registrations are rare and quick; a burst of connects
@@ -161,7 +161,7 @@ pub struct HubSettings {
     /// Rooms: the default, history length, limits, permanent rooms.
     pub rooms: RoomsConfig,
     /// Addresses never banned by address.
-    pub exempt: ExemptList,
+    pub exempt: AddressList,
     /// The filter rules `/reload` reloads, if the server has a filters directory.
     pub filter_rules: Option<FilterRules>,
     /// Names that belong to accounts, with their roles: nobody else may take them with `/nick`,
