@@ -749,7 +749,7 @@ pub struct Cli {
     #[arg(long)]
     irc: Option<SocketAddr>,
     /// Connect every client over TLS (to --addr, a TLS listener), trusting this certificate.
-    #[arg(long)]
+    #[arg(long, alias = "tls")]
     tls_ca: Option<std::path::PathBuf>,
     /// Connect idle clients and report the server's memory per client.
     #[arg(long, conflicts_with = "step")]
