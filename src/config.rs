@@ -50,6 +50,8 @@ pub struct Config {
     pub web: WebConfig,
     /// The IRC front door.
     pub irc: IrcConfig,
+    /// Several servers sharing rooms through NATS JetStream.
+    pub cluster: ClusterConfig,
     /// The moderation queue and reports.
     pub moderation: ModerationConfig,
     /// The certificate and key for TLS listeners.
@@ -105,6 +107,29 @@ impl Default for WebConfig {
             listen: "127.0.0.1:8081".to_owned(),
             origins: Vec::new(),
             tls: false,
+        }
+    }
+}
+
+/// `[cluster]`: several chatpipe servers sharing rooms, names and moderation through NATS
+/// JetStream. Without `nats` the server runs alone (the default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server, such as `nats://127.0.0.1:4222`; `""` runs alone.
+    pub nats: String,
+    /// This server's name in the cluster, unique among its servers (letters, digits, `_`, `-`).
+    pub node: String,
+    /// Exit at start-up when NATS cannot be reached; `false` runs alone instead.
+    pub required: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats: String::new(),
+            node: String::new(),
+            required: true,
         }
     }
 }
@@ -593,6 +618,14 @@ impl Config {
         }
         if self.rooms.max_rooms == 0 {
             problems.push("[rooms] max_rooms: must be at least 1".into());
+        }
+        if !self.cluster.nats.is_empty()
+            && crate::names::validate_username(&self.cluster.node).is_err()
+        {
+            problems.push(format!(
+                "[cluster] node: `{}` is not a node name (1-32 letters, digits, '_' or '-'), and it must be set with nats",
+                self.cluster.node
+            ));
         }
         let lists = [
             ("exempt", &self.admission.exempt),

@@ -80,6 +80,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The cluster could not be joined (and `[cluster] required` is on).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The hub stopped while the server was running: the server shut down instead of running
     /// on without delivering anything.
     #[error("{0}")]

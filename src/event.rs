@@ -26,7 +26,9 @@ impl fmt::Display for ClientId {
 
 /// What a client may do. Moderators and admins are exempt from some filters and may use the
 /// moderation commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// An ordinary user or guest.

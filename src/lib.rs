@@ -36,6 +36,7 @@
 //! - [`irc`]: the IRC front door: registration, IRC commands as chat lines, numerics;
 //! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
 //!   readiness over HTTP;
+//! - [`cluster`]: several servers sharing rooms, names and moderation through NATS JetStream;
 //! - [`store`]: the embedded SQLite database (accounts, bans, mutes, room settings, history, the
 //!   audit log), owned by one thread the hub never waits on;
 //! - [`protocol`]: the exact text of every line the server writes;
@@ -46,6 +47,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod admin;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod event;

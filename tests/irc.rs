@@ -545,7 +545,13 @@ async fn a_real_irc_client_chats_with_text_and_web_clients() {
     let games = server_dir.join("#games");
     common::wait_until("ii has joined #games", || games.join("in").exists()).await;
     bob.send("/join games").await;
+    bob.expect_contains("You are now in games").await;
     carol.say(None, "/join games").await;
+    carol
+        .expect_where("carol in games", |m| {
+            m["type"] == "joined" && m["name"] == "carol" && m["room"] == "games"
+        })
+        .await;
     write_fifo(&games.join("in"), "hello from ii").await;
     bob.expect_contains("iggy: hello from ii").await;
     carol.expect_message("iggy", "hello from ii").await;

@@ -365,6 +365,10 @@ impl Session {
                 self.numeric("433", &[&name], &format!("Nickname is already in use: {e}"));
                 Ok(false)
             }
+            Err(e @ RegisterError::ClusterUnavailable) => {
+                self.notice(&e.to_string());
+                Ok(false)
+            }
         }
     }
 

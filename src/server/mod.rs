@@ -248,6 +248,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
+        let cluster = join_cluster(self.config.cluster.clone(), self.config.rooms.history).await?;
         let pipeline = self.pipeline.build()?;
         let (store, snapshot, store_thread) = Store::open(
             &self.config.storage,
@@ -303,8 +304,12 @@ impl Server {
             doors,
             moderation: self.config.moderation.clone(),
             tls: self.certificates.clone(),
+            cluster: cluster.as_ref().map(|c| c.link()),
         });
         hub.restore(snapshot);
+        if let Some(cluster) = cluster {
+            cluster.start(hub_handle.clone(), &tasks, stop_reading.clone());
+        }
         let mut hub_task = tasks.spawn(hub.run(output));
         let ready = Arc::new(AtomicBool::new(true));
         let healthy = Arc::new(AtomicBool::new(true));
@@ -451,6 +456,25 @@ impl Server {
         match hub_failure {
             Some(failure) => Err(ServerError::HubStopped(failure)),
             None => Ok(()),
+        }
+    }
+}
+
+/// Connects to the cluster of `[cluster]`, if one is configured. Unreachable NATS fails start-up
+/// unless `required = false`, which runs alone.
+async fn join_cluster(
+    config: crate::config::ClusterConfig,
+    history: usize,
+) -> Result<Option<crate::cluster::Cluster>, ServerError> {
+    if config.nats.is_empty() {
+        return Ok(None);
+    }
+    match crate::cluster::Cluster::connect(&config, history).await {
+        Ok(cluster) => Ok(Some(cluster)),
+        Err(error) if config.required => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "running alone: the cluster cannot be reached ([cluster] required = false)");
+            Ok(None)
         }
     }
 }

@@ -239,6 +239,7 @@ async fn handshake<R: AsyncRead + Unpin>(
                                     shared.metrics.handshake_failure("name_taken");
                                     format!("Invalid username: {e}")
                                 }
+                                Err(e @ RegisterError::ClusterUnavailable) => e.to_string(),
                             }
                         }
                     },

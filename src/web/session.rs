@@ -224,6 +224,9 @@ async fn handshake(
                 shared.metrics.handshake_failure("name_taken");
                 tell(outbox, "name_taken", &format!("Invalid username: {e}"));
             }
+            Err(e @ RegisterError::ClusterUnavailable) => {
+                tell(outbox, "unavailable", &e.to_string());
+            }
         }
     }
     shared.metrics.handshake_failure("too_many_attempts");

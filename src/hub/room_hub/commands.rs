@@ -45,7 +45,9 @@ impl RoomHub {
             self.tell(id, &format!("You are already known as {new}."));
             return;
         }
-        if new_key != old_key && self.names.contains_key(&new_key) {
+        if new_key != old_key
+            && (self.names.contains_key(&new_key) || self.remote_member(new).is_some())
+        {
             self.tell(id, &format!("The username {new} is already taken."));
             return;
         }
@@ -96,7 +98,14 @@ impl RoomHub {
         }
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         let new: Arc<str> = Arc::from(new);
+        self.rename_in_cluster(&old, &new);
         for room in &rooms {
+            let event = crate::cluster::wire::RoomEvent::Renamed {
+                node: String::new(),
+                old: old.to_string(),
+                new: new.to_string(),
+            };
+            self.publish_presence(room, event);
             let renamed = Delivery::Renamed {
                 room: room.clone(),
                 old: old.clone(),

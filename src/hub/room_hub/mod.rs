@@ -17,6 +17,7 @@
 //! [`persistence`].
 
 mod accounts;
+mod cluster;
 mod commands;
 mod moderation;
 mod persistence;
@@ -73,6 +74,11 @@ pub enum RegisterError {
     /// The hub has stopped.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The cluster could not be asked whether the name is free.
+    #[error(
+        "names cannot be checked right now (the cluster is unreachable); try again in a moment"
+    )]
+    ClusterUnavailable,
 }
 
 /// Work for the hub from outside the pipeline.
@@ -86,6 +92,8 @@ enum Request {
     /// The rest of something the hub started: the store has committed (or failed to commit) a
     /// change, or a password has been hashed, and the hub carries on from there.
     Continue(Continuation),
+    /// News from the other servers of the cluster.
+    Cluster(crate::cluster::ClusterInput),
 }
 
 /// What [`Request::Continue`] runs, on the hub's task with the hub's state.
@@ -96,6 +104,7 @@ impl std::fmt::Debug for Request {
         match self {
             Request::Register { client, .. } => write!(f, "Register({})", client.id()),
             Request::Continue(_) => write!(f, "Continue"),
+            Request::Cluster(input) => write!(f, "Cluster({input:?})"),
         }
     }
 }
@@ -104,6 +113,8 @@ impl std::fmt::Debug for Request {
 #[derive(Debug, Clone)]
 pub struct HubHandle {
     requests: mpsc::Sender<Request>,
+    /// In a cluster, names are claimed cluster-wide before the hub takes a client.
+    claims: Option<crate::cluster::NameClaims>,
 }
 
 impl HubHandle {
@@ -127,6 +138,17 @@ impl HubHandle {
         client: Arc<Client>,
         outbox: Outbox,
     ) -> Result<(), RegisterError> {
+        let name = client.name();
+        if let Some(claims) = &self.claims {
+            match claims.claim(&name).await {
+                Ok(true) => {}
+                Ok(false) => return Err(RegisterError::NameTaken(name.to_string())),
+                Err(cause) => {
+                    tracing::warn!(%cause, "cannot claim a name in the cluster");
+                    return Err(RegisterError::ClusterUnavailable);
+                }
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Register {
@@ -137,7 +159,18 @@ impl HubHandle {
             })
             .await
             .map_err(|_| RegisterError::ShuttingDown)?;
-        answer.await.unwrap_or(Err(RegisterError::ShuttingDown))
+        let registered = answer.await.unwrap_or(Err(RegisterError::ShuttingDown));
+        if registered.is_err()
+            && let Some(claims) = &self.claims
+        {
+            claims.release(&name);
+        }
+        registered
+    }
+
+    /// Hands the hub news from the cluster; false when the hub has stopped.
+    pub async fn cluster_input(&self, input: crate::cluster::ClusterInput) -> bool {
+        self.requests.send(Request::Cluster(input)).await.is_ok()
     }
 }
 
@@ -185,6 +218,8 @@ pub struct HubSettings {
     pub moderation: crate::config::ModerationConfig,
     /// The TLS certificate, which an admin's `/reload` reloads too.
     pub tls: Option<crate::server::tls::TlsCertificates>,
+    /// The cluster this server is part of, if any.
+    pub cluster: Option<crate::cluster::ClusterLink>,
 }
 
 /// The renderers of the front doors, indexed by [`DoorId`].
@@ -336,6 +371,8 @@ pub struct RoomHub {
     queue: queue::Queue,
     /// What queueing lines left to do: writers to wake, clients to cut off.
     pending: Pending,
+    /// What this server knows of the other servers of its cluster.
+    cluster: cluster::ClusterState,
 }
 
 /// Follow-up work from queueing lines, done after a fan-out rather than during it.
@@ -382,8 +419,16 @@ impl RoomHub {
             me: tx.clone(),
             queue: queue::Queue::default(),
             pending: Pending::default(),
+            cluster: cluster::ClusterState::default(),
         };
-        (hub, HubHandle { requests: tx })
+        let claims = hub.settings.cluster.as_ref().map(|c| c.claims.clone());
+        (
+            hub,
+            HubHandle {
+                requests: tx,
+                claims,
+            },
+        )
     }
 
     /// Runs until `events` ends, which happens once every session has stopped feeding the
@@ -509,6 +554,7 @@ impl RoomHub {
                 let _ = reply.send(result);
             }
             Request::Continue(work) => work(self),
+            Request::Cluster(input) => self.handle_cluster(input),
         }
     }
 
@@ -605,14 +651,12 @@ impl RoomHub {
             Body::Chat(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "chat");
-                self.record_history(&room, LineKind::Chat, &name, &text);
-                self.say_in_room(&room, LineKind::Chat, name, text, false);
+                self.say_in_room(&room, LineKind::Chat, name, text, false, Some(id));
             }
             Body::Action(text) => {
                 let name = event.client.name();
                 tracing::debug!(client = %id, room = %room, text = %text, "action");
-                self.record_history(&room, LineKind::Action, &name, &text);
-                self.say_in_room(&room, LineKind::Action, name, text, false);
+                self.say_in_room(&room, LineKind::Action, name, text, false, Some(id));
             }
             Body::Private { to, text } => self.private_message(id, &to, &text),
             Body::Notice(text) => {
@@ -682,7 +726,9 @@ impl RoomHub {
 
     fn private_message(&mut self, from: ClientId, to: &str, text: &str) {
         let Some(&target) = self.names.get(&NameKey::new(to)) else {
-            self.tell(from, &format!("No user named {to} is online."));
+            if !self.private_message_elsewhere(from, to, text) {
+                self.tell(from, &format!("No user named {to} is online."));
+            }
             return;
         };
         let (Some(sender), Some(recipient)) = (self.members.get(&from), self.members.get(&target))
@@ -757,8 +803,28 @@ impl RoomHub {
         metrics.rooms.set(self.rooms.len() as i64);
     }
 
-    /// Broadcasts a chat line or action and keeps it in the room's history.
+    /// Says a chat line or action in `room`: alone, at once; in a cluster, through the room
+    /// stream, which brings it back to every server (this one included) in the room's order.
     fn say_in_room(
+        &mut self,
+        room: &Arc<str>,
+        kind: LineKind,
+        from: Arc<str>,
+        text: String,
+        reviewed: bool,
+        sender: Option<ClientId>,
+    ) {
+        if self.settings.cluster.is_some() {
+            self.publish_line(room, kind, &from, text, reviewed, sender);
+            return;
+        }
+        self.record_history(room, kind, &from, &text);
+        self.deliver_line(room, kind, from, text, reviewed);
+    }
+
+    /// Broadcasts a chat line or action to this server's members of `room` and keeps it in the
+    /// room's history.
+    fn deliver_line(
         &mut self,
         room: &Arc<str>,
         kind: LineKind,
@@ -827,7 +893,9 @@ impl RoomHub {
         self.names.remove(&NameKey::new(&name));
         for room in &member.rooms {
             self.leave_room(id, room);
+            self.publish_left(room, &name, true);
         }
+        self.release_name(&name);
         let last = last.and_then(|d| self.settings.doors.get(member.door).render_to(&d, &name));
         let discarded = member.outbox.close(last, discard_queued);
         let metrics = &self.settings.metrics;

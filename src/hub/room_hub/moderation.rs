@@ -22,7 +22,7 @@ use crate::store::{Change, StoredBan, StoredMute};
 /// How long `/mute NAME` lasts without a duration.
 pub(super) const DEFAULT_MUTE: Duration = Duration::from_secs(600);
 
-const PERMISSION_DENIED: &str = "Permission denied";
+pub(super) const PERMISSION_DENIED: &str = "Permission denied";
 
 impl RoomHub {
     /// Carries out a moderator command for `id`, sent to `room`, after checking its role.
@@ -36,6 +36,10 @@ impl RoomHub {
                 id,
                 &Delivery::room_coded("permission_denied", room, PERMISSION_DENIED),
             );
+            return;
+        }
+        // In a cluster, a kick or mute of a member of another server is sent there.
+        if self.moderate_elsewhere(id, actor_role, &actor_name, &command) == Some(true) {
             return;
         }
         match command {
@@ -120,7 +124,7 @@ impl RoomHub {
         }
     }
 
-    fn kick(&mut self, target: ClientId, who: &str, why: &str) {
+    pub(super) fn kick(&mut self, target: ClientId, who: &str, why: &str) {
         let Some(whom) = self.members.get(&target).map(|m| m.client.name()) else {
             return;
         };
@@ -141,7 +145,7 @@ impl RoomHub {
 
     /// Disconnects `target`, telling them `to_them` last, then tells their rooms `to_room`. The
     /// removal comes first, so the announcement reaches the rooms but not the one expelled.
-    fn expel(&mut self, target: ClientId, reason: &str, to_them: &str, to_room: &str) {
+    pub(super) fn expel(&mut self, target: ClientId, reason: &str, to_them: &str, to_room: &str) {
         let Some(rooms) = self.members.get(&target).map(|m| m.rooms.clone()) else {
             return;
         };
@@ -156,7 +160,7 @@ impl RoomHub {
         }
     }
 
-    fn mute(&mut self, target: ClientId, who: &str, duration: Duration, why: &str) {
+    pub(super) fn mute(&mut self, target: ClientId, who: &str, duration: Duration, why: &str) {
         let Some(member) = self.members.get_mut(&target) else {
             return;
         };
@@ -285,6 +289,18 @@ impl RoomHub {
             id,
             changes,
             format!("{name} is banned by {actor_name} {shown}{addr_note}."),
+        );
+        // Every server of a cluster records the ban; the one holding the name expels it.
+        let seconds = duration
+            .filter(|d| *d <= super::MAX_SANCTION)
+            .map(|d| d.as_secs());
+        self.send_node(
+            None,
+            crate::cluster::wire::NodeEvent::Ban {
+                name: name.to_owned(),
+                by: actor_name.to_owned(),
+                seconds,
+            },
         );
     }
 

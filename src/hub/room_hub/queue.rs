@@ -223,8 +223,15 @@ impl RoomHub {
         };
         let v = held.view.clone();
         self.decided(&held, "approved");
-        self.record_history(&v.room, v.kind, &v.from, &v.text);
-        self.say_in_room(&v.room, v.kind, v.from.clone(), v.text.to_string(), true);
+        let sender = self.find(&v.from);
+        self.say_in_room(
+            &v.room,
+            v.kind,
+            v.from.clone(),
+            v.text.to_string(),
+            true,
+            sender,
+        );
         tracing::info!(held = number, by = actor, "held line approved");
         let changes = vec![
             Change::Release { id: number },

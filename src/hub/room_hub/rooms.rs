@@ -35,8 +35,10 @@ impl RoomHub {
         state.watchers += usize::from(watches);
         let history: Vec<Delivery> = state.history.iter().cloned().collect();
         let topic = state.topic.clone();
+        let history = self.cluster_history(room).unwrap_or(history);
         self.update_gauges();
         let role = self.members.get(&id).map_or(Role::User, |m| m.role());
+        self.publish_joined(room, &name, role, scope == Scope::Chat);
         let joined = Delivery::Joined {
             room: room.clone(),
             name,
@@ -80,6 +82,8 @@ impl RoomHub {
             .iter()
             .filter_map(|(m, _, _)| self.members.get(m))
             .map(|m| (m.client.name(), m.role()))
+            // In a cluster, the room's members on the other servers too.
+            .chain(self.remote_in(room))
     }
 
     /// The member list of `room`.
@@ -237,6 +241,7 @@ impl RoomHub {
         }
         let name = member.client.name();
         self.leave_room(id, room);
+        self.publish_left(room, &name, false);
         let left = Delivery::Left {
             room: room.clone(),
             name: name.clone(),
@@ -308,6 +313,7 @@ impl RoomHub {
             return;
         };
         self.leave_room(id, &old);
+        self.publish_left(&old, &name, false);
         let left = Delivery::Left {
             room: old.clone(),
             name: name.clone(),
@@ -321,11 +327,11 @@ impl RoomHub {
 
     /// `/rooms`.
     pub(super) fn list_rooms(&mut self, id: ClientId) {
-        let mut rooms: Vec<(Arc<str>, usize)> = self
-            .rooms
-            .iter()
-            .map(|(name, room)| (name.clone(), room.members.len()))
-            .collect();
+        let mut counts = self.remote_rooms();
+        for (name, room) in &self.rooms {
+            *counts.entry(name.clone()).or_default() += room.members.len();
+        }
+        let mut rooms: Vec<(Arc<str>, usize)> = counts.into_iter().collect();
         rooms.sort();
         self.deliver(id, &Delivery::Rooms { rooms });
     }

@@ -1,0 +1,626 @@
+//! Several servers, one chat: rooms, names, presence, private messages and moderation shared
+//! through NATS JetStream (`[cluster]`).
+//!
+//! The pipeline stays local: a line is rate-limited, parsed and filtered on the server its
+//! sender is connected to, and only then published. What crosses the broker:
+//!
+//! - **Room events** (lines, joins, leaves, renames) go into one JetStream stream,
+//!   `CHATPIPE_ROOMS`, under `chatpipe.room.<room>.line` and `.presence`. Every server reads
+//!   the whole stream with an *ordered consumer* and delivers room lines from it — its own
+//!   members' lines included — so every member everywhere sees one order, and each sender's
+//!   lines keep theirs. Each publish carries a `Nats-Msg-Id`, so a retried publish is stored
+//!   once. The stream keeps `[rooms] history` lines per room, which every server replays at
+//!   start to fill the history it shows on join: the same on every server.
+//! - **Names** are claimed in the key-value bucket `chatpipe_names` with create-if-absent before
+//!   the hub takes a client; the server holding a name refreshes it every few seconds and
+//!   deletes it when the member leaves; a dead server's names expire ([`NAME_TTL`]).
+//! - **Node events** are plain NATS messages: private messages for a member of another
+//!   server, moderators' kicks, bans and mutes for every server, and heartbeats listing each
+//!   server's members, from which every server's view of presence heals and by whose absence a
+//!   dead server is noticed ([`NODE_TIMEOUT`]).
+//!
+//! The hub never waits on NATS: it hands events to a bounded queue ([`ClusterLink`]) drained by a
+//! publisher task, and hears back through its request channel. When the link is down, members
+//! are told chat is paused and lines are refused with a notice; the ordered consumer resumes
+//! from its last sequence when the link is back, so nothing is duplicated or reordered.
+
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ClusterConfig;
+use crate::event::ClientId;
+use crate::hub::HubHandle;
+use wire::{NodeEvent, RoomEvent};
+
+/// The stream every room event goes through.
+const STREAM: &str = "CHATPIPE_ROOMS";
+
+/// The bucket of claimed names.
+const NAMES_BUCKET: &str = "chatpipe_names";
+
+/// How long a claimed name lives without a refresh: a dead server's names are free after this.
+pub const NAME_TTL: Duration = Duration::from_secs(15);
+
+/// How often a server says it is alive (and refreshes its names).
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Silence after which a server is taken for dead and its members for gone.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Events waiting for the publisher; when full, the hub refuses lines rather than wait.
+const OUTGOING_CAPACITY: usize = 4096;
+
+/// How long a publish may wait for the stream's acknowledgement, per attempt.
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// NATS did not answer.
+    #[error("cannot reach NATS at {url}: {cause}")]
+    Connect {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// JetStream refused to set up the stream or the bucket.
+    #[error("NATS JetStream at {url}: {cause} (is the server running with -js?)")]
+    JetStream {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+}
+
+/// What the hub hands the cluster.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A room event, published to the stream in order.
+    Room {
+        /// The room.
+        room: Arc<str>,
+        /// What happened.
+        event: RoomEvent,
+        /// The member whose line it is, told if it cannot be published.
+        sender: Option<ClientId>,
+        /// Unique per event, so a retry is stored once.
+        id: String,
+    },
+    /// A node event, to one server (`Some`) or all.
+    Node {
+        /// The server, or `None` for all.
+        to: Option<String>,
+        /// What.
+        event: NodeEvent,
+    },
+    /// A name this server no longer holds.
+    Release(String),
+    /// A name this server now holds (after a rename).
+    Claim(String),
+}
+
+/// What the cluster tells the hub.
+#[derive(Debug)]
+pub enum ClusterInput {
+    /// A room event from the stream; `replay` when it was stored before this server started
+    /// (history to keep, not news to announce).
+    Room {
+        /// The room.
+        room: Arc<str>,
+        /// What happened.
+        event: RoomEvent,
+        /// Stored before this server started.
+        replay: bool,
+    },
+    /// A node event from another server.
+    Node(NodeEvent),
+    /// A server has gone silent: its members are gone.
+    NodeGone(String),
+    /// The link to NATS is up (`true`) or down.
+    Link(bool),
+    /// A member's line could not be published.
+    NotSent(ClientId),
+}
+
+/// The hub's side of the cluster: its name, the queue to the publisher, the name claims.
+#[derive(Debug, Clone)]
+pub struct ClusterLink {
+    /// This server's node name.
+    pub node: Arc<str>,
+    /// Events for the publisher.
+    pub outgoing: mpsc::Sender<Outgoing>,
+    /// Names claimed cluster-wide.
+    pub claims: NameClaims,
+}
+
+/// Names claimed cluster-wide; shared by the sessions (claiming) and the heartbeat (refreshing).
+#[derive(Clone)]
+pub struct NameClaims {
+    node: Arc<str>,
+    names: kv::Store,
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for NameClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameClaims")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl NameClaims {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims `name` for this server: `Ok(false)` when another server (or this one) holds it.
+    ///
+    /// # Errors
+    /// When NATS cannot be asked.
+    pub async fn claim(&self, name: &str) -> Result<bool, String> {
+        let key = name.to_ascii_lowercase();
+        let value = Bytes::copy_from_slice(self.node.as_bytes());
+        match self.names.create(&key, value).await {
+            Ok(_) => {
+                self.held().insert(key);
+                Ok(true)
+            }
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Gives `name` up (in the background).
+    pub fn release(&self, name: &str) {
+        let key = name.to_ascii_lowercase();
+        if !self.held().remove(&key) {
+            return;
+        }
+        let names = self.names.clone();
+        tokio::spawn(async move {
+            if let Err(error) = names.delete(&key).await {
+                tracing::warn!(%error, name = %key, "cannot release a name in the cluster; it expires on its own");
+            }
+        });
+    }
+
+    /// Writes every held name again, so none expires while held.
+    async fn refresh(&self) {
+        let held: Vec<String> = self.held().iter().cloned().collect();
+        let value = Bytes::copy_from_slice(self.node.as_bytes());
+        for key in held {
+            if let Err(error) = self.names.put(&key, value.clone()).await {
+                tracing::debug!(%error, name = %key, "cannot refresh a name");
+                return;
+            }
+        }
+    }
+}
+
+/// A connection to the cluster, before and after [`Cluster::start`].
+pub struct Cluster {
+    url: String,
+    node: Arc<str>,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    claims: NameClaims,
+    link: ClusterLink,
+    outgoing: mpsc::Receiver<Outgoing>,
+    link_state: watch::Receiver<bool>,
+}
+
+impl Cluster {
+    /// Connects to NATS and sets up the stream and the names bucket.
+    ///
+    /// # Errors
+    /// [`ClusterError`] when NATS cannot be reached or JetStream refuses.
+    pub async fn connect(config: &ClusterConfig, history: usize) -> Result<Cluster, ClusterError> {
+        let url = config.nats.clone();
+        let (state, link_state) = watch::channel(true);
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("chatpipe {}", config.node))
+            .connection_timeout(Duration::from_secs(3))
+            .event_callback(move |event| {
+                let state = state.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            let _ = state.send(true);
+                        }
+                        async_nats::Event::Disconnected => {
+                            let _ = state.send(false);
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        let client = options
+            .connect(&url)
+            .await
+            .map_err(|e| ClusterError::Connect {
+                url: url.clone(),
+                cause: e.to_string(),
+            })?;
+        let jetstream = jetstream::new(client.clone());
+        let setup = |e: &dyn std::fmt::Display| ClusterError::JetStream {
+            url: url.clone(),
+            cause: e.to_string(),
+        };
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_owned(),
+                subjects: vec!["chatpipe.room.>".to_owned()],
+                max_messages_per_subject: history.max(1) as i64,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(&e))?;
+        let names = match jetstream.get_key_value(NAMES_BUCKET).await {
+            Ok(names) => names,
+            Err(_) => jetstream
+                .create_key_value(kv::Config {
+                    bucket: NAMES_BUCKET.to_owned(),
+                    history: 1,
+                    max_age: NAME_TTL,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup(&e))?,
+        };
+        let node: Arc<str> = Arc::from(config.node.as_str());
+        let config_node = node.clone();
+        let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING_CAPACITY);
+        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let names_for_link = names.clone();
+        Ok(Cluster {
+            url,
+            node: node.clone(),
+            client,
+            jetstream,
+            claims: NameClaims {
+                node: node.clone(),
+                names,
+                held: held.clone(),
+            },
+            link: ClusterLink {
+                node,
+                outgoing: outgoing_tx,
+                claims: NameClaims {
+                    node: config_node.clone(),
+                    names: names_for_link,
+                    held: held.clone(),
+                },
+            },
+            outgoing,
+            link_state,
+        })
+    }
+
+    /// The hub's side of the cluster.
+    pub fn link(&self) -> ClusterLink {
+        self.link.clone()
+    }
+
+    /// The name claims, for registration.
+    pub fn claims(&self) -> NameClaims {
+        self.claims.clone()
+    }
+
+    /// Starts the publisher, the ordered consumer, the node subscription and the heartbeat, all
+    /// feeding `hub` and all stopping at `stop`.
+    pub fn start(self, hub: HubHandle, tasks: &TaskTracker, stop: CancellationToken) {
+        tracing::info!(node = %self.node, nats = %self.url, "joined the cluster");
+        tasks.spawn(publish(
+            self.jetstream.clone(),
+            self.client.clone(),
+            self.outgoing,
+            self.claims.clone(),
+            hub.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(consume(self.jetstream.clone(), hub.clone(), stop.clone()));
+        tasks.spawn(listen(
+            self.client.clone(),
+            self.node.clone(),
+            hub.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(heartbeat(
+            self.client.clone(),
+            self.claims,
+            hub.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(watch_link(self.link_state, hub, stop));
+    }
+}
+
+/// Publishes what the hub hands over, in order, until `stop`.
+async fn publish(
+    jetstream: jetstream::Context,
+    client: async_nats::Client,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    claims: NameClaims,
+    hub: HubHandle,
+    stop: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = outgoing.recv() => next,
+        };
+        let Some(next) = next else { return };
+        match next {
+            Outgoing::Room {
+                room,
+                event,
+                sender,
+                id,
+            } => {
+                let part = match event {
+                    RoomEvent::Line { .. } => "line",
+                    _ => "presence",
+                };
+                let subject = format!("chatpipe.room.{room}.{part}");
+                let Ok(payload) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                if !publish_once(&jetstream, subject, &id, Bytes::from(payload)).await
+                    && let Some(sender) = sender
+                {
+                    hub.cluster_input(ClusterInput::NotSent(sender)).await;
+                }
+            }
+            Outgoing::Node { to, event } => {
+                let subject = match to {
+                    Some(node) => format!("chatpipe.node.{node}"),
+                    None => "chatpipe.all".to_owned(),
+                };
+                if let Ok(payload) = serde_json::to_vec(&event)
+                    && let Err(error) = client.publish(subject, Bytes::from(payload)).await
+                {
+                    tracing::warn!(%error, "cannot send to the cluster");
+                }
+            }
+            Outgoing::Release(name) => claims.release(&name),
+            Outgoing::Claim(name) => match claims.claim(&name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%name, "a renamed member's new name is held elsewhere in the cluster")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %name, "cannot claim a new name in the cluster")
+                }
+            },
+        }
+    }
+}
+
+/// Publishes one room event with its message id, retrying a few times (the id makes a retry
+/// harmless); false when it could not be stored.
+async fn publish_once(
+    jetstream: &jetstream::Context,
+    subject: String,
+    id: &str,
+    payload: Bytes,
+) -> bool {
+    for attempt in 0..3u32 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let acked = async {
+            let ack = jetstream
+                .publish_with_headers(subject.clone(), headers, payload.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(ACK_TIMEOUT, acked).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(error)) => tracing::debug!(%error, attempt, "publish failed"),
+            Err(_) => tracing::debug!(attempt, "publish timed out"),
+        }
+    }
+    tracing::warn!(%subject, "a room event could not be published");
+    false
+}
+
+/// Reads the room stream with an ordered consumer and hands every event to the hub, until
+/// `stop`. Events stored before this server started are marked as replay.
+async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: CancellationToken) {
+    let mut started_after: Option<u64> = None;
+    let mut next_sequence = 1;
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let messages = async {
+            let mut stream = jetstream
+                .get_stream(STREAM)
+                .await
+                .map_err(|e| e.to_string())?;
+            let last = stream
+                .info()
+                .await
+                .map_err(|e| e.to_string())?
+                .state
+                .last_sequence;
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: "chatpipe.room.>".to_owned(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: next_sequence,
+                    },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((last, messages))
+        };
+        let (last, mut messages) = tokio::select! {
+            _ = stop.cancelled() => return,
+            made = messages => match made {
+                Ok(made) => made,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the room stream yet; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            },
+        };
+        let replay_until = *started_after.get_or_insert(last);
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => return,
+                message = messages.next() => message,
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the room stream broke off; resuming");
+                    break;
+                }
+                None => break,
+            };
+            let Ok(info) = message.info() else { continue };
+            let sequence = info.stream_sequence;
+            next_sequence = sequence + 1;
+            let Some(room) = message
+                .subject
+                .strip_prefix("chatpipe.room.")
+                .and_then(|rest| rest.rsplit_once('.'))
+                .map(|(room, _)| Arc::<str>::from(room))
+            else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<RoomEvent>(&message.payload) else {
+                tracing::warn!(subject = %message.subject, "a room event this server cannot read");
+                continue;
+            };
+            let input = ClusterInput::Room {
+                room,
+                event,
+                replay: sequence <= replay_until,
+            };
+            if !hub.cluster_input(input).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Hears node events (for this server, and for all) and notices servers that went silent.
+async fn listen(
+    client: async_nats::Client,
+    node: Arc<str>,
+    hub: HubHandle,
+    stop: CancellationToken,
+) {
+    let subscribe = async {
+        let all = client.subscribe("chatpipe.all").await?;
+        let mine = client.subscribe(format!("chatpipe.node.{node}")).await?;
+        Ok::<_, async_nats::SubscribeError>(futures::stream::select(all, mine))
+    };
+    let mut messages = match subscribe.await {
+        Ok(messages) => messages,
+        Err(error) => {
+            tracing::error!(%error, "cannot subscribe to the cluster's messages");
+            return;
+        }
+    };
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let mut check = tokio::time::interval(HEARTBEAT);
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = check.tick() => {
+                let now = Instant::now();
+                let gone: Vec<String> = seen
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(**at) > NODE_TIMEOUT)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for gone in gone {
+                    seen.remove(&gone);
+                    tracing::warn!(node = %gone, "a server of the cluster went silent; its members are gone");
+                    if !hub.cluster_input(ClusterInput::NodeGone(gone)).await {
+                        return;
+                    }
+                }
+                continue;
+            }
+            message = messages.next() => message,
+        };
+        let Some(message) = message else { return };
+        let Ok(event) = serde_json::from_slice::<NodeEvent>(&message.payload) else {
+            continue;
+        };
+        if let NodeEvent::Heartbeat { node: from, .. } = &event {
+            if **from == *node {
+                continue;
+            }
+            seen.insert(from.clone(), Instant::now());
+        }
+        if !hub.cluster_input(ClusterInput::Node(event)).await {
+            return;
+        }
+    }
+}
+
+/// Every [`HEARTBEAT`]: tells the others who is here, and refreshes the names held.
+async fn heartbeat(
+    client: async_nats::Client,
+    claims: NameClaims,
+    hub: HubHandle,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(members) = hub.query(|hub| hub.local_members()).await else {
+            return;
+        };
+        let beat = NodeEvent::Heartbeat {
+            node: claims.node.to_string(),
+            members,
+        };
+        if let Ok(payload) = serde_json::to_vec(&beat) {
+            let _ = client.publish("chatpipe.all", Bytes::from(payload)).await;
+        }
+        claims.refresh().await;
+    }
+}
+
+/// Tells the hub when the link to NATS goes down and comes back.
+async fn watch_link(mut state: watch::Receiver<bool>, hub: HubHandle, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+        }
+        let up = *state.borrow_and_update();
+        if !hub.cluster_input(ClusterInput::Link(up)).await {
+            return;
+        }
+    }
+}
