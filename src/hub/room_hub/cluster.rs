@@ -41,7 +41,13 @@ pub(super) struct Remote {
     name: Arc<str>,
     role: Role,
     rooms: Vec<Arc<str>>,
+    /// When its join came through the stream: a heartbeat older than that may not list it yet.
+    joined_at: Option<tokio::time::Instant>,
 }
+
+/// How long a member known from its join outlives heartbeats that do not list it: heartbeats
+/// travel outside the stream and may have been sent before the join.
+const HEARTBEAT_LAG: Duration = Duration::from_secs(5);
 
 impl RoomHub {
     /// Publishes a line for `room` (it is delivered here when it comes back from the stream).
@@ -422,7 +428,9 @@ impl RoomHub {
                         name: name.clone(),
                         role,
                         rooms: Vec::new(),
+                        joined_at: None,
                     });
+                member.joined_at = Some(tokio::time::Instant::now());
                 if !member.rooms.contains(&room) {
                     member.rooms.push(room.clone());
                 }
@@ -508,17 +516,29 @@ impl RoomHub {
                 self.apply_remote_ban(&name, &by, seconds.map(Duration::from_secs));
             }
             NodeEvent::Heartbeat { node, members } => {
-                let members = members
+                let mut members: HashMap<NameKey, Remote> = members
                     .into_iter()
                     .map(|m| {
                         let remote = Remote {
                             name: Arc::from(m.name.as_str()),
                             role: m.role,
                             rooms: m.rooms.iter().map(|r| Arc::from(r.as_str())).collect(),
+                            joined_at: None,
                         };
                         (NameKey::new(&m.name), remote)
                     })
                     .collect();
+                // Members who joined just now may be missing from a heartbeat sent before.
+                if let Some(old) = self.cluster.remote.remove(&node) {
+                    for (key, member) in old {
+                        let recent = member
+                            .joined_at
+                            .is_some_and(|at| at.elapsed() < HEARTBEAT_LAG);
+                        if recent {
+                            members.entry(key).or_insert(member);
+                        }
+                    }
+                }
                 self.cluster.remote.insert(node, members);
             }
         }
