@@ -52,6 +52,8 @@ pub struct Options {
     pub ws: Option<SocketAddr>,
     /// The server's IRC door: every other client connects there instead.
     pub irc: Option<SocketAddr>,
+    /// Further servers (of one cluster): clients are spread over `addr` and these.
+    pub more: Vec<SocketAddr>,
     /// When set, every client connects over TLS to `addr`, trusting this certificate (PEM).
     pub tls_ca: Option<std::path::PathBuf>,
 }
@@ -71,6 +73,7 @@ impl Default for Options {
             progress: true,
             ws: None,
             irc: None,
+            more: Vec::new(),
             tls_ca: None,
         }
     }
@@ -217,13 +220,18 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
         return connect_irc(opts, irc, i).await;
     }
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(opts.sources.max(1))) as u8);
+    let servers = 1 + opts.more.len();
+    let server = match i % servers {
+        0 => opts.addr,
+        k => opts.more[k - 1],
+    };
     let mut last_error = None;
     for attempt in 0..5u32 {
         let socket = TcpSocket::new_v4()?;
         if opts.sources > 1 {
             socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
         }
-        match socket.connect(opts.addr).await {
+        match socket.connect(server).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 let (mut reader, mut writer): (Reader, Writer) = match &opts.tls_ca {
@@ -260,7 +268,7 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
     let error = last_error.unwrap_or_else(|| std::io::Error::other("connect failed"));
     Err(std::io::Error::new(
         error.kind(),
-        format!("cannot connect to {}: {error}", opts.addr),
+        format!("cannot connect to {server}: {error}"),
     ))
 }
 
@@ -748,6 +756,9 @@ pub struct Cli {
     /// of the text protocol.
     #[arg(long)]
     irc: Option<SocketAddr>,
+    /// Another server of the same cluster (repeatable): clients are spread over --addr and these.
+    #[arg(long = "also")]
+    also: Vec<SocketAddr>,
     /// Connect every client over TLS (to --addr, a TLS listener), trusting this certificate.
     #[arg(long, alias = "tls")]
     tls_ca: Option<std::path::PathBuf>,
@@ -780,6 +791,7 @@ impl Cli {
             progress: true,
             ws: self.ws,
             irc: self.irc,
+            more: self.also.clone(),
             tls_ca: self.tls_ca.clone(),
         }
     }

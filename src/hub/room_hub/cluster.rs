@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{RoomHub, Until};
-use crate::cluster::wire::{NodeEvent, RemoteMember, RoomEvent};
+use crate::cluster::wire::{NodeEvent, RemoteMember, RoomEvent, Shared};
 use crate::cluster::{ClusterInput, Outgoing};
 use crate::event::{ClientId, Role};
 use crate::hub::delivery::{Delivery, Scope};
@@ -33,6 +33,8 @@ pub(super) struct ClusterState {
     /// Each room's last lines as the stream has them: the history shown on join, the same on
     /// every server.
     history: HashMap<Arc<str>, VecDeque<Delivery>>,
+    /// When each other server was last heard from (a heartbeat, or any of its room events).
+    last_heard: HashMap<String, tokio::time::Instant>,
 }
 
 /// A member of another server.
@@ -334,19 +336,18 @@ impl RoomHub {
                 replay,
             } => self.room_event(room, event, replay),
             ClusterInput::Node(event) => self.node_event(event),
-            ClusterInput::NodeGone(node) => {
-                let Some(members) = self.cluster.remote.remove(&node) else {
-                    return;
-                };
-                for member in members.into_values() {
-                    for room in &member.rooms {
-                        let left = Delivery::Left {
-                            room: room.clone(),
-                            name: member.name.clone(),
-                            scope: Scope::Chat,
-                        };
-                        self.broadcast(room, &left);
-                    }
+            ClusterInput::Tick => {
+                let now = tokio::time::Instant::now();
+                let silent: Vec<String> = self
+                    .cluster
+                    .last_heard
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(**at) > crate::cluster::NODE_TIMEOUT)
+                    .map(|(node, _)| node.clone())
+                    .collect();
+                for node in silent {
+                    self.cluster.last_heard.remove(&node);
+                    self.node_gone(&node);
                 }
             }
             ClusterInput::Link(up) => {
@@ -366,6 +367,7 @@ impl RoomHub {
                     self.deliver(id, &notice);
                 }
             }
+            ClusterInput::Shared(change) => self.apply_shared(change),
             ClusterInput::NotSent(id) => self.deliver(
                 id,
                 &Delivery::coded(
@@ -376,8 +378,37 @@ impl RoomHub {
         }
     }
 
+    /// A server gone silent: its members are gone, and its rooms are told.
+    fn node_gone(&mut self, node: &str) {
+        tracing::warn!(%node, "a server of the cluster went silent; its members are gone");
+        let Some(members) = self.cluster.remote.remove(node) else {
+            return;
+        };
+        for member in members.into_values() {
+            for room in &member.rooms {
+                let left = Delivery::Left {
+                    room: room.clone(),
+                    name: member.name.clone(),
+                    scope: Scope::Chat,
+                };
+                self.broadcast(room, &left);
+            }
+        }
+    }
+
     fn room_event(&mut self, room: Arc<str>, event: RoomEvent, replay: bool) {
         let mine = self.node().to_owned();
+        let from = match &event {
+            RoomEvent::Line { node, .. }
+            | RoomEvent::Joined { node, .. }
+            | RoomEvent::Left { node, .. }
+            | RoomEvent::Renamed { node, .. } => node,
+        };
+        if !replay && *from != mine {
+            self.cluster
+                .last_heard
+                .insert(from.clone(), tokio::time::Instant::now());
+        }
         match event {
             RoomEvent::Line {
                 from,
@@ -512,10 +543,10 @@ impl RoomHub {
                     );
                 }
             }
-            NodeEvent::Ban { name, by, seconds } => {
-                self.apply_remote_ban(&name, &by, seconds.map(Duration::from_secs));
-            }
             NodeEvent::Heartbeat { node, members } => {
+                self.cluster
+                    .last_heard
+                    .insert(node.clone(), tokio::time::Instant::now());
                 let mut members: HashMap<NameKey, Remote> = members
                     .into_iter()
                     .map(|m| {
@@ -566,36 +597,111 @@ impl RoomHub {
         true
     }
 
-    /// Records a ban made on another server, and expels the member if it is here.
-    fn apply_remote_ban(&mut self, name: &str, by: &str, duration: Option<Duration>) {
-        let until = Until::after(duration);
-        let key = NameKey::new(name);
-        self.bans.retain(|ban| ban.name != key);
-        self.bans.push(super::Ban {
-            shown: name.to_owned(),
-            name: key,
-            addr: None,
-            until,
-            reason: format!("banned by {by}"),
-        });
-        if let Some(target) = self.find(name) {
-            let shown = until.describe("unbanned");
-            self.expel(
-                target,
-                "banned",
-                &format!("You were banned by {by} {shown}."),
-                &format!("{name} was banned by {by} {shown}"),
-            );
+    /// Hands the shared part of `changes` (made here) to the other servers (a no-op alone).
+    pub(super) fn replicate(&mut self, changes: &[crate::store::Change]) {
+        let Some(link) = &self.settings.cluster else {
+            return;
+        };
+        let shared: Vec<Shared> = changes.iter().filter_map(Shared::of).collect();
+        if !shared.is_empty() && link.outgoing.try_send(Outgoing::State(shared)).is_err() {
+            tracing::error!("the cluster queue is full; a shared change stays on this server");
         }
-        let change = crate::store::Change::Ban(crate::store::StoredBan {
-            name: name.to_owned(),
-            addr: None,
-            until: until.to_system(),
-            reason: format!("banned by {by}"),
-        });
-        self.persist(vec![change], |_, result| {
+    }
+
+    /// Makes a change another server made to the shared state: into this server's store, and
+    /// into the hub's memory (a ban expels, a mute silences, a role shows).
+    fn apply_shared(&mut self, change: Shared) {
+        let record = change.change();
+        match change {
+            Shared::Register(account) => {
+                let key = NameKey::new(&account.name);
+                if !self.settings.configured.contains(&key) {
+                    self.settings.registered.insert(key, account.role);
+                }
+            }
+            Shared::Unregister { name } => {
+                let key = NameKey::new(&name);
+                if !self.settings.configured.contains(&key) {
+                    self.settings.registered.remove(&key);
+                }
+            }
+            Shared::SetPassword { .. } => {}
+            Shared::SetRole { name, role } => {
+                self.settings.registered.insert(NameKey::new(&name), role);
+                if let Some(target) = self.find(&name)
+                    && let Some(member) = self.members.get(&target)
+                {
+                    member.client.update(|info| info.role = role);
+                    for room in member.rooms.clone() {
+                        self.send_members(&room);
+                    }
+                }
+            }
+            Shared::Ban(ban) => {
+                let duration = ban
+                    .until
+                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
+                if ban.until.is_some() && duration.is_none() {
+                    return; // over already
+                }
+                let key = NameKey::new(&ban.name);
+                let until = Until::after(duration);
+                self.bans.retain(|b| b.name != key);
+                self.bans.push(super::Ban {
+                    shown: ban.name.clone(),
+                    name: key,
+                    addr: ban.addr,
+                    until,
+                    reason: ban.reason.clone(),
+                });
+                if let Some(target) = self.find(&ban.name) {
+                    let shown = until.describe("unbanned");
+                    self.expel(
+                        target,
+                        "banned",
+                        &format!("You were {} {shown}.", ban.reason),
+                        &format!("{} was {} {shown}", ban.name, ban.reason),
+                    );
+                }
+            }
+            Shared::Unban { name } => {
+                let key = NameKey::new(&name);
+                self.bans.retain(|b| b.name != key);
+            }
+            Shared::Mute(mute) => {
+                let duration = mute
+                    .until
+                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
+                let until = Until::after(duration);
+                self.mutes.insert(NameKey::new(&mute.name), until);
+                if let Some(target) = self.find(&mute.name)
+                    && let Some(member) = self.members.get_mut(&target)
+                {
+                    member.muted = Some(until);
+                }
+            }
+            Shared::Unmute { name } => {
+                self.mutes.remove(&NameKey::new(&name));
+                if let Some(target) = self.find(&name)
+                    && let Some(member) = self.members.get_mut(&target)
+                {
+                    member.muted = None;
+                }
+            }
+            Shared::Room(stored) => {
+                let name: Arc<str> = Arc::from(stored.name.as_str());
+                if stored.permanent || self.rooms.contains_key(&name) {
+                    let room = self.rooms.entry(name).or_default();
+                    room.kept = stored.permanent;
+                    room.moderated = stored.moderated;
+                    room.topic = stored.topic.clone();
+                    room.voiced = stored.voiced.iter().map(|n| NameKey::new(n)).collect();
+                }
+            }
+        }
+        self.persist_here(vec![record], |_, result| {
             if let Err(cause) = result {
-                tracing::error!(%cause, "a ban from another server could not be saved");
+                tracing::error!(%cause, "a change from another server could not be saved here");
             }
         });
     }

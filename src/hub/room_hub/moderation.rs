@@ -290,18 +290,6 @@ impl RoomHub {
             changes,
             format!("{name} is banned by {actor_name} {shown}{addr_note}."),
         );
-        // Every server of a cluster records the ban; the one holding the name expels it.
-        let seconds = duration
-            .filter(|d| *d <= super::MAX_SANCTION)
-            .map(|d| d.as_secs());
-        self.send_node(
-            None,
-            crate::cluster::wire::NodeEvent::Ban {
-                name: name.to_owned(),
-                by: actor_name.to_owned(),
-                seconds,
-            },
-        );
     }
 
     fn unban(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, name: &str) {

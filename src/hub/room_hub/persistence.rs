@@ -127,6 +127,18 @@ impl RoomHub {
         changes: Vec<Change>,
         then: impl FnOnce(&mut RoomHub, Result<(), String>) + Send + 'static,
     ) {
+        // In a cluster, the other servers make the shared part of it too.
+        self.replicate(&changes);
+        self.persist_here(changes, then);
+    }
+
+    /// Like [`RoomHub::persist`], for this server's store only (a change another server of the
+    /// cluster made).
+    pub(super) fn persist_here(
+        &mut self,
+        changes: Vec<Change>,
+        then: impl FnOnce(&mut RoomHub, Result<(), String>) + Send + 'static,
+    ) {
         let Some(store) = &self.settings.store else {
             then(self, Ok(()));
             return;
