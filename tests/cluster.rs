@@ -421,3 +421,53 @@ fn unreachable_nats_at_start_up() {
         running.start_up
     );
 }
+
+/// With `required = false`, a server that could not reach NATS at start-up runs alone, and joins
+/// its cluster once NATS is there: its members and the others' then share the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_started_alone_joins_later() {
+    let Some(mut nats) = Nats::start().await else {
+        return;
+    };
+    nats.stop();
+    let mut config = member(&nats, "a");
+    config.cluster.required = false;
+    let a = TestServer::with_config(config).await;
+    let mut alice = a.login("alice").await;
+    alice.send("alone for now").await;
+    alice.expect("alice: alone for now").await;
+
+    assert!(
+        nats.run().await,
+        "nats-server could not start again on its port"
+    );
+    let b = TestServer::with_config(member(&nats, "b")).await;
+    let mut bob = b.login("bob").await;
+    // Within a retry or two, a has joined: it knows bob (from b's heartbeats, if bob arrived
+    // before), and lines cross both ways.
+    let wait = Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        alice.send("/who").await;
+        let who = alice.expect_contains("Users in lobby").await;
+        if who.contains("bob") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a never joined: {who}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bob.send("hello a").await;
+    expect_within(&mut alice, "bob: hello a", wait).await;
+    alice.send("hello b").await;
+    expect_within(&mut bob, "alice: hello b", wait).await;
+    // alice's name, taken before a joined, is claimed cluster-wide now.
+    let mut taken = b.connect().await;
+    taken.expect_contains("Please enter your username").await;
+    taken.send("alice").await;
+    taken.expect_contains("already taken").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

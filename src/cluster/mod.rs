@@ -371,6 +371,35 @@ impl Cluster {
     }
 }
 
+/// How often a server that started alone tries to join its cluster.
+const JOIN_RETRY: Duration = Duration::from_secs(5);
+
+/// For a server that started alone (`required = false`): tries to join the cluster every few
+/// seconds until it succeeds or `stop`, then joins the hub to it.
+pub async fn join_later(
+    config: ClusterConfig,
+    history: usize,
+    hub: HubHandle,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(JOIN_RETRY) => {}
+        }
+        match Cluster::connect(&config, history).await {
+            Ok(cluster) => {
+                if hub.join_cluster(cluster.link()).await {
+                    cluster.start(hub, &tasks, stop);
+                }
+                return;
+            }
+            Err(error) => tracing::debug!(%error, "still cannot reach the cluster"),
+        }
+    }
+}
+
 /// Publishes what the hub hands over, in order, until `stop`.
 async fn publish(
     jetstream: jetstream::Context,

@@ -248,7 +248,8 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let cluster = join_cluster(self.config.cluster.clone(), self.config.rooms.history).await?;
+        let (cluster, join_later) =
+            join_cluster(self.config.cluster.clone(), self.config.rooms.history).await?;
         let pipeline = self.pipeline.build()?;
         let (store, snapshot, store_thread) = Store::open(
             &self.config.storage,
@@ -309,6 +310,15 @@ impl Server {
         hub.restore(snapshot);
         if let Some(cluster) = cluster {
             cluster.start(hub_handle.clone(), &tasks, stop_reading.clone());
+        }
+        if join_later {
+            tasks.spawn(crate::cluster::join_later(
+                self.config.cluster.clone(),
+                self.config.rooms.history,
+                hub_handle.clone(),
+                tasks.clone(),
+                stop_reading.clone(),
+            ));
         }
         let mut hub_task = tasks.spawn(hub.run(output));
         let ready = Arc::new(AtomicBool::new(true));
@@ -461,20 +471,20 @@ impl Server {
 }
 
 /// Connects to the cluster of `[cluster]`, if one is configured. Unreachable NATS fails start-up
-/// unless `required = false`, which runs alone.
+/// unless `required = false`, which runs alone (`true` in the answer: keep trying to join).
 async fn join_cluster(
     config: crate::config::ClusterConfig,
     history: usize,
-) -> Result<Option<crate::cluster::Cluster>, ServerError> {
+) -> Result<(Option<crate::cluster::Cluster>, bool), ServerError> {
     if config.nats.is_empty() {
-        return Ok(None);
+        return Ok((None, false));
     }
     match crate::cluster::Cluster::connect(&config, history).await {
-        Ok(cluster) => Ok(Some(cluster)),
+        Ok(cluster) => Ok((Some(cluster), false)),
         Err(error) if config.required => Err(error.into()),
         Err(error) => {
-            tracing::warn!(%error, "running alone: the cluster cannot be reached ([cluster] required = false)");
-            Ok(None)
+            tracing::warn!(%error, "running alone for now: the cluster cannot be reached ([cluster] required = false); retrying in the background");
+            Ok((None, true))
         }
     }
 }

@@ -113,8 +113,9 @@ impl std::fmt::Debug for Request {
 #[derive(Debug, Clone)]
 pub struct HubHandle {
     requests: mpsc::Sender<Request>,
-    /// In a cluster, names are claimed cluster-wide before the hub takes a client.
-    claims: Option<crate::cluster::NameClaims>,
+    /// In a cluster, names are claimed cluster-wide before the hub takes a client. Set at most
+    /// once: at start, or when a server that started alone joins its cluster later.
+    claims: Arc<std::sync::OnceLock<crate::cluster::NameClaims>>,
 }
 
 impl HubHandle {
@@ -139,7 +140,7 @@ impl HubHandle {
         outbox: Outbox,
     ) -> Result<(), RegisterError> {
         let name = client.name();
-        if let Some(claims) = &self.claims {
+        if let Some(claims) = self.claims.get() {
             match claims.claim(&name).await {
                 Ok(true) => {}
                 Ok(false) => return Err(RegisterError::NameTaken(name.to_string())),
@@ -161,11 +162,38 @@ impl HubHandle {
             .map_err(|_| RegisterError::ShuttingDown)?;
         let registered = answer.await.unwrap_or(Err(RegisterError::ShuttingDown));
         if registered.is_err()
-            && let Some(claims) = &self.claims
+            && let Some(claims) = self.claims.get()
         {
             claims.release(&name);
         }
         registered
+    }
+
+    /// Joins a hub that started alone to its cluster: names are claimed cluster-wide from now on
+    /// (those of the members already here included) and room lines go through the stream.
+    /// False when the hub has stopped.
+    pub async fn join_cluster(&self, link: crate::cluster::ClusterLink) -> bool {
+        if self.claims.set(link.claims.clone()).is_err() {
+            return true;
+        }
+        let names = self
+            .query(|hub| {
+                hub.members
+                    .values()
+                    .map(|m| m.client.name().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+        for name in names {
+            if !matches!(link.claims.claim(&name).await, Ok(true)) {
+                tracing::warn!(%name, "a member's name is held elsewhere in the cluster too");
+            }
+        }
+        let work: Continuation = Box::new(move |hub: &mut RoomHub| {
+            hub.settings.cluster = Some(link);
+        });
+        self.requests.send(Request::Continue(work)).await.is_ok()
     }
 
     /// Hands the hub news from the cluster; false when the hub has stopped.
@@ -421,7 +449,10 @@ impl RoomHub {
             pending: Pending::default(),
             cluster: cluster::ClusterState::default(),
         };
-        let claims = hub.settings.cluster.as_ref().map(|c| c.claims.clone());
+        let claims = Arc::new(std::sync::OnceLock::new());
+        if let Some(link) = &hub.settings.cluster {
+            let _ = claims.set(link.claims.clone());
+        }
         (
             hub,
             HubHandle {
