@@ -324,13 +324,15 @@ async fn nats_going_away_pauses_chat_and_its_return_resumes_it() {
     let Some(mut nats) = Nats::start().await else {
         return;
     };
-    let a = TestServer::with_config(member(&nats, "a")).await;
-    let b = TestServer::with_config(member(&nats, "b")).await;
+    let [a, b, c] = three(&nats).await;
     let mut alice = a.login("alice").await;
     let mut bob = b.login("bob").await;
-    expect_within(&mut alice, "bob has joined the chat", common::WAIT).await;
+    let mut carol = c.login("carol").await;
+    expect_within(&mut alice, "carol has joined the chat", common::WAIT).await;
+    expect_within(&mut bob, "carol has joined the chat", common::WAIT).await;
     alice.send("before").await;
     bob.expect_contains("alice: before").await;
+    carol.expect_contains("alice: before").await;
 
     nats.stop();
     expect_within(&mut alice, "Chat is paused", common::WAIT).await;
@@ -345,11 +347,15 @@ async fn nats_going_away_pauses_chat_and_its_return_resumes_it() {
     let wait = Duration::from_secs(20);
     expect_within(&mut alice, "Chat has resumed", wait).await;
     expect_within(&mut bob, "Chat has resumed", wait).await;
+    expect_within(&mut carol, "Chat has resumed", wait).await;
     alice.send("after").await;
-    let line = expect_within(&mut bob, "alice:", wait).await;
-    assert_eq!(line, "alice: after", "nothing repeated, nothing lost");
-    a.shutdown().await;
-    b.shutdown().await;
+    for client in [&mut bob, &mut carol] {
+        let line = expect_within(client, "alice:", wait).await;
+        assert_eq!(line, "alice: after", "nothing repeated, nothing lost");
+    }
+    for server in [a, b, c] {
+        server.shutdown().await;
+    }
 }
 
 /// A server killed with `kill -9`: the others see its members leave, and their names are free
@@ -360,6 +366,7 @@ async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
         return;
     };
     let a = TestServer::with_config(member(&nats, "a")).await;
+    let b = TestServer::with_config(member(&nats, "b")).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[cluster]\nnats = \"{}\"\nnode = \"doomed\"\n[storage]\npath = \"\"\n",
@@ -367,8 +374,10 @@ async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
     );
     let mut doomed = common::binary::start_with(dir.path(), &config, &["--listen", "127.0.0.1:0"]);
     let mut alice = a.login("alice").await;
+    let mut bob = b.login("bob").await;
     let _carol = common::login_at(doomed.addr, "carol").await;
     expect_within(&mut alice, "carol has joined the chat", common::WAIT).await;
+    expect_within(&mut bob, "carol has joined the chat", common::WAIT).await;
 
     doomed.child.kill().unwrap();
     let _ = doomed.child.wait();
@@ -376,6 +385,7 @@ async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
     // (Generous: a loaded test machine runs late.)
     let bound = chatpipe::cluster::NODE_TIMEOUT + Duration::from_secs(15);
     expect_within(&mut alice, "carol has left the chat", bound).await;
+    expect_within(&mut bob, "carol has left the chat", bound).await;
     // Her name expires within NAME_TTL.
     let deadline =
         tokio::time::Instant::now() + chatpipe::cluster::NAME_TTL + Duration::from_secs(5);
@@ -394,6 +404,7 @@ async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     a.shutdown().await;
+    b.shutdown().await;
 }
 
 /// NATS unreachable at start-up is a one-line error and exit 1, unless `required = false`.
