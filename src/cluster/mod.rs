@@ -552,26 +552,16 @@ async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: Cancellati
                 Ok(made) => made,
                 Err(error) => {
                     tracing::debug!(%error, "cannot read the room stream yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    }
+                    if retry_pause(&stop).await { continue } else { return }
                 }
             },
         };
         let replay_until = *started_after.get_or_insert(last);
         loop {
-            let message = tokio::select! {
-                _ = stop.cancelled() => return,
-                message = messages.next() => message,
-            };
-            let message = match message {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "the room stream broke off; resuming");
-                    break;
-                }
-                None => break,
+            let message = match next_message(&mut messages, &stop, "room").await {
+                Next::Message(message) => message,
+                Next::BrokeOff => break,
+                Next::Stop => return,
             };
             let Ok(info) = message.info() else { continue };
             let sequence = info.stream_sequence;
@@ -597,6 +587,44 @@ async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: Cancellati
                 return;
             }
         }
+    }
+}
+
+/// Waits a moment before trying again; false when `stop` came first.
+async fn retry_pause(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_millis(500)) => true,
+    }
+}
+
+/// What a consumer's stream gave next.
+enum Next<M> {
+    /// A message.
+    Message(M),
+    /// The stream broke off (NATS went away, say): make the consumer again.
+    BrokeOff,
+    /// `stop` came first.
+    Stop,
+}
+
+/// The next message of a consumer's stream, or why there is none.
+async fn next_message<M, E: std::fmt::Display>(
+    messages: &mut (impl futures::Stream<Item = Result<M, E>> + Unpin),
+    stop: &CancellationToken,
+    what: &str,
+) -> Next<M> {
+    let message = tokio::select! {
+        _ = stop.cancelled() => return Next::Stop,
+        message = messages.next() => message,
+    };
+    match message {
+        Some(Ok(message)) => Next::Message(message),
+        Some(Err(error)) => {
+            tracing::debug!(%error, "the {what} stream broke off; resuming");
+            Next::BrokeOff
+        }
+        None => Next::BrokeOff,
     }
 }
 
@@ -643,25 +671,15 @@ async fn consume_state(
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::debug!(%error, "cannot read the shared state yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    }
+                    if retry_pause(&stop).await { continue } else { return }
                 }
             },
         };
         loop {
-            let message = tokio::select! {
-                _ = stop.cancelled() => return,
-                message = messages.next() => message,
-            };
-            let message = match message {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "the shared-state stream broke off; resuming");
-                    break;
-                }
-                None => break,
+            let message = match next_message(&mut messages, &stop, "shared-state").await {
+                Next::Message(message) => message,
+                Next::BrokeOff => break,
+                Next::Stop => return,
             };
             match serde_json::from_slice::<wire::SharedChange>(&message.payload) {
                 Ok(shared) if *shared.node != *node => {

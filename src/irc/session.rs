@@ -32,9 +32,8 @@ use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::{Frame, LineCodec, clean_text};
 use crate::server::login;
 use crate::server::session::{
-    Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send,
+    Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send, spawn_writer,
 };
-use crate::server::writer::{WriterContext, write_loop};
 
 /// The read buffer a connection starts with (it grows only for long lines).
 const INITIAL_READ_BUFFER: usize = 128;
@@ -90,27 +89,10 @@ pub(crate) async fn serve<R, W>(
 {
     let shared = door.shared.clone();
     let config = &shared.config;
-    let outbox = Outbox::new(
-        config.outbox_lines,
-        config.outbox_bytes,
-        config.stall_timeout,
-    );
     let output = Arc::new(ClientOutput::default());
-    let closed = CancellationToken::new();
     let adapter = output.clone();
-    shared.tasks.spawn(write_loop(
-        write_half,
-        outbox.clone(),
-        WriterContext {
-            client: id,
-            write_timeout: config.write_timeout,
-            cut: shared.cut.clone(),
-            closed: closed.clone(),
-            admission,
-            metrics: shared.metrics.clone(),
-            adapt: Some(Arc::new(move |line| adapter.adapt(line))),
-        },
-    ));
+    let adapt: crate::server::writer::Adapt = Arc::new(move |line| adapter.adapt(line));
+    let (outbox, closed) = spawn_writer(&shared, id, write_half, admission, Some(adapt));
     let mut frames =
         FramedRead::with_capacity(read_half, LineCodec::new(MAX_FRAME), INITIAL_READ_BUFFER);
     let mut session = Session {

@@ -102,26 +102,7 @@ pub(crate) async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let outbox = Outbox::new(
-        config.outbox_lines,
-        config.outbox_bytes,
-        config.stall_timeout,
-    );
-    let closed = CancellationToken::new();
-    let writer = write_loop(
-        write_half,
-        outbox.clone(),
-        WriterContext {
-            client: id,
-            write_timeout: config.write_timeout,
-            cut: shared.cut.clone(),
-            closed: closed.clone(),
-            admission,
-            metrics: shared.metrics.clone(),
-            adapt: None,
-        },
-    );
-    shared.tasks.spawn(writer);
+    let (outbox, closed) = spawn_writer(&shared, id, write_half, admission, None);
     let mut frames = FramedRead::with_capacity(
         read_half,
         LineCodec::new(config.max_line_bytes),
@@ -162,6 +143,41 @@ pub(crate) async fn serve<R, W>(
         },
     };
     read_lines(&shared, client, &mut frames, &outbox, &closed).await;
+}
+
+/// Makes a connection's outbox and spawns the writer that drains it onto `write_half`
+/// (through `adapt`, if given); the outbox and the token the writer cancels when it ends.
+pub(crate) fn spawn_writer<W>(
+    shared: &SessionShared,
+    id: ClientId,
+    write_half: W,
+    admission: Admission,
+    adapt: Option<super::writer::Adapt>,
+) -> (Outbox, CancellationToken)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    let outbox = Outbox::new(
+        config.outbox_lines,
+        config.outbox_bytes,
+        config.stall_timeout,
+    );
+    let closed = CancellationToken::new();
+    shared.tasks.spawn(write_loop(
+        write_half,
+        outbox.clone(),
+        WriterContext {
+            client: id,
+            write_timeout: config.write_timeout,
+            cut: shared.cut.clone(),
+            closed: closed.clone(),
+            admission,
+            metrics: shared.metrics.clone(),
+            adapt,
+        },
+    ));
+    (outbox, closed)
 }
 
 /// Why a handshake ended without a registered client.
