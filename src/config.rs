@@ -403,6 +403,10 @@ pub struct RoomsConfig {
     /// Rooms one member of the web or IRC door may be in at once (the text protocol's members
     /// are in one).
     pub max_joined: usize,
+    /// In a room with more members than this, joins and leaves are not announced to its text
+    /// members one by one (as large IRC channels hide them); member lists (web, IRC) still
+    /// follow every change. `0` announces every join and leave.
+    pub quiet_above: usize,
 }
 
 impl Default for RoomsConfig {
@@ -413,6 +417,7 @@ impl Default for RoomsConfig {
             max_rooms: 1000,
             permanent: Vec::new(),
             max_joined: 20,
+            quiet_above: 200,
         }
     }
 }

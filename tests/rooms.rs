@@ -428,3 +428,32 @@ async fn moderator_reloads_filters() {
     m.expect("mod: darn ****").await;
     server.shutdown().await;
 }
+
+/// Above `[rooms] quiet_above` members, joins and leaves are not announced to text members one
+/// by one (a newcomer still sees its own join), while member lists on the web door follow
+/// every change.
+#[tokio::test]
+async fn large_rooms_are_quiet_about_joins_and_leaves() {
+    let mut config = common::test_config();
+    config.rooms.quiet_above = 2;
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    let mut alice = server.login("alice").await;
+    let mut page = common::web::WebClient::login(web, "wendy").await;
+    alice.expect("wendy has joined the chat").await;
+    // The room has two members; the third arrives quietly for alice.
+    let mut carol = server.login("carol").await;
+    page.expect_where("carol's join", |m| {
+        m["type"] == "joined" && m["name"] == "carol"
+    })
+    .await;
+    carol.send("hi").await;
+    alice.expect("carol: hi").await;
+    drop(carol);
+    page.expect_where("carol's leave", |m| {
+        m["type"] == "left" && m["name"] == "carol"
+    })
+    .await;
+    alice.send("still here").await;
+    alice.expect("alice: still here").await;
+    server.shutdown().await;
+}

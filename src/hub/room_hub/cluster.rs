@@ -391,7 +391,7 @@ impl RoomHub {
                     name: member.name.clone(),
                     scope: Scope::Chat,
                 };
-                self.broadcast(room, &left);
+                self.broadcast_presence(room, &left);
             }
         }
     }
@@ -472,7 +472,7 @@ impl RoomHub {
                     role,
                     scope,
                 };
-                self.broadcast(&room, &joined);
+                self.broadcast_presence(&room, &joined);
             }
             RoomEvent::Left { node, name, chat } if node != mine => {
                 let key = NameKey::new(&name);
@@ -490,7 +490,7 @@ impl RoomHub {
                     name: Arc::from(name.as_str()),
                     scope,
                 };
-                self.broadcast(&room, &left);
+                self.broadcast_presence(&room, &left);
             }
             RoomEvent::Renamed { node, old, new } if node != mine => {
                 if let Some(members) = self.cluster.remote.get_mut(&node)

@@ -45,7 +45,7 @@ impl RoomHub {
             role,
             scope,
         };
-        self.broadcast(room, &joined);
+        self.broadcast_presence(room, &joined);
         if let Some(hint) = hint {
             self.tell(id, hint);
         }
@@ -247,7 +247,7 @@ impl RoomHub {
             name: name.clone(),
             scope: Scope::Room,
         };
-        self.broadcast(room, &left);
+        self.broadcast_presence(room, &left);
         self.deliver(id, &left);
         tracing::info!(client = %id, name = %name, room = %room, "client left a room");
     }
@@ -319,7 +319,7 @@ impl RoomHub {
             name: name.clone(),
             scope: Scope::Room,
         };
-        self.broadcast(&old, &left);
+        self.broadcast_presence(&old, &left);
         tracing::info!(client = %id, name = %name, from = %old, to = %room, "client changed room");
         self.tell(id, &format!("You are now in {room}."));
         self.enter_room(id, &room, Scope::Room, None);
