@@ -168,12 +168,18 @@ async fn nick_collisions_across_doors() {
     client.expect_contains(" 432 * bad!nick ").await;
     client.send("NICK dave").await;
     client.expect_welcome("dave").await;
+    // The refused nicks left nothing behind: dave's own line does not come back to him (no
+    // echo-message), and alice's does.
+    client.send("PRIVMSG #lobby :from dave").await;
+    text.expect_contains("dave: from dave").await;
+    text.send("from alice").await;
+    let next = client.expect_contains(" PRIVMSG #lobby :").await;
+    assert_eq!(next, ":alice!alice@chatpipe PRIVMSG #lobby :from alice");
 
     client.send("NICK carol").await;
     client
         .expect(":chatpipe 433 dave carol :Nickname is already in use")
         .await;
-    text.expect_contains("dave has joined the chat").await;
     text.send("/nick Dave").await;
     text.expect_contains("already taken").await;
 

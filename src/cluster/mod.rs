@@ -204,6 +204,14 @@ impl NameClaims {
         });
     }
 
+    /// Gives up every name held.
+    async fn release_all(&self) {
+        let held: Vec<String> = self.held().drain().collect();
+        for key in held {
+            let _ = self.names.delete(&key).await;
+        }
+    }
+
     /// Writes every held name again, so none expires while held.
     async fn refresh(&self) {
         let held: Vec<String> = self.held().iter().cloned().collect();
@@ -755,7 +763,12 @@ async fn heartbeat(
     let mut ticks = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                // Shutting down: give the names back now rather than let them expire, so the
+                // members can come back at once through another server (or this one, restarted).
+                let _ = tokio::time::timeout(Duration::from_secs(2), claims.release_all()).await;
+                return;
+            }
             _ = ticks.tick() => {}
         }
         let Some(members) = hub.query(|hub| hub.local_members()).await else {

@@ -323,8 +323,6 @@ impl Session {
                 role,
             },
         ));
-        // Set before the hub can deliver anything, so the writer knows whose lines are echoes.
-        self.output.registered(client.clone());
         let registered = self
             .shared()
             .hub
@@ -332,6 +330,9 @@ impl Session {
             .await;
         match registered {
             Ok(()) => {
+                // Before the client can send a line that could come back as an echo: the writer
+                // needs to know whose lines are its own.
+                self.output.registered(client.clone());
                 tracing::info!(client = %self.id, name = %name, peer = %self.addr, "IRC client registered");
                 self.client = Some(client);
                 Ok(true)
