@@ -224,6 +224,16 @@ async fn names_presence_and_private_messages_are_cluster_wide() {
     bob.send("/msg alice and back").await;
     alice.expect_contains("and back").await;
 
+    // A rename claims the new name cluster-wide (and frees the old one).
+    bob.send("/nick robert").await;
+    expect_within(&mut alice, "bob is now known as robert", common::WAIT).await;
+    let mut taken = c.connect().await;
+    taken.expect_contains("Please enter your username").await;
+    taken.send("robert").await;
+    taken.expect_contains("already taken").await;
+    alice.send("/nick Robert").await;
+    alice.expect_contains("already taken").await;
+
     alice.send("/quit").await;
     alice.expect_contains("Goodbye").await;
     expect_within(&mut bob, "alice has left the chat", common::WAIT).await;

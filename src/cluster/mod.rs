@@ -110,8 +110,6 @@ pub enum Outgoing {
     },
     /// A name this server no longer holds.
     Release(String),
-    /// A name this server now holds (after a rename).
-    Claim(String),
     /// Shared state changed here, for the other servers.
     State(Vec<wire::Shared>),
 }
@@ -480,15 +478,6 @@ async fn publish(
                 }
             }
             Outgoing::Release(name) => claims.release(&name),
-            Outgoing::Claim(name) => match claims.claim(&name).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(%name, "a renamed member's new name is held elsewhere in the cluster")
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %name, "cannot claim a new name in the cluster")
-                }
-            },
         }
     }
 }

@@ -112,12 +112,10 @@ impl RoomHub {
         self.publish_room(room, event, None);
     }
 
-    /// A rename here: the old name is given up cluster-wide and the new one claimed (best
-    /// effort: the hub does not wait; a clash found late is logged).
+    /// A rename here (the new name claimed already): the old name is given up cluster-wide.
     pub(super) fn rename_in_cluster(&mut self, old: &str, new: &str) {
-        if let Some(link) = &self.settings.cluster {
-            let _ = link.outgoing.try_send(Outgoing::Release(old.to_owned()));
-            let _ = link.outgoing.try_send(Outgoing::Claim(new.to_owned()));
+        if !old.eq_ignore_ascii_case(new) {
+            self.release_name(old);
         }
     }
 

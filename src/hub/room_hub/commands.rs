@@ -67,9 +67,45 @@ impl RoomHub {
             self.tell(id, &format!("You cannot take the name {new}: {ban}."));
             return;
         }
+        // In a cluster the new name is claimed cluster-wide first; the rename is finished when
+        // the claim is through (and refused if another server holds the name).
+        if new_key != old_key
+            && let Some(link) = &self.settings.cluster
+        {
+            let (claims, me, new) = (link.claims.clone(), self.me.clone(), new.to_owned());
+            tokio::spawn(async move {
+                let claimed = claims.claim(&new).await;
+                let work: super::Continuation = Box::new(move |hub: &mut RoomHub| {
+                    match claimed {
+                    Ok(true) => hub.finish_rename(id, &new),
+                    Ok(false) => hub.tell(id, &format!("The username {new} is already taken.")),
+                    Err(_) => hub.tell(
+                        id,
+                        "Names cannot be checked right now (the cluster is unreachable); try again in a moment.",
+                    ),
+                }
+                });
+                let _ = me.send(super::Request::Continue(work)).await;
+            });
+            return;
+        }
+        self.finish_rename(id, new);
+    }
+
+    /// Renames `id` to `new` (checked already) and tells its rooms.
+    fn finish_rename(&mut self, id: ClientId, new: &str) {
         let Some(member) = self.members.get(&id) else {
+            // Gone meanwhile: a name claimed for it is given back.
+            self.release_name(new);
             return;
         };
+        let old = member.client.name();
+        let (old_key, new_key) = (NameKey::new(&old), NameKey::new(new));
+        if new_key != old_key && self.names.contains_key(&new_key) {
+            self.release_name(new);
+            self.tell(id, &format!("The username {new} is already taken."));
+            return;
+        }
         let rooms = member.rooms.clone();
         member.client.update(|info| info.name = Arc::from(new));
         self.names.remove(&old_key);
