@@ -67,6 +67,16 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
+    /// A new connection's outbox, with the configured bounds.
+    pub(crate) fn new_outbox(&self) -> Outbox {
+        let config = &self.config;
+        Outbox::new(
+            config.outbox_lines,
+            config.outbox_bytes,
+            config.stall_timeout,
+        )
+    }
+
     /// A new client id, unique over every door for the server's life.
     pub(crate) fn next_client_id(&self) -> ClientId {
         ClientId(
@@ -158,11 +168,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let outbox = Outbox::new(
-        config.outbox_lines,
-        config.outbox_bytes,
-        config.stall_timeout,
-    );
+    let outbox = shared.new_outbox();
     let closed = CancellationToken::new();
     shared.tasks.spawn(write_loop(
         write_half,

@@ -67,11 +67,7 @@ pub(crate) async fn run(
 ) {
     let shared = state.shared.clone();
     let config = &shared.config;
-    let outbox = Outbox::new(
-        config.outbox_lines,
-        config.outbox_bytes,
-        config.stall_timeout,
-    );
+    let outbox = shared.new_outbox();
     let closed = CancellationToken::new();
     let (sink, mut stream) = socket.split();
     let ping_every = if config.idle_timeout.is_zero() {
