@@ -249,12 +249,16 @@ fn hash_password_at_a_terminal_does_not_echo() {
             }
         };
         let mut stdin = child.stdin.take().unwrap();
+        let script = child.id();
         for (prompt, answer) in ["Password:", "Again, to confirm:"]
             .into_iter()
             .zip(input.lines())
         {
             use std::io::Write;
             wait_for(prompt, &mut out);
+            // The prompt is printed a moment before echo goes off (that is how rpassword does
+            // it): wait for the terminal to stop echoing, as a person's typing always does.
+            wait_for_echo_off(script);
             writeln!(stdin, "{answer}").unwrap();
         }
         drop(stdin);
@@ -276,4 +280,30 @@ fn hash_password_at_a_terminal_does_not_echo() {
     let (code, out) = run("one-password\nanother-one\n");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("the two passwords differ"), "{out}");
+}
+
+/// Waits until the terminal of `script`'s child (the command it runs) has echo turned off.
+fn wait_for_echo_off(script: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tty = std::fs::read_to_string(format!("/proc/{script}/task/{script}/children"))
+            .ok()
+            .and_then(|children| children.split_whitespace().next().map(str::to_owned))
+            .and_then(|child| std::fs::read_link(format!("/proc/{child}/fd/0")).ok());
+        if let Some(tty) = tty {
+            let settings = Command::new("stty").arg("-F").arg(&tty).arg("-a").output();
+            if settings.is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|flag| flag == "-echo")
+            }) {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal never stopped echoing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
