@@ -313,6 +313,13 @@ struct TlsDoors {
 /// A server with the text protocol in clear (`server.addr`) and over TLS, IRC over TLS, and the
 /// web door over HTTPS.
 async fn start_every_door() -> (TestServer, TlsDoors, tempfile::TempDir, TlsCertificates) {
+    start_every_door_with(test_config()).await
+}
+
+/// [`start_every_door`] with `config`.
+async fn start_every_door_with(
+    mut config: chatpipe::Config,
+) -> (TestServer, TlsDoors, tempfile::TempDir, TlsCertificates) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = generate_self_signed("localhost", dir.path()).unwrap();
     let certificates = TlsCertificates::load(&cert, &key).unwrap();
@@ -327,7 +334,6 @@ async fn start_every_door() -> (TestServer, TlsDoors, tempfile::TempDir, TlsCert
         irc: irc.local_addr().unwrap(),
         web: web.local_addr().unwrap(),
     };
-    let mut config = test_config();
     config.web.tls = true;
     config.server.handshake_timeout = Duration::from_millis(500);
     let server = Server::new(config)
@@ -421,5 +427,33 @@ async fn a_stalled_https_handshake_holds_nobody_up() {
         .await
         .expect("dropped within the handshake timeout");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    server.shutdown().await;
+}
+
+/// On the HTTPS port, an address over its per-address limit is refused before any TLS work.
+#[tokio::test]
+async fn an_address_over_its_limit_gets_no_https_handshake() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    // bob (the text door) and carol (the web door): the address's two.
+    config.admission.per_address_connections = 2;
+    let (server, doors, dir, _certificates) = start_every_door_with(config).await;
+    let cert = dir.path().join("cert.pem");
+    let mut plain = server.login("bob").await;
+    let stream = tls_connect(doors.web, &cert).await.unwrap().into_inner();
+    let (mut web, _) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", doors.web.port()), stream)
+            .await
+            .unwrap();
+    web.send(Message::text(r#"{"type":"hello","name":"carol"}"#))
+        .await
+        .unwrap();
+    plain.expect("carol has joined the chat").await;
+    // 127.0.0.1 now has its two connections: the next is closed before its handshake.
+    assert!(tls_connect(doors.web, &cert).await.is_err());
+    drop(web);
+    plain.expect("carol has left the chat").await;
     server.shutdown().await;
 }

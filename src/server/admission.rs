@@ -123,6 +123,30 @@ impl AddressLimits {
         }))
     }
 
+    /// Whether a connection from `ip` would be admitted now, without counting it: for a door
+    /// that must refuse before expensive work (a TLS handshake) and admits later.
+    ///
+    /// # Errors
+    /// [`Refusal`] when the address is over a limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.exempt.contains(ip) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(entry) = state.by_address.get_mut(&ip) else {
+            return Ok(());
+        };
+        forget_old(&mut entry.recent, now);
+        if entry.open >= self.max_open {
+            return Err(Refusal::TooManyOpen(self.max_open));
+        }
+        if entry.recent.len() >= self.max_new {
+            return Err(Refusal::TooManyNew(self.max_new));
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, LimitState> {
         // Poisoning: counters only; any state is a usable state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())

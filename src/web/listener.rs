@@ -5,8 +5,8 @@
 //! own accepts connections and runs their handshakes side by side (at most
 //! [`MAX_HANDSHAKES`] at once, each within the handshake timeout, so a crowd of stalled
 //! handshakes costs bounded memory), and hands finished streams to the listener through a small
-//! queue. Connection permits and per-address limits are taken by the `/ws` handler as for plain
-//! HTTP.
+//! queue. An address over its per-address limits is refused before its handshake; connection
+//! permits and the per-address counts are taken by the `/ws` handler, as over plain HTTP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +48,10 @@ pub(crate) struct TlsAccept {
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) metrics: Arc<Metrics>,
+    /// Checked before a handshake starts (counted at the WebSocket upgrade).
+    pub(crate) limits: Arc<crate::server::admission::AddressLimits>,
+    /// Proxies, whose own address is not the client's and is not limited here.
+    pub(crate) trusted_proxies: crate::server::admission::AddressList,
 }
 
 impl WebListener {
@@ -116,6 +120,14 @@ async fn accept_tls(
                 }
             },
         };
+        // An address over its limits is refused before any TLS work; the connection is counted
+        // at the WebSocket upgrade, once.
+        if !tls.trusted_proxies.contains(addr.ip())
+            && let Err(refusal) = tls.limits.check(addr.ip())
+        {
+            tracing::info!(peer = %addr, %refusal, "web connection refused before its TLS handshake");
+            continue;
+        }
         let _ = socket.set_nodelay(true);
         let acceptor = tls.certificates.acceptor();
         let (ready, stop, metrics, timeout) = (

@@ -68,6 +68,8 @@ pub(crate) async fn serve(
         stop: shared.stop_reading.clone(),
         tasks: shared.tasks.clone(),
         metrics: shared.metrics.clone(),
+        limits: shared.address_limits.clone(),
+        trusted_proxies: shared.trusted_proxies.clone(),
     });
     let listener = match listener::WebListener::new(listener, tls) {
         Ok(listener) => listener,
