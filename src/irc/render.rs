@@ -143,7 +143,7 @@ impl IrcRender {
                 *reviewed,
                 from,
                 &channel(room),
-                &format!("\u{1}ACTION {text}\u{1}"),
+                &ctcp_action(text),
             ),
             // Both copies read the same: the sender's is what `echo-message` asks for, and the
             // writer drops it for a client that did not ask.
@@ -159,7 +159,7 @@ impl IrcRender {
             } => {
                 let text = match kind {
                     LineKind::Chat => text.to_string(),
-                    LineKind::Action => format!("\u{1}ACTION {text}\u{1}"),
+                    LineKind::Action => ctcp_action(text),
                 };
                 out.said(*at, false, from, &channel(room), &text);
             }
@@ -264,6 +264,11 @@ impl Render for IrcRender {
     fn shows_members(&self) -> bool {
         true
     }
+}
+
+/// An action (`/me`) as IRC clients send and show it: CTCP `ACTION`.
+fn ctcp_action(text: &str) -> String {
+    format!("\u{1}ACTION {text}\u{1}")
 }
 
 /// `#room`.

@@ -272,13 +272,9 @@ async fn read_frames(
             Some(Err(error)) => break format!("read error: {error}"),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                tell(
-                    outbox,
-                    "bad_frame",
-                    "Binary frames are refused; send JSON text frames.",
-                );
-                if bad.offend() {
-                    break too_many_bad(outbox);
+                let refusal = "Binary frames are refused; send JSON text frames.";
+                if let Some(reason) = refuse_bad(outbox, &mut bad, "bad_frame", refusal) {
+                    break reason;
                 }
                 continue;
             }
@@ -292,26 +288,18 @@ async fn read_frames(
                 continue;
             }
             Err(error) => {
-                tell(
-                    outbox,
-                    "bad_frame",
-                    &format!("Not a message this server knows: {error}"),
-                );
-                if bad.offend() {
-                    break too_many_bad(outbox);
+                let refusal = format!("Not a message this server knows: {error}");
+                if let Some(reason) = refuse_bad(outbox, &mut bad, "bad_frame", &refusal) {
+                    break reason;
                 }
                 continue;
             }
         };
         if line.len() > max {
             shared.metrics.dropped(DropReason::TooLong, 1);
-            tell(
-                outbox,
-                "too_long",
-                &format!("Line too long (the limit is {max} bytes); it was discarded."),
-            );
-            if bad.offend() {
-                break too_many_bad(outbox);
+            let refusal = format!("Line too long (the limit is {max} bytes); it was discarded.");
+            if let Some(reason) = refuse_bad(outbox, &mut bad, "too_long", &refusal) {
+                break reason;
             }
             continue;
         }
@@ -337,13 +325,24 @@ async fn read_frames(
     send(shared, Event::new(client, seq, Body::Left(reason))).await;
 }
 
-fn too_many_bad(outbox: &Outbox) -> String {
+/// Tells the client why its frame was refused and counts the offence: the reason to close the
+/// connection when it is one too many.
+fn refuse_bad(
+    outbox: &Outbox,
+    bad: &mut BadLines,
+    code: &'static str,
+    text: &str,
+) -> Option<String> {
+    tell(outbox, code, text);
+    if !bad.offend() {
+        return None;
+    }
     tell(
         outbox,
         "too_many_invalid_lines",
         "Disconnected: too many invalid lines",
     );
-    "too many invalid lines".to_owned()
+    Some("too many invalid lines".to_owned())
 }
 
 /// What the writer needs besides its sink and outbox.

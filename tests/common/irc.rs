@@ -67,15 +67,10 @@ impl IrcClient {
             .map(|l| l.trim_end_matches('\r').to_owned())
     }
 
-    /// Skips lines until one contains `needle`; returns it.
+    /// Skips lines until one contains `needle`; returns it (without `\r`).
     pub async fn expect_contains(&mut self, needle: &str) -> String {
-        loop {
-            match self.next_line().await {
-                Some(line) if line.contains(needle) => return line,
-                Some(_) => continue,
-                None => panic!("end of stream while waiting for {needle:?}"),
-            }
-        }
+        let line = self.inner.expect_contains(needle).await;
+        line.trim_end_matches('\r').to_owned()
     }
 
     /// Asserts that the next line is exactly `expected`.
