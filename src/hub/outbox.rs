@@ -28,10 +28,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How far past its bounds a backlog may grow while the client's socket is still taking bytes.
@@ -51,8 +51,6 @@ pub struct Outbox {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer; see the module invariants for when it is notified.
-    wake: Notify,
     max_lines: usize,
     max_bytes: usize,
     /// How long a blocked writer's socket may take no bytes before a backlog over the bounds
@@ -64,9 +62,11 @@ struct Shared {
 struct State {
     queue: VecDeque<Bytes>,
     bytes: usize,
-    /// While the writer is writing: when its socket last accepted bytes (or the write began).
-    /// `None` while the writer waits for lines.
+    /// While the writer is blocked on its socket: when the socket last accepted bytes (or the
+    /// write blocked). `None` while the writer waits for lines or writes without blocking.
     writing_since_progress: Option<Instant>,
+    /// The writer waiting for lines; see the module invariants for when it is woken.
+    waker: Option<Waker>,
     /// When the oldest queued line was queued (for the fan-out latency metric).
     since: Option<Instant>,
     /// Set once by `close`: the line to write last (if any).
@@ -103,7 +103,6 @@ impl Outbox {
         Outbox {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
-                wake: Notify::new(),
                 max_lines,
                 max_bytes,
                 stall_timeout,
@@ -163,7 +162,8 @@ impl Outbox {
         })
     }
 
-    /// The writer's socket accepted bytes (or a write began): the client is not stalled.
+    /// The writer's socket accepted bytes, or the writer found it full and now waits on it: the
+    /// client counts as stalled if this is not called again within the stall timeout.
     pub fn progressed(&self) {
         self.lock().writing_since_progress = Some(Instant::now());
     }
@@ -175,7 +175,10 @@ impl Outbox {
 
     /// Wakes the writer (after [`Outbox::push_quietly`]).
     pub fn wake(&self) {
-        self.shared.wake.notify_one();
+        let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Closes the outbox: nothing more is accepted; the writer writes `last` after the queued
@@ -195,8 +198,11 @@ impl Outbox {
             0
         };
         state.closed = Some(last);
+        let waker = state.waker.take();
         drop(state);
-        self.shared.wake.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         discarded
     }
 
@@ -208,25 +214,30 @@ impl Outbox {
     /// Waits for the next batch. `spare` is an empty queue to swap in, so the writer and the
     /// outbox recycle two allocations instead of making one per batch.
     pub async fn next_batch(&self, spare: VecDeque<Bytes>) -> Batch {
-        let mut spare = Some(spare);
-        loop {
-            {
-                let mut state = self.lock();
-                if !state.queue.is_empty() {
-                    state.bytes = 0;
-                    state.writing_since_progress = Some(Instant::now());
-                    let since = state.since.take().unwrap_or_else(Instant::now);
-                    let mut queue = spare.take().unwrap_or_default();
-                    std::mem::swap(&mut queue, &mut state.queue);
-                    return Batch::Lines(queue, since);
-                }
-                if let Some(last) = &state.closed {
-                    return Batch::Close(last.clone());
-                }
-            }
-            // A push between the unlock and this await stores a permit, so no wake-up is lost.
-            self.shared.wake.notified().await;
+        let mut spare = spare;
+        std::future::poll_fn(|cx| self.poll_batch(cx, &mut spare)).await
+    }
+
+    /// The next batch if there is one (swapping the queue with `spare`, which must be empty);
+    /// otherwise registers the writer's waker and returns `Pending`. The waker is stored under
+    /// the same lock pushes take, so no wake-up is lost between the check and the wait.
+    pub fn poll_batch(&self, cx: &mut Context<'_>, spare: &mut VecDeque<Bytes>) -> Poll<Batch> {
+        let mut state = self.lock();
+        if !state.queue.is_empty() {
+            state.bytes = 0;
+            let since = state.since.take().unwrap_or_else(Instant::now);
+            let mut queue = std::mem::take(spare);
+            std::mem::swap(&mut queue, &mut state.queue);
+            return Poll::Ready(Batch::Lines(queue, since));
         }
+        if let Some(last) = &state.closed {
+            return Poll::Ready(Batch::Close(last.clone()));
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Lines queued now (for tests and metrics).
@@ -284,6 +295,7 @@ mod tests {
         assert!(
             matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q, _) if q.len() == 10)
         );
+        outbox.progressed(); // the write blocks
         fill(&outbox, 10);
         tokio::time::advance(STALL / 2).await;
         outbox.progressed();
@@ -300,6 +312,7 @@ mod tests {
         let outbox = Outbox::new(4, 1000, STALL);
         fill(&outbox, 1);
         let _ = outbox.next_batch(VecDeque::new()).await;
+        outbox.progressed(); // the write blocks
         tokio::time::advance(STALL * 10).await;
         fill(&outbox, 4);
         assert_eq!(outbox.push(line("x\n")), Err(OutboxFull), "5 lines > 4");

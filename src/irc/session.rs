@@ -18,25 +18,23 @@ use std::sync::Arc;
 use base64::Engine as _;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
 
 use super::IrcDoor;
 use super::message::{MAX_FRAME, Malformed, Message};
 use super::output::{Cap, ClientOutput};
 use super::render::{HOST, Lines, SERVER, channel, names_reply, prefix_of};
-use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
+use crate::event::{Body, Client, ClientId, ClientInfo, Role};
 use crate::hub::{Outbox, RegisterError};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
-use crate::server::codec::{Frame, LineCodec, clean_text};
+use crate::server::codec::{Frame, clean_text};
+use crate::server::connection::{self, Sent};
+use crate::server::line_reader::LineReader;
 use crate::server::login;
 use crate::server::session::{
-    Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send, spawn_writer,
+    Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send,
 };
-
-/// The read buffer a connection starts with (it grows only for long lines).
-const INITIAL_READ_BUFFER: usize = 128;
+use crate::server::writer::write_loop;
 
 /// The most targets of one `PRIVMSG`, `NOTICE` or `JOIN` (`TARGMAX`).
 const MAX_TARGETS: usize = 4;
@@ -84,66 +82,80 @@ pub(crate) async fn serve<R, W>(
     addr: SocketAddr,
     admission: Admission,
 ) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
+    let _admission = admission;
     let shared = door.shared.clone();
-    let config = &shared.config;
     let output = Arc::new(ClientOutput::default());
     let adapter = output.clone();
     let adapt: crate::server::writer::Adapt = Arc::new(move |line| adapter.adapt(line));
-    let (outbox, closed) = spawn_writer(&shared, id, write_half, admission, Some(adapt));
-    let mut frames =
-        FramedRead::with_capacity(read_half, LineCodec::new(MAX_FRAME), INITIAL_READ_BUFFER);
-    let mut session = Session {
-        door,
+    let outbox = shared.new_outbox();
+    let writing = write_loop(
+        write_half,
+        outbox.clone(),
+        shared.writer_context(id, Some(adapt)),
+    );
+    let sent = Sent::default();
+    let session = Session {
+        door: door.clone(),
         id,
         addr,
         outbox,
         output,
-        client: None,
-        seq: 0,
+        sent: &sent,
     };
-    // Boxed: registration's state is needed once and should not stay in an idle session.
-    let registration = Box::pin(tokio::time::timeout(
-        config.handshake_timeout,
-        session.register(&mut frames),
-    ));
-    let registered = tokio::select! {
-        _ = shared.stop_reading.cancelled() => {
-            session.close(crate::protocol::SHUTTING_DOWN);
-            return;
+    connection::run(&shared, session.read_side(read_half), writing, &sent).await;
+    door.forget_away(id);
+}
+
+impl Session<'_> {
+    /// The reading side: registration, then commands until the client goes.
+    async fn read_side<R: AsyncRead + Unpin>(mut self, read_half: R) {
+        let shared = self.door.shared.clone();
+        let config = &shared.config;
+        let (id, addr) = (self.id, self.addr);
+        let mut frames = LineReader::new(read_half, MAX_FRAME);
+        let session = &mut self;
+        // Boxed: registration's state is needed once and should not stay in an idle session.
+        let registration = Box::pin(tokio::time::timeout(
+            config.handshake_timeout,
+            session.register(&mut frames),
+        ));
+        let registered = tokio::select! {
+            _ = shared.stop_reading.cancelled() => {
+                session.close(crate::protocol::SHUTTING_DOWN);
+                return;
+            }
+            result = registration => match result {
+                Ok(Ok(())) => true,
+                Ok(Err(farewell)) => {
+                    tracing::info!(client = %id, peer = %addr, reason = %farewell, "IRC registration ended");
+                    session.close(&farewell);
+                    false
+                }
+                Err(_) => {
+                    shared.metrics.handshake_failure("timeout");
+                    session.close("Registration timed out");
+                    false
+                }
+            },
+        };
+        if registered {
+            session.read_commands(&mut frames).await;
         }
-        _ = closed.cancelled() => return,
-        result = registration => match result {
-            Ok(Ok(())) => true,
-            Ok(Err(farewell)) => {
-                tracing::info!(client = %id, peer = %addr, reason = %farewell, "IRC registration ended");
-                session.close(&farewell);
-                false
-            }
-            Err(_) => {
-                shared.metrics.handshake_failure("timeout");
-                session.close("Registration timed out");
-                false
-            }
-        },
-    };
-    if registered {
-        session.read_commands(&mut frames, &closed).await;
     }
 }
 
 /// One connection's state.
-struct Session {
+struct Session<'a> {
     door: Arc<IrcDoor>,
     id: ClientId,
     addr: SocketAddr,
     outbox: Outbox,
     output: Arc<ClientOutput>,
-    /// Set once registered with the hub.
-    client: Option<Arc<Client>>,
-    seq: u64,
+    /// The client, once registered with the hub, and what it has sent.
+    sent: &'a Sent,
 }
 
 /// What registration has gathered so far.
@@ -169,14 +181,15 @@ enum SaslStep {
     Check(String, String),
 }
 
-impl Session {
+impl Session<'_> {
     fn shared(&self) -> &SessionShared {
         &self.door.shared
     }
 
     /// The client's nick, or `*` before registration.
     fn nick(&self) -> Arc<str> {
-        self.client
+        self.sent
+            .client()
             .as_ref()
             .map_or_else(|| Arc::from("*"), |c| c.name())
     }
@@ -206,7 +219,7 @@ impl Session {
     /// Runs registration until the hub has taken the client; `Err` with the reason to close.
     async fn register<R: AsyncRead + Unpin>(
         &mut self,
-        frames: &mut FramedRead<R, LineCodec>,
+        frames: &mut LineReader<R>,
     ) -> Result<(), String> {
         let mut state = Registration::default();
         loop {
@@ -334,7 +347,7 @@ impl Session {
                 // needs to know whose lines are its own.
                 self.output.registered(client.clone());
                 tracing::info!(client = %self.id, name = %name, peer = %self.addr, "IRC client registered");
-                self.client = Some(client);
+                self.sent.registered(client);
                 Ok(true)
             }
             Err(RegisterError::ShuttingDown) => Err(crate::protocol::SHUTTING_DOWN.into()),
@@ -503,11 +516,7 @@ impl Session {
     }
 
     /// Reads commands until the client goes or shutdown begins.
-    async fn read_commands<R: AsyncRead + Unpin>(
-        &mut self,
-        frames: &mut FramedRead<R, LineCodec>,
-        closed: &CancellationToken,
-    ) {
+    async fn read_commands<R: AsyncRead + Unpin>(&mut self, frames: &mut LineReader<R>) {
         let shared = self.door.shared.clone();
         let config = &shared.config;
         let mut idle = IdleTimer::new(config.idle_timeout);
@@ -515,7 +524,6 @@ impl Session {
         let reason = loop {
             let frame = tokio::select! {
                 _ = shared.stop_reading.cancelled() => return,
-                _ = closed.cancelled() => break "connection closed".to_owned(),
                 alarm = idle.alarm() => match alarm {
                     // A live client answers the ping, which resets the timer.
                     IdleAlarm::Warn(_) => {
@@ -569,21 +577,19 @@ impl Session {
                 return;
             }
         };
-        if let Some(client) = self.client.clone() {
-            self.door.forget_away(self.id);
-            send(&shared, Event::new(client, self.seq, Body::Left(reason))).await;
+        self.door.forget_away(self.id);
+        if let Some(event) = self.sent.event(Body::Left(reason)) {
+            send(&shared, event).await;
         }
     }
 
     /// A chat line into the pipeline, for `room` (or the client's current room). False when the
     /// server is shutting down.
     async fn chat(&mut self, room: Option<&str>, line: String) -> bool {
-        let Some(client) = self.client.clone() else {
+        let Some(mut event) = self.sent.event(Body::Line(line)) else {
             return true;
         };
-        let mut event = Event::new(client, self.seq, Body::Line(line));
         event.room = room.map(Arc::from);
-        self.seq += 1;
         send(self.shared(), event).await
     }
 

@@ -11,8 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use tokio::io::AsyncWriteExt;
 
-use futures::future::Either;
-
 use super::admission::Refusal;
 use super::proxy::UntrustedHeaderGuard;
 use super::session::{Admission, SessionShared};
@@ -50,8 +48,8 @@ impl Protocol {
         addr: std::net::SocketAddr,
         admission: Admission,
     ) where
-        R: tokio::io::AsyncRead + Unpin + Send + 'static,
-        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
     {
         match self {
             Protocol::Text => {
@@ -61,6 +59,32 @@ impl Protocol {
                 crate::irc::session::serve(door, id, read_half, write_half, addr, admission).await;
             }
         }
+    }
+
+    /// Spawns the task serving a plain TCP connection. One spawn per protocol, so each task is
+    /// the size of its own protocol's future (a task holding either would be the larger's size).
+    fn spawn_plain(
+        &self,
+        shared: &Arc<SessionShared>,
+        id: crate::event::ClientId,
+        mut socket: TcpStream,
+        (addr, watch_for_header): (SocketAddr, bool),
+        admission: Admission,
+    ) {
+        let tasks = &shared.tasks;
+        let shared = shared.clone();
+        match self.clone() {
+            Protocol::Text => tasks.spawn(async move {
+                let (read_half, write_half) = socket.split();
+                let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
+                super::session::serve(shared, id, read_half, write_half, addr, admission).await;
+            }),
+            Protocol::Irc(door) => tasks.spawn(async move {
+                let (read_half, write_half) = socket.split();
+                let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
+                crate::irc::session::serve(door, id, read_half, write_half, addr, admission).await;
+            }),
+        };
     }
 
     /// The one line a refused connection gets.
@@ -193,29 +217,20 @@ fn admit(
     let id = shared.next_client_id();
     tracing::debug!(client = %id, peer = %addr, "connection accepted");
     let admission = Admission { permit, address };
-    let protocol = protocol.clone();
-    shared.tasks.spawn(match tls {
-        None => {
-            let (read_half, write_half) = socket.into_split();
-            let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
-            Either::Left(protocol.serve(
+    match tls {
+        None => protocol.spawn_plain(shared, id, socket, (addr, watch_for_header), admission),
+        Some(tls) => {
+            shared.tasks.spawn(tls_session(
+                protocol.clone(),
                 shared.clone(),
                 id,
-                (read_half, write_half),
+                socket,
                 addr,
                 admission,
-            ))
+                tls.acceptor(),
+            ));
         }
-        Some(tls) => Either::Right(tls_session(
-            protocol,
-            shared.clone(),
-            id,
-            socket,
-            addr,
-            admission,
-            tls.acceptor(),
-        )),
-    });
+    }
 }
 
 /// Runs the TLS handshake — within the handshake timeout, so a client that never finishes it

@@ -18,6 +18,8 @@
 pub mod accounts;
 pub mod admission;
 pub mod codec;
+pub(crate) mod connection;
+pub(crate) mod line_reader;
 mod listener;
 pub(crate) mod login;
 mod proxy;
@@ -30,9 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::event::Event;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,6 +55,30 @@ pub use session::MAX_NAME_ATTEMPTS;
 /// Events queued between the sessions and the first stage. When it is full, readers wait, so a
 /// saturated pipeline slows clients through TCP backpressure instead of growing a queue.
 const PIPELINE_INPUT_CAPACITY: usize = 4096;
+
+/// The pipeline's input: the sessions' events until shutdown begins, then what is already
+/// queued, then the end. Closing it at shutdown (rather than waiting for every session to drop
+/// its sender) lets the hub drain and tell every client goodbye while their connections are
+/// still open to flush it.
+fn pipeline_input(
+    events: mpsc::Receiver<Event>,
+    stop_reading: CancellationToken,
+) -> impl futures::Stream<Item = Event> + Send {
+    futures::stream::unfold(
+        (events, stop_reading, false),
+        |(mut events, stop_reading, closed)| async move {
+            if !closed {
+                tokio::select! {
+                    biased;
+                    event = events.recv() => return event.map(|e| (e, (events, stop_reading, false))),
+                    () = stop_reading.cancelled() => events.close(),
+                }
+            }
+            let event = events.recv().await?;
+            Some((event, (events, stop_reading, true)))
+        },
+    )
+}
 
 /// How long the writers get after the grace period has cut them, before `run` gives up waiting.
 const CUT_WAIT: Duration = Duration::from_secs(1);
@@ -269,7 +295,10 @@ impl Server {
         if let Some(rules) = &self.rules {
             rules.attach_metrics(metrics.clone());
         }
-        let output = pipeline.apply(Box::pin(ReceiverStream::new(input_rx)), &ctx);
+        let output = pipeline.apply(
+            Box::pin(pipeline_input(input_rx, stop_reading.clone())),
+            &ctx,
+        );
         let exempt = AddressList::new(&self.config.admission.exempt);
         let mut doors = Doors::default();
         let web_door = self

@@ -1,10 +1,13 @@
-//! The reader half of a session: handshake, then lines into the pipeline.
+//! A text-protocol session: handshake, then lines into the pipeline.
 //!
 //! A session never touches room state. It runs the username handshake (asking the hub to register
 //! the name), then turns every line it reads into an [`Event`] for the pipeline. Bad input is
 //! answered directly into the client's outbox and loses nothing else. When the client goes (end
 //! of stream, a read error, or the writer giving up) the session sends [`Body::Left`] through the
 //! pipeline, behind the client's last lines, so `bye` then EOF still delivers `bye` first.
+//!
+//! This is the reading side of the connection; [`super::connection::run`] runs it in one task
+//! with the writing side ([`super::writer`]).
 //!
 //! On server shutdown the session stops reading and sends nothing more: the hub tells every
 //! registered client; the session itself tells a client still in its handshake.
@@ -14,17 +17,19 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accounts::Accounts;
 use super::admission::{AddressGuard, AddressLimits};
-use super::codec::{Frame, LineCodec, clean_text};
+use super::codec::{Frame, clean_text};
+use super::connection::{self, Sent};
+use super::line_reader::LineReader;
 use super::login;
-use super::writer::{WriterContext, write_loop};
+use super::writer::{Adapt, WriterContext, write_loop};
 use crate::config::ServerConfig;
 use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
 use crate::hub::{HubHandle, Outbox, RegisterError};
@@ -34,10 +39,6 @@ use crate::protocol::{self, server_line};
 
 /// Username attempts before the connection is closed.
 pub const MAX_NAME_ATTEMPTS: usize = 5;
-
-/// The read buffer a connection starts with. Chat lines are short; the buffer grows (up to one
-/// maximum line) only for a client that sends long ones, so an idle client stays cheap.
-const INITIAL_READ_BUFFER: usize = 128;
 
 /// What every session shares.
 pub(crate) struct SessionShared {
@@ -77,6 +78,16 @@ impl SessionShared {
         )
     }
 
+    /// What the writing side of client `id`'s connection needs (with `adapt` as its last step).
+    pub(crate) fn writer_context(&self, id: ClientId, adapt: Option<Adapt>) -> WriterContext {
+        WriterContext {
+            client: id,
+            write_timeout: self.config.write_timeout,
+            metrics: self.metrics.clone(),
+            adapt,
+        }
+    }
+
     /// A new client id, unique over every door for the server's life.
     pub(crate) fn next_client_id(&self) -> ClientId {
         ClientId(
@@ -88,7 +99,7 @@ impl SessionShared {
 }
 
 /// The lines a connection reads, over plain TCP or TLS.
-type Frames<R> = FramedRead<R, LineCodec>;
+type Frames<R> = LineReader<R>;
 
 /// A connection's place in the connection limits; dropping it frees the place.
 #[derive(Debug)]
@@ -98,8 +109,7 @@ pub(crate) struct Admission {
     pub(crate) address: Option<AddressGuard>,
 }
 
-/// Serves one connection, given its two halves (plain TCP or TLS), until it closes. The writer
-/// runs as its own task.
+/// Serves one connection, given its two halves (plain TCP or TLS), until it closes.
 pub(crate) async fn serve<R, W>(
     shared: Arc<SessionShared>,
     id: ClientId,
@@ -108,82 +118,67 @@ pub(crate) async fn serve<R, W>(
     addr: SocketAddr,
     admission: Admission,
 ) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let config = &shared.config;
-    let (outbox, closed) = spawn_writer(&shared, id, write_half, admission, None);
-    let mut frames = FramedRead::with_capacity(
-        read_half,
-        LineCodec::new(config.max_line_bytes),
-        INITIAL_READ_BUFFER,
-    );
+    let _admission = admission;
+    let outbox = shared.new_outbox();
     let _ = outbox.push(server_line(protocol::GREETING));
+    let sent = Sent::default();
+    let writing = write_loop(write_half, outbox.clone(), shared.writer_context(id, None));
+    let reading = read_side(&shared, id, read_half, addr, &outbox, &sent);
+    connection::run(&shared, reading, writing, &sent).await;
+}
 
+/// The reading side: the handshake, then lines into the pipeline until the client goes.
+async fn read_side<R: AsyncRead + Unpin>(
+    shared: &SessionShared,
+    id: ClientId,
+    read_half: R,
+    addr: SocketAddr,
+    outbox: &Outbox,
+    sent: &Sent,
+) {
+    let config = &shared.config;
+    let mut frames = LineReader::new(read_half, config.max_line_bytes);
     // Boxed: the handshake's state is large and needed once, so it should not stay in the
     // session's future (and in memory) for the whole life of an idle connection.
     let handshake = Box::pin(tokio::time::timeout(
         config.handshake_timeout,
-        handshake(&shared, id, addr, &mut frames, &outbox),
+        handshake(shared, id, addr, &mut frames, outbox, sent),
     ));
-    let client = tokio::select! {
+    let ended = tokio::select! {
         _ = shared.stop_reading.cancelled() => {
             outbox.close(Some(server_line(protocol::SHUTTING_DOWN)), false);
             return;
         }
-        _ = closed.cancelled() => return,
-        result = handshake => match result {
-            Ok(Ok(client)) => client,
-            Ok(Err(end)) => {
-                tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
-                match end {
-                    HandshakeEnd::TooManyAttempts => shared.metrics.handshake_failure("too_many_attempts"),
-                    HandshakeEnd::Banned(_) => shared.metrics.handshake_failure("banned"),
-                    HandshakeEnd::Gone | HandshakeEnd::ShuttingDown => {}
-                }
-                outbox.close(end.farewell().as_deref().map(server_line), false);
-                return;
-            }
-            Err(_) => {
-                tracing::info!(client = %id, peer = %addr, "handshake timed out");
-                shared.metrics.handshake_failure("timeout");
-                outbox.close(Some(server_line("Timed out waiting for a username. Goodbye.")), false);
-                return;
-            }
-        },
+        result = handshake => result,
     };
-    read_lines(&shared, client, &mut frames, &outbox, &closed).await;
-}
-
-/// Makes a connection's outbox and spawns the writer that drains it onto `write_half`
-/// (through `adapt`, if given); the outbox and the token the writer cancels when it ends.
-pub(crate) fn spawn_writer<W>(
-    shared: &SessionShared,
-    id: ClientId,
-    write_half: W,
-    admission: Admission,
-    adapt: Option<super::writer::Adapt>,
-) -> (Outbox, CancellationToken)
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let config = &shared.config;
-    let outbox = shared.new_outbox();
-    let closed = CancellationToken::new();
-    shared.tasks.spawn(write_loop(
-        write_half,
-        outbox.clone(),
-        WriterContext {
-            client: id,
-            write_timeout: config.write_timeout,
-            cut: shared.cut.clone(),
-            closed: closed.clone(),
-            admission,
-            metrics: shared.metrics.clone(),
-            adapt,
-        },
-    ));
-    (outbox, closed)
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(end)) => {
+            tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
+            match end {
+                HandshakeEnd::TooManyAttempts => {
+                    shared.metrics.handshake_failure("too_many_attempts")
+                }
+                HandshakeEnd::Banned(_) => shared.metrics.handshake_failure("banned"),
+                HandshakeEnd::Gone | HandshakeEnd::ShuttingDown => {}
+            }
+            outbox.close(end.farewell().as_deref().map(server_line), false);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(client = %id, peer = %addr, "handshake timed out");
+            shared.metrics.handshake_failure("timeout");
+            outbox.close(
+                Some(server_line("Timed out waiting for a username. Goodbye.")),
+                false,
+            );
+            return;
+        }
+    }
+    read_lines(shared, &mut frames, outbox, sent).await;
 }
 
 /// Why a handshake ended without a registered client.
@@ -212,13 +207,16 @@ impl HandshakeEnd {
     }
 }
 
+/// Asks for a username (and password) until the hub has registered the client, which is then
+/// recorded in `sent` in the same step, so the client cannot be left registered unseen.
 async fn handshake<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     id: ClientId,
     addr: SocketAddr,
     frames: &mut Frames<R>,
     outbox: &Outbox,
-) -> Result<Arc<Client>, HandshakeEnd> {
+    sent: &Sent,
+) -> Result<(), HandshakeEnd> {
     for attempt in 1..=MAX_NAME_ATTEMPTS {
         let problem = match frames.next().await {
             None | Some(Err(_)) => return Err(HandshakeEnd::Gone),
@@ -250,7 +248,10 @@ async fn handshake<R: AsyncRead + Unpin>(
                                 },
                             ));
                             match shared.hub.register(client.clone(), outbox.clone()).await {
-                                Ok(()) => return Ok(client),
+                                Ok(()) => {
+                                    sent.registered(client);
+                                    return Ok(());
+                                }
                                 Err(RegisterError::ShuttingDown) => {
                                     return Err(HandshakeEnd::ShuttingDown);
                                 }
@@ -331,20 +332,17 @@ async fn log_in<R: AsyncRead + Unpin>(
 /// is disconnected. Each gets a `SERVER:` line saying why before the connection closes.
 async fn read_lines<R: AsyncRead + Unpin>(
     shared: &SessionShared,
-    client: Arc<Client>,
     frames: &mut Frames<R>,
     outbox: &Outbox,
-    closed: &CancellationToken,
+    sent: &Sent,
 ) {
     let config = &shared.config;
     let max = config.max_line_bytes;
     let mut idle = IdleTimer::new(config.idle_timeout);
     let mut bad_lines = BadLines::new(config.max_bad_lines);
-    let mut seq = 0;
     let reason = loop {
         let frame = tokio::select! {
             _ = shared.stop_reading.cancelled() => return,
-            _ = closed.cancelled() => break "connection closed".to_owned(),
             alarm = idle.alarm() => match alarm {
                 IdleAlarm::Warn(left) => {
                     let warning = format!(
@@ -394,14 +392,16 @@ async fn read_lines<R: AsyncRead + Unpin>(
             std::borrow::Cow::Borrowed(_) => line,
             std::borrow::Cow::Owned(cleaned) => cleaned,
         };
-        let event = Event::new(client.clone(), seq, Body::Line(line));
-        seq += 1;
+        let Some(event) = sent.event(Body::Line(line)) else {
+            return;
+        };
         if !send(shared, event).await {
             return;
         }
     };
-    let event = Event::new(client.clone(), seq, Body::Left(reason));
-    send(shared, event).await;
+    if let Some(event) = sent.event(Body::Left(reason)) {
+        send(shared, event).await;
+    }
 }
 
 /// What the idle timer says.
@@ -485,9 +485,25 @@ impl BadLines {
 
 /// Sends into the pipeline, waiting while it is full (which stops reading from this client, so
 /// TCP pushes back on it). False when shutdown began or the pipeline is gone.
-pub(crate) async fn send(shared: &SessionShared, event: Event) -> bool {
-    tokio::select! {
-        _ = shared.stop_reading.cancelled() => false,
-        sent = shared.pipeline.send(event) => sent.is_ok(),
+///
+/// Not an `async fn`: the common case, room in the pipeline, needs no future state, and the
+/// waiting case is boxed, so a session's future stays small while it is idle.
+pub(crate) fn send(shared: &SessionShared, event: Event) -> impl Future<Output = bool> + Send + '_ {
+    let waiting = match shared.pipeline.try_send(event) {
+        Ok(()) => None,
+        Err(TrySendError::Closed(_)) => Some(None),
+        Err(TrySendError::Full(event)) => Some(Some(Box::pin(async move {
+            tokio::select! {
+                _ = shared.stop_reading.cancelled() => false,
+                sent = shared.pipeline.send(event) => sent.is_ok(),
+            }
+        }))),
+    };
+    async move {
+        match waiting {
+            None => true,
+            Some(None) => false,
+            Some(Some(wait)) => wait.await,
+        }
     }
 }

@@ -1,30 +1,32 @@
-//! The writer half of a session: drains the client's [`Outbox`] onto the socket.
+//! The writing side of a connection: drains the client's [`Outbox`] onto the socket.
 //!
-//! Everything queued when the writer wakes goes out in one vectored write (`writev`), so a busy
+//! Everything queued when the writer wakes goes out in vectored writes (`writev`), so a busy
 //! room costs one syscall per client per batch, not one per line, and no line is copied: the
-//! shared buffers the hub queued are written directly. Every write has a deadline; a client that
-//! does not take its bytes in time is dropped. Between batches the writer keeps only a small
-//! spare queue (at most `MAX_KEPT_QUEUE` entries) to swap with the outbox, which keeps an idle
-//! connection cheap.
+//! shared buffers the hub queued are written directly. A batch is first written without any
+//! timer: most fit in the socket's buffer at once. Only a write the socket cannot take at once
+//! gets a deadline; a client that does not take its bytes in time is dropped. Between batches
+//! the writer keeps only a small spare queue (at most `MAX_KEPT_QUEUE` entries) to swap with the
+//! outbox, which keeps an idle connection cheap.
 //!
-//! The writer tells the outbox when a batch is taken, when the socket takes part of it and when
-//! it is written: that is what lets the outbox tell a stuck client from one whose writer merely
-//! has not run yet (see [`crate::hub::Outbox`]).
+//! The writer tells the outbox when its socket blocks and when it takes part of a batch, and
+//! when the batch is written: that is what lets the outbox tell a stuck client from one whose
+//! writer merely has not run yet (see [`crate::hub::Outbox`]).
 //!
-//! The writer owns the connection's admission permit and cancels the session's `closed` token
-//! when it ends, however it ends, so the reader stops too.
+//! It ends when the outbox closes (after writing the last line) or a write fails; the
+//! connection ([`super::connection`]) runs it beside the reading side and stops it at the end
+//! of the shutdown grace period.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
-use super::session::Admission;
 use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
 use crate::metrics::Metrics;
@@ -32,16 +34,13 @@ use crate::metrics::Metrics;
 /// Largest line queue (in lines) a writer keeps for reuse between batches.
 const MAX_KEPT_QUEUE: usize = 8;
 
+/// Lines handed to one `writev` (Linux takes up to 1,024; a batch rarely has more than this).
+const SLICES_PER_WRITE: usize = 64;
+
 /// What a writer needs besides its socket and outbox.
 pub(crate) struct WriterContext {
     pub(crate) client: ClientId,
     pub(crate) write_timeout: Duration,
-    /// Cancelled when the shutdown grace period is over: stop writing at once.
-    pub(crate) cut: CancellationToken,
-    /// Cancelled by the writer when it ends.
-    pub(crate) closed: CancellationToken,
-    /// The connection's place in the limits, released when it is fully closed.
-    pub(crate) admission: Admission,
     pub(crate) metrics: Arc<Metrics>,
     /// What this client gets of each line rendered for its whole door (IRC drops tags and echoes
     /// the client did not ask for); `None` sends every line as it is.
@@ -57,14 +56,9 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: Outbox,
     ctx: WriterContext,
 ) {
-    let _closed = ctx.closed.clone().drop_guard();
-    let _admission = ctx.admission;
     let mut spare = VecDeque::new();
     loop {
-        let batch = tokio::select! {
-            _ = ctx.cut.cancelled() => return,
-            batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
-        };
+        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx, &mut spare)).await;
         let (mut lines, closing, mut last, since) = match batch {
             Batch::Lines(lines, since) => (lines, false, None, Some(since)),
             Batch::Close(last) => (VecDeque::new(), true, last, None),
@@ -80,11 +74,24 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             });
             last = last.and_then(|line| adapt(line));
         }
-        let result = tokio::select! {
-            _ = ctx.cut.cancelled() => return,
-            // Boxed: the write's state is only needed while writing; unboxed it would sit in every
-            // idle connection's writer future.
-            result = Box::pin(tokio::time::timeout(ctx.write_timeout, write_all(&mut socket, &outbox, &lines, last))) => result,
+        let mut batch = Unwritten::new(&lines, last.as_ref());
+        // No timer for a batch the socket takes at once, which is nearly every batch.
+        let now = std::future::poll_fn(|cx| Poll::Ready(batch.poll_write(&mut socket, cx))).await;
+        let result = match now {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => {
+                outbox.progressed();
+                // Boxed: only a blocked write needs this state.
+                let rest = std::future::poll_fn(|cx| {
+                    let before = batch.position();
+                    let poll = batch.poll_write(&mut socket, cx);
+                    if poll.is_pending() && batch.position() != before {
+                        outbox.progressed();
+                    }
+                    poll
+                });
+                Box::pin(tokio::time::timeout(ctx.write_timeout, rest)).await
+            }
         };
         match result {
             Ok(Ok(())) if closing => {
@@ -121,30 +128,116 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes every line, then `last`, with as few `writev` calls as the socket allows, telling the
-/// outbox each time the socket takes bytes (so a client reading a long backlog is not mistaken
-/// for a stalled one).
-async fn write_all(
-    socket: &mut (impl AsyncWrite + Unpin),
-    outbox: &Outbox,
-    lines: &VecDeque<Bytes>,
-    last: Option<Bytes>,
-) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = lines
-        .iter()
-        .chain(last.as_ref())
-        .map(|line| IoSlice::new(line))
-        .collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        let written = socket.write_vectored(remaining).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut remaining, written);
-        if !remaining.is_empty() {
-            outbox.progressed();
+/// The part of a batch (its lines, then the last line) the socket has not taken yet.
+struct Unwritten<'a> {
+    lines: &'a VecDeque<Bytes>,
+    last: Option<&'a Bytes>,
+    /// The first line not fully written, and how much of it was.
+    line: usize,
+    offset: usize,
+}
+
+impl<'a> Unwritten<'a> {
+    fn new(lines: &'a VecDeque<Bytes>, last: Option<&'a Bytes>) -> Self {
+        Unwritten {
+            lines,
+            last,
+            line: 0,
+            offset: 0,
         }
     }
-    Ok(())
+
+    fn piece(&self, index: usize) -> Option<&'a [u8]> {
+        match self.lines.get(index) {
+            Some(line) => Some(line),
+            None if index == self.lines.len() => self.last.map(|l| &l[..]),
+            None => None,
+        }
+    }
+
+    /// How far the socket has got.
+    fn position(&self) -> (usize, usize) {
+        (self.line, self.offset)
+    }
+
+    /// Writes until everything is written or the socket would block.
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        socket: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            // An empty piece would make a write of nothing look like a closed socket.
+            while self.piece(self.line).is_some_and(<[u8]>::is_empty) {
+                self.line += 1;
+                self.offset = 0;
+            }
+            let mut slices = [IoSlice::new(&[]); SLICES_PER_WRITE];
+            let mut count = 0;
+            while count < SLICES_PER_WRITE {
+                let Some(piece) = self.piece(self.line + count) else {
+                    break;
+                };
+                let skip = if count == 0 { self.offset } else { 0 };
+                slices[count] = IoSlice::new(&piece[skip..]);
+                count += 1;
+            }
+            if count == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let written = match Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            };
+            self.advance(written);
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(piece) = self.piece(self.line) else {
+                return;
+            };
+            let left = piece.len() - self.offset;
+            if written < left {
+                self.offset += written;
+                return;
+            }
+            written -= left;
+            self.line += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_socket_arrives_whole_and_in_order() {
+        let lines: VecDeque<Bytes> = (0..500)
+            .map(|i| Bytes::from(format!("line {i}\n")))
+            .collect();
+        let last = Bytes::from_static(b"bye\n");
+        let expected: Vec<u8> = lines
+            .iter()
+            .chain(Some(&last))
+            .flat_map(|l| l.to_vec())
+            .collect();
+        let (mut client, mut server) = tokio::io::duplex(100);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.map(|_| got)
+        });
+        let mut batch = Unwritten::new(&lines, Some(&last));
+        std::future::poll_fn(|cx| batch.poll_write(&mut server, cx))
+            .await
+            .unwrap();
+        drop(server);
+        assert_eq!(reader.await.unwrap().unwrap(), expected);
+    }
 }

@@ -580,9 +580,13 @@ impl RoomHub {
                 door,
                 reply,
             } => {
+                let id = client.id();
                 let result = self.register(client, outbox, door);
-                // The session may have gone meanwhile; then its Left event will clean up.
-                let _ = reply.send(result);
+                // A session that went while it waited for this answer will never send its Left
+                // event: take its client out again.
+                if let Err(Ok(())) = reply.send(result) {
+                    self.remove(id, "connection closed", None, true);
+                }
             }
             Request::Continue(work) => work(self),
             Request::Cluster(input) => self.handle_cluster(input),

@@ -1,0 +1,254 @@
+//! One task per connection: the reading side and the writing side polled as one future.
+//!
+//! A connection has two sides that wait on different things: the reading side on the client's
+//! bytes, its idle timer and shutdown; the writing side on its [`crate::hub::Outbox`] and the
+//! socket. Running them as two tasks cost each connection two task headers, two futures and a
+//! token for each side to learn that the other had ended. [`BothSides`] runs both in one task
+//! and polls only the side that was woken, so a writer woken a thousand times a second in a busy
+//! room does not poll the reader's timer and shutdown signal each time.
+//!
+//! [`run`] is a connection's life:
+//! - while both sides run, the first to end decides what follows;
+//! - the reading side ends when the client goes (it has told the pipeline), when its handshake
+//!   fails, or when shutdown begins: the writing side then flushes what is queued until the
+//!   outbox closes or the shutdown grace period is over;
+//! - the writing side ends when the socket fails or the hub closed the outbox: the reading side
+//!   is dropped, and the pipeline is told the client left (with [`Sent`], which keeps what the
+//!   reading side had sent) unless shutdown has begun.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
+use pin_project_lite::pin_project;
+
+use super::session::{SessionShared, send};
+use crate::event::{Body, Client, Event};
+
+/// Which side of a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Reading,
+    Writing,
+}
+
+pin_project! {
+    /// Two futures polled in one task, each only when its own waker fired. Completes with the
+    /// side that ended first; polled again, it goes on with the other side and completes when
+    /// that one ends. Not to be polled after both have ended.
+    pub(crate) struct BothSides<R, W> {
+        #[pin]
+        reading: R,
+        #[pin]
+        writing: W,
+        read: SideWaker,
+        write: SideWaker,
+        reading_done: bool,
+        writing_done: bool,
+    }
+}
+
+/// One side's waker: it marks the side as woken and wakes the task.
+struct SideWaker {
+    wake: Arc<SideWake>,
+    /// `wake` as a [`Waker`], made once rather than on every poll.
+    waker: Waker,
+}
+
+struct SideWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl SideWaker {
+    fn new() -> Self {
+        // Woken to begin with, so each side is polled once.
+        let wake = Arc::new(SideWake {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        SideWaker {
+            waker: Waker::from(wake.clone()),
+            wake,
+        }
+    }
+
+    /// Polls `side` if it was woken since its last poll.
+    fn poll<F: Future<Output = ()>>(&self, side: Pin<&mut F>, task: &Waker) -> Poll<()> {
+        // Registered before the flag is read: a wake-up in between sets the flag and wakes the
+        // task again, so none is lost.
+        self.wake.task.register(task);
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        side.poll(&mut Context::from_waker(&self.waker))
+    }
+}
+
+impl<R, W> BothSides<R, W>
+where
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+{
+    pub(crate) fn new(reading: R, writing: W) -> Self {
+        BothSides {
+            reading,
+            writing,
+            read: SideWaker::new(),
+            write: SideWaker::new(),
+            reading_done: false,
+            writing_done: false,
+        }
+    }
+}
+
+impl<R, W> Future for BothSides<R, W>
+where
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+{
+    type Output = Side;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Side> {
+        let this = self.project();
+        if !*this.reading_done && this.read.poll(this.reading, cx.waker()).is_ready() {
+            *this.reading_done = true;
+            return Poll::Ready(Side::Reading);
+        }
+        if !*this.writing_done && this.write.poll(this.writing, cx.waker()).is_ready() {
+            *this.writing_done = true;
+            return Poll::Ready(Side::Writing);
+        }
+        Poll::Pending
+    }
+}
+
+/// What a connection's reading side has sent into the pipeline: the registered client and the
+/// number of its next event. It outlives the reading side, so the connection can still tell the
+/// pipeline the client left when the writing side ends first.
+#[derive(Debug, Default)]
+pub(crate) struct Sent {
+    client: OnceLock<Arc<Client>>,
+    next_seq: AtomicU64,
+}
+
+impl Sent {
+    /// The hub has taken the client: its lines may now go into the pipeline.
+    pub(crate) fn registered(&self, client: Arc<Client>) {
+        let _ = self.client.set(client);
+    }
+
+    /// The registered client, if any.
+    pub(crate) fn client(&self) -> Option<&Arc<Client>> {
+        self.client.get()
+    }
+
+    /// The client's next event; `None` before registration. (Numbers may skip one whose event
+    /// was never sent; the pipeline only needs them to grow.)
+    pub(crate) fn event(&self, body: Body) -> Option<Event> {
+        let client = self.client.get()?.clone();
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Some(Event::new(client, seq, body))
+    }
+}
+
+/// Runs a connection's two sides (see the module documentation) until both have ended.
+pub(crate) async fn run<R, W>(shared: &SessionShared, reading: R, writing: W, sent: &Sent)
+where
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+{
+    let writer_ended_first = {
+        let mut sides = pin!(BothSides::new(reading, writing));
+        match sides.as_mut().await {
+            Side::Writing => true,
+            Side::Reading => {
+                tokio::select! {
+                    _ = sides.as_mut() => {}
+                    () = shared.cut.cancelled() => {}
+                }
+                false
+            }
+        }
+    };
+    if writer_ended_first && !shared.stop_reading.is_cancelled() {
+        let left = Body::Left("connection closed".to_owned());
+        if let Some(event) = sent.event(left) {
+            send(shared, event).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A side that counts its polls and waits for `notify`, forever.
+    async fn side(polls: &AtomicUsize, notify: &tokio::sync::Notify) {
+        loop {
+            polls.fetch_add(1, Ordering::Relaxed);
+            notify.notified().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_woken_side_is_polled() {
+        let (read_polls, write_polls) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let (read_wake, write_wake) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let stop = tokio::sync::Notify::new();
+        let reading = async {
+            tokio::select! {
+                () = side(&read_polls, &read_wake) => {}
+                () = stop.notified() => {}
+            }
+        };
+        let writing = side(&write_polls, &write_wake);
+        let mut sides = pin!(BothSides::new(reading, writing));
+        let mut step = || {
+            futures::FutureExt::now_or_never(sides.as_mut());
+        };
+        step();
+        assert_eq!(
+            (
+                read_polls.load(Ordering::Relaxed),
+                write_polls.load(Ordering::Relaxed)
+            ),
+            (1, 1)
+        );
+        for _ in 0..5 {
+            write_wake.notify_one();
+            step();
+        }
+        assert_eq!(
+            read_polls.load(Ordering::Relaxed),
+            1,
+            "the reader was not polled"
+        );
+        assert_eq!(write_polls.load(Ordering::Relaxed), 6);
+        read_wake.notify_one();
+        step();
+        assert_eq!(read_polls.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            write_polls.load(Ordering::Relaxed),
+            6,
+            "the writer was not polled"
+        );
+        stop.notify_one();
+        assert_eq!(sides.as_mut().await, Side::Reading);
+    }
+}
