@@ -28,7 +28,7 @@ use crate::hub::{Outbox, RegisterError};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::{Frame, clean_text};
-use crate::server::connection::{self, Sent};
+use crate::server::connection::{Connection, Sent};
 use crate::server::line_reader::LineReader;
 use crate::server::login;
 use crate::server::session::{
@@ -73,19 +73,20 @@ const CHAT_COMMANDS: &[&str] = &[
     "VOICE",
 ];
 
-/// Serves one IRC connection, given its two halves (plain TCP or TLS), until it closes.
-pub(crate) async fn serve<R, W>(
+/// The future serving one IRC connection, given its two halves (plain TCP or TLS), until it
+/// closes.
+pub(crate) fn serve<R, W>(
     door: Arc<IrcDoor>,
     id: ClientId,
     read_half: R,
     write_half: W,
     addr: SocketAddr,
     admission: Admission,
-) where
+) -> impl Future<Output = ()>
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let _admission = admission;
     let shared = door.shared.clone();
     let output = Arc::new(ClientOutput::default());
     let adapter = output.clone();
@@ -96,26 +97,25 @@ pub(crate) async fn serve<R, W>(
         outbox.clone(),
         shared.writer_context(id, Some(adapt)),
     );
-    let sent = Sent::default();
+    let sent = Arc::new(Sent::default());
     let session = Session {
-        door: door.clone(),
+        door,
         id,
         addr,
         outbox,
         output,
-        sent: &sent,
+        sent: sent.clone(),
     };
-    connection::run(&shared, session.read_side(read_half), writing, &sent).await;
-    door.forget_away(id);
+    let reading = session.read_side(LineReader::new(read_half, MAX_FRAME));
+    Connection::new(shared, (reading, writing), sent, admission)
 }
 
-impl Session<'_> {
+impl Session {
     /// The reading side: registration, then commands until the client goes.
-    async fn read_side<R: AsyncRead + Unpin>(mut self, read_half: R) {
+    async fn read_side<R: AsyncRead + Unpin>(mut self, mut frames: LineReader<R>) {
         let shared = self.door.shared.clone();
         let config = &shared.config;
         let (id, addr) = (self.id, self.addr);
-        let mut frames = LineReader::new(read_half, MAX_FRAME);
         let session = &mut self;
         // Boxed: registration's state is needed once and should not stay in an idle session.
         let registration = Box::pin(tokio::time::timeout(
@@ -148,14 +148,21 @@ impl Session<'_> {
 }
 
 /// One connection's state.
-struct Session<'a> {
+struct Session {
     door: Arc<IrcDoor>,
     id: ClientId,
     addr: SocketAddr,
     outbox: Outbox,
     output: Arc<ClientOutput>,
     /// The client, once registered with the hub, and what it has sent.
-    sent: &'a Sent,
+    sent: Arc<Sent>,
+}
+
+impl Drop for Session {
+    /// However the reading side ends, the client's away message goes with it.
+    fn drop(&mut self) {
+        self.door.forget_away(self.id);
+    }
 }
 
 /// What registration has gathered so far.
@@ -181,7 +188,7 @@ enum SaslStep {
     Check(String, String),
 }
 
-impl Session<'_> {
+impl Session {
     fn shared(&self) -> &SessionShared {
         &self.door.shared
     }
@@ -577,7 +584,6 @@ impl Session<'_> {
                 return;
             }
         };
-        self.door.forget_away(self.id);
         if let Some(event) = self.sent.event(Body::Left(reason)) {
             send(&shared, event).await;
         }

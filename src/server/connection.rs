@@ -7,7 +7,7 @@
 //! and polls only the side that was woken, so a writer woken a thousand times a second in a busy
 //! room does not poll the reader's timer and shutdown signal each time.
 //!
-//! [`run`] is a connection's life:
+//! [`Connection`] is a connection's life:
 //! - while both sides run, the first to end decides what follows;
 //! - the reading side ends when the client goes (it has told the pipeline), when its handshake
 //!   fails, or when shutdown begins: the writing side then flushes what is queued until the
@@ -17,15 +17,16 @@
 //!   reading side had sent) unless shutdown has begun.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::session::{SessionShared, send};
+use super::session::{Admission, SessionShared, send};
 use crate::event::{Body, Client, Event};
 
 /// Which side of a connection ended.
@@ -166,29 +167,94 @@ impl Sent {
     }
 }
 
-/// Runs a connection's two sides (see the module documentation) until both have ended.
-pub(crate) async fn run<R, W>(shared: &SessionShared, reading: R, writing: W, sent: &Sent)
+pin_project! {
+    /// A connection's whole life as one future (see the module documentation): both sides, then
+    /// whatever the first to end calls for. A named future rather than an `async fn`, so the two
+    /// sides are stored exactly once: an `async fn` keeps its arguments beside whatever it moves
+    /// them into, and the sides are most of what an idle connection costs.
+    pub(crate) struct Connection<R, W> {
+        #[pin]
+        sides: BothSides<R, W>,
+        shared: Arc<SessionShared>,
+        sent: Arc<Sent>,
+        ending: Ending,
+        // Held for what its `Drop` releases when the connection is over.
+        admission: Admission,
+    }
+}
+
+/// What a connection is doing once a side has ended.
+enum Ending {
+    /// Both sides run.
+    Running,
+    /// The reading side is done: the writing side flushes until it ends or the shutdown grace
+    /// period is over.
+    Draining(Pin<Box<WaitForCancellationFutureOwned>>),
+    /// The writing side ended first: the pipeline is being told the client left.
+    Farewell(Pin<Box<dyn Future<Output = bool> + Send>>),
+}
+
+impl<R, W> Connection<R, W>
 where
     R: Future<Output = ()>,
     W: Future<Output = ()>,
 {
-    let writer_ended_first = {
-        let mut sides = pin!(BothSides::new(reading, writing));
-        match sides.as_mut().await {
-            Side::Writing => true,
-            Side::Reading => {
-                tokio::select! {
-                    _ = sides.as_mut() => {}
-                    () = shared.cut.cancelled() => {}
-                }
-                false
-            }
+    /// A connection whose reading side records what it sends in `sent`.
+    pub(crate) fn new(
+        shared: Arc<SessionShared>,
+        (reading, writing): (R, W),
+        sent: Arc<Sent>,
+        admission: Admission,
+    ) -> Self {
+        Connection {
+            sides: BothSides::new(reading, writing),
+            shared,
+            sent,
+            ending: Ending::Running,
+            admission,
         }
-    };
-    if writer_ended_first && !shared.stop_reading.is_cancelled() {
-        let left = Body::Left("connection closed".to_owned());
-        if let Some(event) = sent.event(left) {
-            send(shared, event).await;
+    }
+}
+
+impl<R, W> Future for Connection<R, W>
+where
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let _ = &this.admission;
+        loop {
+            match this.ending {
+                Ending::Running => match ready!(this.sides.as_mut().poll(cx)) {
+                    Side::Reading => {
+                        let cut = this.shared.cut.clone().cancelled_owned();
+                        *this.ending = Ending::Draining(Box::pin(cut));
+                    }
+                    Side::Writing => {
+                        let left = Body::Left("connection closed".to_owned());
+                        let event = match this.sent.event(left) {
+                            Some(event) if !this.shared.stop_reading.is_cancelled() => event,
+                            _ => return Poll::Ready(()),
+                        };
+                        let shared = this.shared.clone();
+                        let farewell = async move { send(&shared, event).await };
+                        *this.ending = Ending::Farewell(Box::pin(farewell));
+                    }
+                },
+                Ending::Draining(cut) => {
+                    if this.sides.as_mut().poll(cx).is_ready() || cut.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    return Poll::Pending;
+                }
+                Ending::Farewell(farewell) => {
+                    ready!(farewell.as_mut().poll(cx));
+                    return Poll::Ready(());
+                }
+            }
         }
     }
 }
@@ -196,6 +262,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::pin;
     use std::sync::atomic::AtomicUsize;
 
     /// A side that counts its polls and waits for `notify`, forever.

@@ -67,23 +67,25 @@ impl Protocol {
         &self,
         shared: &Arc<SessionShared>,
         id: crate::event::ClientId,
-        mut socket: TcpStream,
+        socket: TcpStream,
         (addr, watch_for_header): (SocketAddr, bool),
         admission: Admission,
     ) {
-        let tasks = &shared.tasks;
-        let shared = shared.clone();
-        match self.clone() {
-            Protocol::Text => tasks.spawn(async move {
-                let (read_half, write_half) = socket.split();
-                let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
-                super::session::serve(shared, id, read_half, write_half, addr, admission).await;
-            }),
-            Protocol::Irc(door) => tasks.spawn(async move {
-                let (read_half, write_half) = socket.split();
-                let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
-                crate::irc::session::serve(door, id, read_half, write_half, addr, admission).await;
-            }),
+        let (read_half, write_half) = socket.into_split();
+        let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
+        let (tasks, shared) = (&shared.tasks, shared.clone());
+        match self {
+            Protocol::Text => tasks.spawn(super::session::serve(
+                shared, id, read_half, write_half, addr, admission,
+            )),
+            Protocol::Irc(door) => tasks.spawn(crate::irc::session::serve(
+                door.clone(),
+                id,
+                read_half,
+                write_half,
+                addr,
+                admission,
+            )),
         };
     }
 

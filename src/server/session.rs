@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::accounts::Accounts;
 use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, clean_text};
-use super::connection::{self, Sent};
+use super::connection::{Connection, Sent};
 use super::line_reader::LineReader;
 use super::login;
 use super::writer::{Adapt, WriterContext, write_loop};
@@ -109,38 +109,38 @@ pub(crate) struct Admission {
     pub(crate) address: Option<AddressGuard>,
 }
 
-/// Serves one connection, given its two halves (plain TCP or TLS), until it closes.
-pub(crate) async fn serve<R, W>(
+/// The future serving one connection, given its two halves (plain TCP or TLS), until it closes.
+pub(crate) fn serve<R, W>(
     shared: Arc<SessionShared>,
     id: ClientId,
     read_half: R,
     write_half: W,
     addr: SocketAddr,
     admission: Admission,
-) where
+) -> impl Future<Output = ()>
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let _admission = admission;
     let outbox = shared.new_outbox();
     let _ = outbox.push(server_line(protocol::GREETING));
-    let sent = Sent::default();
+    let sent = Arc::new(Sent::default());
+    let frames = LineReader::new(read_half, shared.config.max_line_bytes);
     let writing = write_loop(write_half, outbox.clone(), shared.writer_context(id, None));
-    let reading = read_side(&shared, id, read_half, addr, &outbox, &sent);
-    connection::run(&shared, reading, writing, &sent).await;
+    let reading = read_side(shared.clone(), (id, addr), frames, outbox, sent.clone());
+    Connection::new(shared, (reading, writing), sent, admission)
 }
 
 /// The reading side: the handshake, then lines into the pipeline until the client goes.
 async fn read_side<R: AsyncRead + Unpin>(
-    shared: &SessionShared,
-    id: ClientId,
-    read_half: R,
-    addr: SocketAddr,
-    outbox: &Outbox,
-    sent: &Sent,
+    shared: Arc<SessionShared>,
+    (id, addr): (ClientId, SocketAddr),
+    mut frames: Frames<R>,
+    outbox: Outbox,
+    sent: Arc<Sent>,
 ) {
+    let (shared, outbox, sent) = (&*shared, &outbox, &*sent);
     let config = &shared.config;
-    let mut frames = LineReader::new(read_half, config.max_line_bytes);
     // Boxed: the handshake's state is large and needed once, so it should not stay in the
     // session's future (and in memory) for the whole life of an idle connection.
     let handshake = Box::pin(tokio::time::timeout(

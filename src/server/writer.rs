@@ -96,7 +96,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         match result {
             Ok(Ok(())) if closing => {
                 // A graceful close: the client has its last line; tell it we are done.
-                let _ = tokio::time::timeout(ctx.write_timeout, socket.shutdown()).await;
+                // Boxed: a future every connection would otherwise carry for its last moment.
+                let _ = Box::pin(tokio::time::timeout(ctx.write_timeout, socket.shutdown())).await;
                 return;
             }
             Ok(Ok(())) => {
