@@ -68,10 +68,11 @@ fn pipeline_input(
         (events, stop_reading, false),
         |(mut events, stop_reading, closed)| async move {
             if !closed {
+                // Shutdown first: a flood of events must not keep the input open.
                 tokio::select! {
                     biased;
-                    event = events.recv() => return event.map(|e| (e, (events, stop_reading, false))),
                     () = stop_reading.cancelled() => events.close(),
+                    event = events.recv() => return event.map(|e| (e, (events, stop_reading, false))),
                 }
             }
             let event = events.recv().await?;

@@ -325,7 +325,7 @@ async fn log_in<R: AsyncRead + Unpin>(
     Err(HandshakeEnd::TooManyAttempts)
 }
 
-/// Reads lines into the pipeline until the client goes or shutdown begins.
+/// Reads lines into the pipeline until the client goes or the pipeline closes (shutdown).
 ///
 /// Also enforces liveness and input hygiene: a client silent for `idle_timeout` is warned and
 /// then disconnected; one that sends `max_bad_lines` over-long or invalid lines within a minute
@@ -341,8 +341,10 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut idle = IdleTimer::new(config.idle_timeout);
     let mut bad_lines = BadLines::new(config.max_bad_lines);
     let reason = loop {
+        // No shutdown branch: at shutdown the hub closes every registered client's outbox, which
+        // ends the writing side and with it the connection, and a line read meanwhile finds the
+        // pipeline closed. (One branch less is less to keep in every idle connection.)
         let frame = tokio::select! {
-            _ = shared.stop_reading.cancelled() => return,
             alarm = idle.alarm() => match alarm {
                 IdleAlarm::Warn(left) => {
                     let warning = format!(

@@ -5,8 +5,9 @@
 //! shared buffers the hub queued are written directly. A batch is first written without any
 //! timer: most fit in the socket's buffer at once. Only a write the socket cannot take at once
 //! gets a deadline; a client that does not take its bytes in time is dropped. Between batches
-//! the writer keeps only a small spare queue (at most `MAX_KEPT_QUEUE` entries) to swap with the
-//! outbox, which keeps an idle connection cheap.
+//! the writer keeps nothing: a written batch's queue is freed, and the outbox starts an empty
+//! one, so an idle connection holds no queue at all (one allocation per batch costs far less
+//! than the `writev` it feeds).
 //!
 //! The writer tells the outbox when its socket blocks and when it takes part of a batch, and
 //! when the batch is written: that is what lets the outbox tell a stuck client from one whose
@@ -31,9 +32,6 @@ use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
 use crate::metrics::Metrics;
 
-/// Largest line queue (in lines) a writer keeps for reuse between batches.
-const MAX_KEPT_QUEUE: usize = 8;
-
 /// Lines handed to one `writev` (Linux takes up to 1,024; a batch rarely has more than this).
 const SLICES_PER_WRITE: usize = 64;
 
@@ -56,9 +54,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: Outbox,
     ctx: WriterContext,
 ) {
-    let mut spare = VecDeque::new();
     loop {
-        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx, &mut spare)).await;
+        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx, &mut VecDeque::new())).await;
         let (mut lines, closing, mut last, since) = match batch {
             Batch::Lines(lines, since) => (lines, false, None, Some(since)),
             Batch::Close(last) => (VecDeque::new(), true, last, None),
@@ -107,12 +104,6 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                     ctx.metrics
                         .fanout_latency
                         .observe(since.elapsed().as_secs_f64());
-                }
-                // Recycle the queue, unless a burst made it large: an idle connection should
-                // not keep a burst's worth of capacity.
-                if lines.capacity() <= MAX_KEPT_QUEUE {
-                    spare = lines;
-                    spare.clear();
                 }
             }
             Ok(Err(error)) => {
