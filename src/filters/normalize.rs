@@ -115,6 +115,11 @@ thread_local! {
 
 /// Normalises `text`. See the module documentation.
 pub fn normalize(text: &str) -> Normalized {
+    if text.is_ascii()
+        && let Some(normalized) = normalize_plain_ascii(text.as_bytes())
+    {
+        return normalized;
+    }
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => normalize_with(text, &mut scratch),
         // Only reachable if normalisation re-entered itself; fresh buffers are correct too.
@@ -282,6 +287,79 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
         jump_check(&text, word.start, word.len());
         let table = if letters_in[k] { &AS_LETTERS } else { &LOWER };
         text.extend(bytes[word.clone()].iter().map(|&b| table[usize::from(b)]));
+    }
+    // Only ASCII bytes were written, so this cannot fail.
+    let text = String::from_utf8(text).unwrap_or_default();
+    Some(Normalized {
+        text,
+        origin: Origin::Runs(runs),
+        alternative: None,
+    })
+}
+
+/// The same result as [`normalize_ascii`] for the commonest line: ASCII with fewer than three
+/// single-letter words, so no letters can be joined and the canonical text is written in the one
+/// pass that finds the words, with no scratch buffers. `None` sends the line down the two-pass
+/// path (three single letters, or what [`normalize_ascii`] itself leaves to the general path).
+fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
+    let wordish = |b: u8| {
+        matches!(
+            ascii_class(b),
+            Class::Letter | Class::LetterLike | Class::Digit
+        )
+    };
+    // `Err` for punctuation between letters (`sh!t`), which the general path reads.
+    let is_separator = |i: usize| match ascii_class(bytes[i]) {
+        Class::Separator => Ok(true),
+        Class::Inner => {
+            let inside =
+                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
+            if inside { Err(()) } else { Ok(true) }
+        }
+        _ => Ok(false),
+    };
+    let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut runs = Vec::new();
+    let mut next_orig = usize::MAX;
+    let mut jump_check = |at: usize, orig: usize, len: usize| {
+        if orig != next_orig {
+            runs.push((at as u32, orig as u32));
+        }
+        next_orig = orig + len;
+    };
+    let mut single_letters = 0;
+    let mut previous_end = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_separator(i).ok()? {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut has_letter, mut has_symbol) = (false, false);
+        while i < bytes.len() && !is_separator(i).ok()? {
+            has_letter |= bytes[i].is_ascii_alphabetic();
+            has_symbol |= matches!(bytes[i], b'@' | b'$');
+            i += 1;
+        }
+        if has_symbol && !has_letter {
+            return None;
+        }
+        if i - start == 1 && has_letter {
+            single_letters += 1;
+            if single_letters >= 3 {
+                return None;
+            }
+        }
+        if let Some(end) = previous_end {
+            // The space stands for the first separator after the previous word.
+            jump_check(text.len(), end, 1);
+            text.push(b' ');
+        }
+        jump_check(text.len(), start, i - start);
+        let table = if has_letter { &AS_LETTERS } else { &LOWER };
+        text.extend(bytes[start..i].iter().map(|&b| table[usize::from(b)]));
+        previous_end = Some(i);
     }
     // Only ASCII bytes were written, so this cannot fail.
     let text = String::from_utf8(text).unwrap_or_default();
@@ -681,11 +759,19 @@ mod tests {
             "what! is this?",
             "(see) this + that | other",
             "a.b.c",
+            "i am a cat",
+            "so i said: a x",
+            "Hello, World! How are you?",
+            "x",
         ];
-        for sample in samples {
-            let mut scratch = Scratch::default();
-            let general = normalize_general(sample, &mut scratch);
-            let Some(fast) = normalize_ascii(sample.as_bytes(), &mut scratch) else {
+        let fast_paths = samples.iter().flat_map(|&sample| {
+            let two_pass = normalize_ascii(sample.as_bytes(), &mut Scratch::default());
+            let one_pass = normalize_plain_ascii(sample.as_bytes());
+            [(sample, two_pass), (sample, one_pass)]
+        });
+        for (sample, fast) in fast_paths {
+            let general = normalize_general(sample, &mut Scratch::default());
+            let Some(fast) = fast else {
                 continue;
             };
             assert_eq!(fast.text, general.text, "{sample:?}");
