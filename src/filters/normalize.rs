@@ -205,41 +205,10 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
     words.clear();
     letters_in.clear();
     let mut single_letters = 0;
-    // Punctuation that reads as a letter between two letter-ish bytes (`sh!t`) is left to the
-    // general path; elsewhere (`what!`) it is a separator like any other.
-    let wordish = |b: u8| {
-        matches!(
-            ascii_class(b),
-            Class::Letter | Class::LetterLike | Class::Digit
-        )
-    };
-    let is_separator = |i: usize| match ascii_class(bytes[i]) {
-        Class::Separator => Ok(true),
-        Class::Inner => {
-            let inside =
-                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
-            if inside { Err(()) } else { Ok(true) }
-        }
-        _ => Ok(false),
-    };
     let mut i = 0;
-    while i < bytes.len() {
-        if is_separator(i).ok()? {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let (mut has_letter, mut has_symbol) = (false, false);
-        while i < bytes.len() && !is_separator(i).ok()? {
-            has_letter |= bytes[i].is_ascii_alphabetic();
-            has_symbol |= matches!(bytes[i], b'@' | b'$');
-            i += 1;
-        }
-        if has_symbol && !has_letter {
-            return None;
-        }
-        single_letters += usize::from(i - start == 1 && has_letter);
-        words.push(start..i);
+    while let Some((word, has_letter)) = next_ascii_word(bytes, &mut i)? {
+        single_letters += usize::from(word.len() == 1 && has_letter);
+        words.push(word);
         letters_in.push(has_letter);
     }
     // Gaps between words that are dropped (`b.a.d`); gap k lies between word k and k + 1.
@@ -302,22 +271,6 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
 /// pass that finds the words, with no scratch buffers. `None` sends the line down the two-pass
 /// path (three single letters, or what [`normalize_ascii`] itself leaves to the general path).
 fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
-    let wordish = |b: u8| {
-        matches!(
-            ascii_class(b),
-            Class::Letter | Class::LetterLike | Class::Digit
-        )
-    };
-    // `Err` for punctuation between letters (`sh!t`), which the general path reads.
-    let is_separator = |i: usize| match ascii_class(bytes[i]) {
-        Class::Separator => Ok(true),
-        Class::Inner => {
-            let inside =
-                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
-            if inside { Err(()) } else { Ok(true) }
-        }
-        _ => Ok(false),
-    };
     let mut text: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut runs = Vec::new();
     let mut next_orig = usize::MAX;
@@ -330,22 +283,9 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
     let mut single_letters = 0;
     let mut previous_end = None;
     let mut i = 0;
-    while i < bytes.len() {
-        if is_separator(i).ok()? {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let (mut has_letter, mut has_symbol) = (false, false);
-        while i < bytes.len() && !is_separator(i).ok()? {
-            has_letter |= bytes[i].is_ascii_alphabetic();
-            has_symbol |= matches!(bytes[i], b'@' | b'$');
-            i += 1;
-        }
-        if has_symbol && !has_letter {
-            return None;
-        }
-        if i - start == 1 && has_letter {
+    while let Some((word, has_letter)) = next_ascii_word(bytes, &mut i)? {
+        let (start, end) = (word.start, word.end);
+        if word.len() == 1 && has_letter {
             single_letters += 1;
             if single_letters >= 3 {
                 return None;
@@ -356,10 +296,10 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
             jump_check(text.len(), end, 1);
             text.push(b' ');
         }
-        jump_check(text.len(), start, i - start);
+        jump_check(text.len(), start, end - start);
         let table = if has_letter { &AS_LETTERS } else { &LOWER };
-        text.extend(bytes[start..i].iter().map(|&b| table[usize::from(b)]));
-        previous_end = Some(i);
+        text.extend(bytes[start..end].iter().map(|&b| table[usize::from(b)]));
+        previous_end = Some(end);
     }
     // Only ASCII bytes were written, so this cannot fail.
     let text = String::from_utf8(text).unwrap_or_default();
@@ -368,6 +308,48 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
         origin: Origin::Runs(runs),
         alternative: None,
     })
+}
+
+/// The next word of ASCII `bytes` at or after `*at` (moving `*at` past it), and whether it has
+/// a letter; `Some(None)` when there are no more words. `None` for what only the general path
+/// reads: punctuation between two letter-ish bytes (`sh!t`; elsewhere, as in `what!`, it is a
+/// separator like any other), or a word of only digits and `@`/`$`.
+fn next_ascii_word(bytes: &[u8], at: &mut usize) -> Option<Option<(Range<usize>, bool)>> {
+    let wordish = |b: u8| {
+        matches!(
+            ascii_class(b),
+            Class::Letter | Class::LetterLike | Class::Digit
+        )
+    };
+    let is_separator = |i: usize| match ascii_class(bytes[i]) {
+        Class::Separator => Some(true),
+        Class::Inner => {
+            let inside =
+                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
+            if inside { None } else { Some(true) }
+        }
+        _ => Some(false),
+    };
+    let mut i = *at;
+    while i < bytes.len() && is_separator(i)? {
+        i += 1;
+    }
+    if i == bytes.len() {
+        *at = i;
+        return Some(None);
+    }
+    let start = i;
+    let (mut has_letter, mut has_symbol) = (false, false);
+    while i < bytes.len() && !is_separator(i)? {
+        has_letter |= bytes[i].is_ascii_alphabetic();
+        has_symbol |= matches!(bytes[i], b'@' | b'$');
+        i += 1;
+    }
+    *at = i;
+    if has_symbol && !has_letter {
+        return None;
+    }
+    Some(Some((start..i, has_letter)))
 }
 
 /// ASCII lower-casing as a table, for the byte loops above.
