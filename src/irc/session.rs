@@ -28,13 +28,12 @@ use crate::hub::{Outbox, RegisterError};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::{Frame, clean_text};
-use crate::server::connection::{Connection, Sent};
+use crate::server::connection::{self, Sent};
 use crate::server::line_reader::LineReader;
 use crate::server::login;
 use crate::server::session::{
     Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send,
 };
-use crate::server::writer::write_loop;
 
 /// The most targets of one `PRIVMSG`, `NOTICE` or `JOIN` (`TARGMAX`).
 const MAX_TARGETS: usize = 4;
@@ -91,23 +90,24 @@ where
     let output = Arc::new(ClientOutput::default());
     let adapter = output.clone();
     let adapt: crate::server::writer::Adapt = Arc::new(move |line| adapter.adapt(line));
-    let outbox = shared.new_outbox();
-    let writing = write_loop(
-        write_half,
-        outbox.clone(),
-        shared.writer_context(id, Some(adapt)),
-    );
-    let sent = Arc::new(Sent::default());
-    let session = Session {
-        door,
+    let frames = LineReader::new(read_half, MAX_FRAME);
+    connection::open(
+        shared,
         id,
-        addr,
-        outbox,
-        output,
-        sent: sent.clone(),
-    };
-    let reading = session.read_side(LineReader::new(read_half, MAX_FRAME));
-    Connection::new(shared, (reading, writing), sent, admission)
+        (write_half, Some(adapt)),
+        admission,
+        move |outbox, sent| {
+            let session = Session {
+                door,
+                id,
+                addr,
+                outbox,
+                output,
+                sent,
+            };
+            session.read_side(frames)
+        },
+    )
 }
 
 impl Session {

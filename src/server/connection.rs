@@ -26,8 +26,12 @@ use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use tokio::io::AsyncWrite;
+
 use super::session::{Admission, SessionShared, send};
-use crate::event::{Body, Client, Event};
+use super::writer::{Adapt, WriterContext, write_loop};
+use crate::event::{Body, Client, ClientId, Event};
+use crate::hub::Outbox;
 
 /// Which side of a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +183,7 @@ pin_project! {
         sent: Arc<Sent>,
         ending: Ending,
         // Held for what its `Drop` releases when the connection is over.
-        admission: Admission,
+        _admission: Admission,
     }
 }
 
@@ -194,25 +198,36 @@ enum Ending {
     Farewell(Pin<Box<dyn Future<Output = bool> + Send>>),
 }
 
-impl<R, W> Connection<R, W>
+/// Client `id`'s connection: a new outbox, drained onto `write_half` (through `adapt`, if
+/// given) by the writing side, and the reading side `read` makes from that outbox and the record
+/// of what it sends.
+pub(crate) fn open<W, R>(
+    shared: Arc<SessionShared>,
+    id: ClientId,
+    (write_half, adapt): (W, Option<Adapt>),
+    admission: Admission,
+    read: impl FnOnce(Outbox, Arc<Sent>) -> R,
+) -> Connection<R, impl Future<Output = ()>>
 where
+    W: AsyncWrite + Unpin,
     R: Future<Output = ()>,
-    W: Future<Output = ()>,
 {
-    /// A connection whose reading side records what it sends in `sent`.
-    pub(crate) fn new(
-        shared: Arc<SessionShared>,
-        (reading, writing): (R, W),
-        sent: Arc<Sent>,
-        admission: Admission,
-    ) -> Self {
-        Connection {
-            sides: BothSides::new(reading, writing),
-            shared,
-            sent,
-            ending: Ending::Running,
-            admission,
-        }
+    let outbox = shared.new_outbox();
+    let sent = Arc::new(Sent::default());
+    let context = WriterContext {
+        client: id,
+        write_timeout: shared.config.write_timeout,
+        metrics: shared.metrics.clone(),
+        adapt,
+    };
+    let writing = write_loop(write_half, outbox.clone(), context);
+    let reading = read(outbox, sent.clone());
+    Connection {
+        sides: BothSides::new(reading, writing),
+        shared,
+        sent,
+        ending: Ending::Running,
+        _admission: admission,
     }
 }
 
@@ -225,7 +240,6 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        let _ = &this.admission;
         loop {
             match this.ending {
                 Ending::Running => match ready!(this.sides.as_mut().poll(cx)) {

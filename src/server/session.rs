@@ -6,8 +6,8 @@
 //! of stream, a read error, or the writer giving up) the session sends [`Body::Left`] through the
 //! pipeline, behind the client's last lines, so `bye` then EOF still delivers `bye` first.
 //!
-//! This is the reading side of the connection; [`super::connection::run`] runs it in one task
-//! with the writing side ([`super::writer`]).
+//! This is the reading side of the connection; [`super::connection::Connection`] runs it in one
+//! task with the writing side ([`super::writer`]).
 //!
 //! On server shutdown the session stops reading and sends nothing more: the hub tells every
 //! registered client; the session itself tells a client still in its handshake.
@@ -26,10 +26,9 @@ use tokio_util::task::TaskTracker;
 use super::accounts::Accounts;
 use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, clean_text};
-use super::connection::{Connection, Sent};
+use super::connection::{self, Sent};
 use super::line_reader::LineReader;
 use super::login;
-use super::writer::{Adapt, WriterContext, write_loop};
 use crate::config::ServerConfig;
 use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
 use crate::hub::{HubHandle, Outbox, RegisterError};
@@ -78,16 +77,6 @@ impl SessionShared {
         )
     }
 
-    /// What the writing side of client `id`'s connection needs (with `adapt` as its last step).
-    pub(crate) fn writer_context(&self, id: ClientId, adapt: Option<Adapt>) -> WriterContext {
-        WriterContext {
-            client: id,
-            write_timeout: self.config.write_timeout,
-            metrics: self.metrics.clone(),
-            adapt,
-        }
-    }
-
     /// A new client id, unique over every door for the server's life.
     pub(crate) fn next_client_id(&self) -> ClientId {
         ClientId(
@@ -97,9 +86,6 @@ impl SessionShared {
         )
     }
 }
-
-/// The lines a connection reads, over plain TCP or TLS.
-type Frames<R> = LineReader<R>;
 
 /// A connection's place in the connection limits; dropping it frees the place.
 #[derive(Debug)]
@@ -122,20 +108,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let outbox = shared.new_outbox();
-    let _ = outbox.push(server_line(protocol::GREETING));
-    let sent = Arc::new(Sent::default());
     let frames = LineReader::new(read_half, shared.config.max_line_bytes);
-    let writing = write_loop(write_half, outbox.clone(), shared.writer_context(id, None));
-    let reading = read_side(shared.clone(), (id, addr), frames, outbox, sent.clone());
-    Connection::new(shared, (reading, writing), sent, admission)
+    let reader_shared = shared.clone();
+    connection::open(
+        shared,
+        id,
+        (write_half, None),
+        admission,
+        move |outbox, sent| {
+            let _ = outbox.push(server_line(protocol::GREETING));
+            read_side(reader_shared, (id, addr), frames, outbox, sent)
+        },
+    )
 }
 
 /// The reading side: the handshake, then lines into the pipeline until the client goes.
 async fn read_side<R: AsyncRead + Unpin>(
     shared: Arc<SessionShared>,
     (id, addr): (ClientId, SocketAddr),
-    mut frames: Frames<R>,
+    mut frames: LineReader<R>,
     outbox: Outbox,
     sent: Arc<Sent>,
 ) {
@@ -213,7 +204,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     id: ClientId,
     addr: SocketAddr,
-    frames: &mut Frames<R>,
+    frames: &mut LineReader<R>,
     outbox: &Outbox,
     sent: &Sent,
 ) -> Result<(), HandshakeEnd> {
@@ -284,7 +275,7 @@ async fn log_in<R: AsyncRead + Unpin>(
     shared: &SessionShared,
     name: &str,
     addr: SocketAddr,
-    frames: &mut Frames<R>,
+    frames: &mut LineReader<R>,
     outbox: &Outbox,
 ) -> Result<Result<(String, Role), String>, HandshakeEnd> {
     let account = match login::account(shared, name).await {
@@ -332,7 +323,7 @@ async fn log_in<R: AsyncRead + Unpin>(
 /// is disconnected. Each gets a `SERVER:` line saying why before the connection closes.
 async fn read_lines<R: AsyncRead + Unpin>(
     shared: &SessionShared,
-    frames: &mut Frames<R>,
+    frames: &mut LineReader<R>,
     outbox: &Outbox,
     sent: &Sent,
 ) {
