@@ -1,6 +1,5 @@
 //! The hub alone, without sockets, on a paused clock: mutes and bans expire.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +39,7 @@ async fn join(
 /// Reads the member's outbox until a line equal to `expected` arrives.
 async fn expect(member: &Member, expected: &str) {
     loop {
-        match member.outbox.next_batch(VecDeque::new()).await {
+        match member.outbox.next_batch().await {
             Batch::Lines(lines, _) => {
                 // One queued item may hold several lines (a multi-line notice).
                 for item in lines {

@@ -24,7 +24,7 @@
 //! - after [`Outbox::close`] nothing more is queued; the writer flushes what is queued (unless the
 //!   close discards it), writes the final line, and stops.
 //!
-//! The mutex is a `std` one, held for a push or a swap of the queue, never across an `.await`.
+//! The mutex is a `std` one, held for a push or the taking of the queue, never across an `.await`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -211,24 +211,21 @@ impl Outbox {
         self.lock().closed.is_some()
     }
 
-    /// Waits for the next batch. `spare` is an empty queue to swap in, so the writer and the
-    /// outbox recycle two allocations instead of making one per batch.
-    pub async fn next_batch(&self, spare: VecDeque<Bytes>) -> Batch {
-        let mut spare = spare;
-        std::future::poll_fn(|cx| self.poll_batch(cx, &mut spare)).await
+    /// Waits for the next batch.
+    pub async fn next_batch(&self) -> Batch {
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
     }
 
-    /// The next batch if there is one (swapping the queue with `spare`, which must be empty);
-    /// otherwise registers the writer's waker and returns `Pending`. The waker is stored under
-    /// the same lock pushes take, so no wake-up is lost between the check and the wait.
-    pub fn poll_batch(&self, cx: &mut Context<'_>, spare: &mut VecDeque<Bytes>) -> Poll<Batch> {
+    /// The next batch if there is one (the whole queue: the outbox starts a new, unallocated
+    /// one, so an idle client holds no queue); otherwise registers the writer's waker and returns
+    /// `Pending`. The waker is stored under the same lock pushes take, so no wake-up is lost
+    /// between the check and the wait.
+    pub fn poll_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
         let mut state = self.lock();
         if !state.queue.is_empty() {
             state.bytes = 0;
             let since = state.since.take().unwrap_or_else(Instant::now);
-            let mut queue = std::mem::take(spare);
-            std::mem::swap(&mut queue, &mut state.queue);
-            return Poll::Ready(Batch::Lines(queue, since));
+            return Poll::Ready(Batch::Lines(std::mem::take(&mut state.queue), since));
         }
         if let Some(last) = &state.closed {
             return Poll::Ready(Batch::Close(last.clone()));
@@ -270,7 +267,7 @@ mod tests {
         let outbox = Outbox::new(10, 1000, STALL);
         outbox.push(line("a\n")).unwrap();
         outbox.push(line("b\n")).unwrap();
-        match outbox.next_batch(VecDeque::new()).await {
+        match outbox.next_batch().await {
             Batch::Lines(q, _) => assert_eq!(q, vec![line("a\n"), line("b\n")]),
             other => panic!("{other:?}"),
         }
@@ -292,9 +289,7 @@ mod tests {
         // The writer has not run yet: over the bound, but nothing is stalled.
         fill(&outbox, 10);
         // The writer takes the batch and its socket blocks: pushes still fit within the grace.
-        assert!(
-            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q, _) if q.len() == 10)
-        );
+        assert!(matches!(outbox.next_batch().await, Batch::Lines(q, _) if q.len() == 10));
         outbox.progressed(); // the write blocks
         fill(&outbox, 10);
         tokio::time::advance(STALL / 2).await;
@@ -311,7 +306,7 @@ mod tests {
     async fn a_stalled_socket_may_still_fill_up_to_the_bounds() {
         let outbox = Outbox::new(4, 1000, STALL);
         fill(&outbox, 1);
-        let _ = outbox.next_batch(VecDeque::new()).await;
+        let _ = outbox.next_batch().await;
         outbox.progressed(); // the write blocks
         tokio::time::advance(STALL * 10).await;
         fill(&outbox, 4);
@@ -346,12 +341,8 @@ mod tests {
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("bye\n")), false);
         outbox.push(line("ignored\n")).unwrap();
-        assert!(
-            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Lines(q, _) if q.len() == 1)
-        );
-        assert!(
-            matches!(outbox.next_batch(VecDeque::new()).await, Batch::Close(Some(l)) if l == line("bye\n"))
-        );
+        assert!(matches!(outbox.next_batch().await, Batch::Lines(q, _) if q.len() == 1));
+        assert!(matches!(outbox.next_batch().await, Batch::Close(Some(l)) if l == line("bye\n")));
     }
 
     #[tokio::test]
@@ -359,10 +350,7 @@ mod tests {
         let outbox = Outbox::new(10, 1000, STALL);
         outbox.push(line("a\n")).unwrap();
         outbox.close(Some(line("slow\n")), true);
-        assert!(matches!(
-            outbox.next_batch(VecDeque::new()).await,
-            Batch::Close(Some(_))
-        ));
+        assert!(matches!(outbox.next_batch().await, Batch::Close(Some(_))));
     }
 
     #[tokio::test]
@@ -370,7 +358,7 @@ mod tests {
         let outbox = Outbox::new(10, 1000, STALL);
         let writer = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.next_batch(VecDeque::new()).await }
+            async move { outbox.next_batch().await }
         });
         tokio::task::yield_now().await;
         outbox.push(line("x\n")).unwrap();

@@ -55,7 +55,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     ctx: WriterContext,
 ) {
     loop {
-        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx, &mut VecDeque::new())).await;
+        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx)).await;
         let (mut lines, closing, mut last, since) = match batch {
             Batch::Lines(lines, since) => (lines, false, None, Some(since)),
             Batch::Close(last) => (VecDeque::new(), true, last, None),

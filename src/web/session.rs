@@ -362,7 +362,6 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Outbox, ctx
     let _admission = ctx.admission;
     let mut ping = tokio::time::interval(ctx.ping_every);
     ping.tick().await;
-    let mut spare = std::collections::VecDeque::new();
     loop {
         let batch = tokio::select! {
             _ = ctx.cut.cancelled() => return,
@@ -374,7 +373,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Outbox, ctx
                 }
                 continue;
             }
-            batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
+            batch = outbox.next_batch() => batch,
         };
         let (lines, last) = match batch {
             Batch::Lines(lines, _) => (lines, None),
@@ -410,11 +409,6 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Outbox, ctx
             let _ = tokio::time::timeout(ctx.write_timeout, sink.send(Message::Close(Some(close))))
                 .await;
             return;
-        }
-        let mut lines = lines;
-        lines.clear();
-        if lines.capacity() <= 8 {
-            spare = lines;
         }
     }
 }

@@ -1070,7 +1070,7 @@ mod tests {
         hub.register(client, outbox.clone(), DoorId::TEXT).unwrap();
         hub.guarded(Some(ClientId(1)), |_| panic!("a bug in a command"));
         assert!(hub.members.contains_key(&ClientId(1)), "the hub goes on");
-        let told = match outbox.next_batch(VecDeque::new()).await {
+        let told = match outbox.next_batch().await {
             crate::hub::Batch::Lines(lines, _) => lines
                 .iter()
                 .map(|l| String::from_utf8_lossy(l).into_owned())
