@@ -112,37 +112,49 @@ where
 
 impl Session {
     /// The reading side: registration, then commands until the client goes.
-    async fn read_side<R: AsyncRead + Unpin>(mut self, mut frames: LineReader<R>) {
-        let shared = self.door.shared.clone();
-        let config = &shared.config;
-        let (id, addr) = (self.id, self.addr);
-        let session = &mut self;
-        // Boxed: registration's state is needed once and should not stay in an idle session.
-        let registration = Box::pin(tokio::time::timeout(
-            config.handshake_timeout,
-            session.register(&mut frames),
-        ));
-        let registered = tokio::select! {
-            _ = shared.stop_reading.cancelled() => {
-                session.close(crate::protocol::SHUTTING_DOWN);
-                return;
+    ///
+    /// An `async` block rather than an `async fn`, so the session and its reader are not kept
+    /// twice in every connection (see `server::session::read_side`).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice"
+    )]
+    fn read_side<R: AsyncRead + Unpin>(
+        mut self,
+        mut frames: LineReader<R>,
+    ) -> impl Future<Output = ()> {
+        async move {
+            let shared = self.door.shared.clone();
+            let config = &shared.config;
+            let (id, addr) = (self.id, self.addr);
+            let session = &mut self;
+            // Boxed: registration's state is needed once and should not stay in an idle session.
+            let registration = Box::pin(tokio::time::timeout(
+                config.handshake_timeout,
+                session.register(&mut frames),
+            ));
+            let registered = tokio::select! {
+                _ = shared.stop_reading.cancelled() => {
+                    session.close(crate::protocol::SHUTTING_DOWN);
+                    return;
+                }
+                result = registration => match result {
+                    Ok(Ok(())) => true,
+                    Ok(Err(farewell)) => {
+                        tracing::info!(client = %id, peer = %addr, reason = %farewell, "IRC registration ended");
+                        session.close(&farewell);
+                        false
+                    }
+                    Err(_) => {
+                        shared.metrics.handshake_failure("timeout");
+                        session.close("Registration timed out");
+                        false
+                    }
+                },
+            };
+            if registered {
+                session.read_commands(&mut frames).await;
             }
-            result = registration => match result {
-                Ok(Ok(())) => true,
-                Ok(Err(farewell)) => {
-                    tracing::info!(client = %id, peer = %addr, reason = %farewell, "IRC registration ended");
-                    session.close(&farewell);
-                    false
-                }
-                Err(_) => {
-                    shared.metrics.handshake_failure("timeout");
-                    session.close("Registration timed out");
-                    false
-                }
-            },
-        };
-        if registered {
-            session.read_commands(&mut frames).await;
         }
     }
 }

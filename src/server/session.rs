@@ -123,30 +123,53 @@ where
 }
 
 /// The reading side: the handshake, then lines into the pipeline until the client goes.
-async fn read_side<R: AsyncRead + Unpin>(
+///
+/// An `async` block rather than an `async fn`: the block uses what it captures in place, where
+/// an `async fn` would keep its arguments twice (as passed, and as the locals they are moved
+/// into), for the whole life of every idle connection.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn read_side<R: AsyncRead + Unpin>(
     shared: Arc<SessionShared>,
     (id, addr): (ClientId, SocketAddr),
     mut frames: LineReader<R>,
     outbox: Outbox,
     sent: Arc<Sent>,
-) {
-    let (shared, outbox, sent) = (&*shared, &outbox, &*sent);
-    let config = &shared.config;
-    // Boxed: the handshake's state is large and needed once, so it should not stay in the
-    // session's future (and in memory) for the whole life of an idle connection.
-    let handshake = Box::pin(tokio::time::timeout(
-        config.handshake_timeout,
-        handshake(shared, id, addr, &mut frames, outbox, sent),
-    ));
+) -> impl Future<Output = ()> {
+    async move {
+        // Boxed whole: the handshake's state is large and needed once, so it should not stay
+        // in the session's future (and in memory) for the whole life of an idle connection.
+        let greeted = Box::pin(greet(&shared, (id, addr), &mut frames, &outbox, &sent));
+        if greeted.await {
+            read_lines(&shared, &mut frames, &outbox, &sent).await;
+        }
+    }
+}
+
+/// Runs the handshake within its timeout, unless shutdown begins first; true once the client is
+/// registered, otherwise the client has been told why not and its outbox is closed.
+async fn greet<R: AsyncRead + Unpin>(
+    shared: &SessionShared,
+    (id, addr): (ClientId, SocketAddr),
+    frames: &mut LineReader<R>,
+    outbox: &Outbox,
+    sent: &Sent,
+) -> bool {
+    let handshake = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        handshake(shared, id, addr, frames, outbox, sent),
+    );
     let ended = tokio::select! {
         _ = shared.stop_reading.cancelled() => {
             outbox.close(Some(server_line(protocol::SHUTTING_DOWN)), false);
-            return;
+            return false;
         }
         result = handshake => result,
     };
     match ended {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => return true,
         Ok(Err(end)) => {
             tracing::info!(client = %id, peer = %addr, reason = %end, "handshake ended");
             match end {
@@ -157,7 +180,6 @@ async fn read_side<R: AsyncRead + Unpin>(
                 HandshakeEnd::Gone | HandshakeEnd::ShuttingDown => {}
             }
             outbox.close(end.farewell().as_deref().map(server_line), false);
-            return;
         }
         Err(_) => {
             tracing::info!(client = %id, peer = %addr, "handshake timed out");
@@ -166,10 +188,9 @@ async fn read_side<R: AsyncRead + Unpin>(
                 Some(server_line("Timed out waiting for a username. Goodbye.")),
                 false,
             );
-            return;
         }
     }
-    read_lines(shared, &mut frames, outbox, sent).await;
+    false
 }
 
 /// Why a handshake ended without a registered client.

@@ -49,72 +49,83 @@ pub(crate) struct WriterContext {
 pub(crate) type Adapt = Arc<dyn Fn(Bytes) -> Option<Bytes> + Send + Sync>;
 
 /// Writes batches from `outbox` to `socket` until the outbox is closed or a write fails.
-pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+///
+/// An `async` block rather than an `async fn`, so its arguments are not kept twice in every
+/// connection (see `session::read_side`).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+pub(crate) fn write_loop<W: AsyncWrite + Unpin>(
     mut socket: W,
     outbox: Outbox,
     ctx: WriterContext,
-) {
-    loop {
-        let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx)).await;
-        let (mut lines, closing, mut last, since) = match batch {
-            Batch::Lines(lines, since) => (lines, false, None, Some(since)),
-            Batch::Close(last) => (VecDeque::new(), true, last, None),
-        };
-        if let Some(adapt) = &ctx.adapt {
-            // In place: no allocation per batch.
-            lines.retain_mut(|line| match adapt(std::mem::take(line)) {
-                Some(adapted) => {
-                    *line = adapted;
-                    true
-                }
-                None => false,
-            });
-            last = last.and_then(|line| adapt(line));
-        }
-        let mut batch = Unwritten::new(&lines, last.as_ref());
-        // No timer for a batch the socket takes at once, which is nearly every batch.
-        let now = std::future::poll_fn(|cx| Poll::Ready(batch.poll_write(&mut socket, cx))).await;
-        let result = match now {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => {
-                outbox.progressed();
-                // Boxed: only a blocked write needs this state.
-                let rest = std::future::poll_fn(|cx| {
-                    let before = batch.position();
-                    let poll = batch.poll_write(&mut socket, cx);
-                    if poll.is_pending() && batch.position() != before {
-                        outbox.progressed();
+) -> impl Future<Output = ()> {
+    async move {
+        loop {
+            let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx)).await;
+            let (mut lines, closing, mut last, since) = match batch {
+                Batch::Lines(lines, since) => (lines, false, None, Some(since)),
+                Batch::Close(last) => (VecDeque::new(), true, last, None),
+            };
+            if let Some(adapt) = &ctx.adapt {
+                // In place: no allocation per batch.
+                lines.retain_mut(|line| match adapt(std::mem::take(line)) {
+                    Some(adapted) => {
+                        *line = adapted;
+                        true
                     }
-                    poll
+                    None => false,
                 });
-                Box::pin(tokio::time::timeout(ctx.write_timeout, rest)).await
+                last = last.and_then(|line| adapt(line));
             }
-        };
-        match result {
-            Ok(Ok(())) if closing => {
-                // A graceful close: the client has its last line; tell it we are done.
-                // Boxed: a future every connection would otherwise carry for its last moment.
-                let _ = Box::pin(tokio::time::timeout(ctx.write_timeout, socket.shutdown())).await;
-                return;
-            }
-            Ok(Ok(())) => {
-                outbox.written();
-                ctx.metrics.lines_delivered.inc_by(lines.len() as u64);
-                if let Some(since) = since {
-                    ctx.metrics
-                        .fanout_latency
-                        .observe(since.elapsed().as_secs_f64());
+            let mut batch = Unwritten::new(&lines, last.as_ref());
+            // No timer for a batch the socket takes at once, which is nearly every batch.
+            let now =
+                std::future::poll_fn(|cx| Poll::Ready(batch.poll_write(&mut socket, cx))).await;
+            let result = match now {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => {
+                    outbox.progressed();
+                    // Boxed: only a blocked write needs this state.
+                    let rest = std::future::poll_fn(|cx| {
+                        let before = batch.position();
+                        let poll = batch.poll_write(&mut socket, cx);
+                        if poll.is_pending() && batch.position() != before {
+                            outbox.progressed();
+                        }
+                        poll
+                    });
+                    Box::pin(tokio::time::timeout(ctx.write_timeout, rest)).await
                 }
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(client = %ctx.client, %error, "write failed");
-                outbox.close(None, true);
-                return;
-            }
-            Err(_) => {
-                tracing::info!(client = %ctx.client, timeout = ?ctx.write_timeout, "write timed out");
-                outbox.close(None, true);
-                return;
+            };
+            match result {
+                Ok(Ok(())) if closing => {
+                    // A graceful close: the client has its last line; tell it we are done.
+                    // Boxed: a future every connection would otherwise carry for its last moment.
+                    let _ =
+                        Box::pin(tokio::time::timeout(ctx.write_timeout, socket.shutdown())).await;
+                    return;
+                }
+                Ok(Ok(())) => {
+                    outbox.written();
+                    ctx.metrics.lines_delivered.inc_by(lines.len() as u64);
+                    if let Some(since) = since {
+                        ctx.metrics
+                            .fanout_latency
+                            .observe(since.elapsed().as_secs_f64());
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(client = %ctx.client, %error, "write failed");
+                    outbox.close(None, true);
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(client = %ctx.client, timeout = ?ctx.write_timeout, "write timed out");
+                    outbox.close(None, true);
+                    return;
+                }
             }
         }
     }
