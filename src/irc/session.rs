@@ -29,10 +29,11 @@ use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::{Frame, clean_text};
 use crate::server::connection::{self, Sent};
+use crate::server::idle::IdleAlarm;
 use crate::server::line_reader::LineReader;
 use crate::server::login;
 use crate::server::session::{
-    Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, SessionShared, send,
+    Admission, BadLines, MAX_NAME_ATTEMPTS, SessionShared, send, send_next,
 };
 
 /// The most targets of one `PRIVMSG`, `NOTICE` or `JOIN` (`TARGMAX`).
@@ -538,29 +539,32 @@ impl Session {
     async fn read_commands<R: AsyncRead + Unpin>(&mut self, frames: &mut LineReader<R>) {
         let shared = self.door.shared.clone();
         let config = &shared.config;
-        let mut idle = IdleTimer::new(config.idle_timeout);
+        let sent = self.sent.clone();
+        let (idle, liveness) = (&*shared.idle, sent.liveness());
+        idle.heard(liveness);
         let mut bad_lines = BadLines::new(config.max_bad_lines);
         let reason = loop {
+            // No timer: the idle watch wakes this side when it is due.
             let frame = tokio::select! {
                 _ = shared.stop_reading.cancelled() => return,
-                alarm = idle.alarm() => match alarm {
+                next = idle.next_or_alarm(liveness, frames) => match next {
+                    Ok(frame) => frame,
                     // A live client answers the ping, which resets the timer.
-                    IdleAlarm::Warn(_) => {
+                    Err(IdleAlarm::Warn(_)) => {
                         self.reply(|out, _| out.raw(&format!("PING :{SERVER}")));
                         continue;
                     }
-                    IdleAlarm::Expired => {
+                    Err(IdleAlarm::Expired) => {
                         let why = format!(
                             "Ping timeout: idle for {}",
-                            crate::hub::describe_duration(config.idle_timeout)
+                            crate::hub::describe_duration(idle.timeout())
                         );
                         self.reply(|out, _| out.raw(&format!("ERROR :Closing link: {why}")));
                         break "idle".to_owned();
                     }
                 },
-                frame = frames.next() => frame,
             };
-            idle.reset();
+            idle.heard(liveness);
             let line = match frame {
                 None => break "end of stream".to_owned(),
                 Some(Err(error)) => break format!("read error: {error}"),
@@ -596,9 +600,7 @@ impl Session {
                 return;
             }
         };
-        if let Some(event) = self.sent.event(Body::Left(reason)) {
-            send(&shared, event).await;
-        }
+        send_next(&shared, &self.sent, Body::Left(reason)).await;
     }
 
     /// A chat line into the pipeline, for `room` (or the client's current room). False when the

@@ -1,11 +1,11 @@
 //! One task per connection: the reading side and the writing side polled as one future.
 //!
 //! A connection has two sides that wait on different things: the reading side on the client's
-//! bytes, its idle timer and shutdown; the writing side on its [`crate::hub::Outbox`] and the
-//! socket. Running them as two tasks cost each connection two task headers, two futures and a
-//! token for each side to learn that the other had ended. [`BothSides`] runs both in one task
-//! and polls only the side that was woken, so a writer woken a thousand times a second in a busy
-//! room does not poll the reader's timer and shutdown signal each time.
+//! bytes and the idle watch ([`super::idle`]); the writing side on its [`crate::hub::Outbox`]
+//! and the socket. Running them as two tasks cost each connection two task headers, two futures
+//! and a token for each side to learn that the other had ended. [`BothSides`] runs both in one
+//! task and polls only the side that was woken, so a writer woken a thousand times a second in
+//! a busy room does not poll the reading side each time.
 //!
 //! [`Connection`] is a connection's life:
 //! - while both sides run, the first to end decides what follows;
@@ -28,6 +28,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use tokio::io::AsyncWrite;
 
+use super::idle::Liveness;
 use super::session::{Admission, SessionShared, send};
 use super::writer::{Adapt, WriterContext, write_loop};
 use crate::event::{Body, Client, ClientId, Event};
@@ -149,12 +150,19 @@ where
 pub(crate) struct Sent {
     client: OnceLock<Arc<Client>>,
     next_seq: AtomicU64,
+    /// When the client was last heard, for the [`super::idle::IdleWatch`].
+    liveness: Liveness,
 }
 
 impl Sent {
     /// The hub has taken the client: its lines may now go into the pipeline.
     pub(crate) fn registered(&self, client: Arc<Client>) {
         let _ = self.client.set(client);
+    }
+
+    /// When the client was last heard, and what the idle watch has asked of the reading side.
+    pub(crate) fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// The registered client, if any.
@@ -214,6 +222,7 @@ where
 {
     let outbox = shared.new_outbox();
     let sent = Arc::new(Sent::default());
+    shared.idle.watch(&sent);
     let context = WriterContext {
         client: id,
         write_timeout: shared.config.write_timeout,

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod admission;
 pub mod codec;
 pub(crate) mod connection;
+pub(crate) mod idle;
 pub(crate) mod line_reader;
 mod listener;
 pub(crate) mod login;
@@ -371,6 +372,8 @@ impl Server {
             tasks.spawn(log_status(metrics.clone(), interval, stop_reading.clone()));
         }
 
+        let idle = Arc::new(idle::IdleWatch::new(self.config.server.idle_timeout));
+        tasks.spawn(idle.clone().run(stop_reading.clone()));
         let shared = Arc::new(session::SessionShared {
             config: self.config.server.clone(),
             default_room: Arc::from(self.config.rooms.default.as_str()),
@@ -387,6 +390,7 @@ impl Server {
                 self.config.server.max_connections,
             )),
             next_id: std::sync::atomic::AtomicU64::new(0),
+            idle,
             stop_reading: stop_reading.clone(),
             cut: cut.clone(),
             tasks: tasks.clone(),

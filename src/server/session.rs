@@ -27,6 +27,7 @@ use super::accounts::Accounts;
 use super::admission::{AddressGuard, AddressLimits};
 use super::codec::{Frame, clean_text};
 use super::connection::{self, Sent};
+use super::idle::IdleAlarm;
 use super::line_reader::LineReader;
 use super::login;
 use crate::config::ServerConfig;
@@ -55,6 +56,8 @@ pub(crate) struct SessionShared {
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
     /// The last client id handed out, over every door.
     pub(crate) next_id: std::sync::atomic::AtomicU64,
+    /// Disconnects clients that stay silent too long.
+    pub(crate) idle: Arc<super::idle::IdleWatch>,
     /// Cancelled when shutdown begins: stop reading.
     pub(crate) stop_reading: CancellationToken,
     /// Cancelled when the shutdown grace period is over: stop writing.
@@ -348,122 +351,95 @@ async fn read_lines<R: AsyncRead + Unpin>(
     outbox: &Outbox,
     sent: &Sent,
 ) {
-    let config = &shared.config;
-    let max = config.max_line_bytes;
-    let mut idle = IdleTimer::new(config.idle_timeout);
-    let mut bad_lines = BadLines::new(config.max_bad_lines);
+    let (idle, liveness) = (&*shared.idle, sent.liveness());
+    idle.heard(liveness);
+    let mut bad_lines = BadLines::new(shared.config.max_bad_lines);
+    // What is decided about each input is a plain function, so this loop (which every idle
+    // connection is parked in) keeps nothing across its waits but the two futures.
     let reason = loop {
         // No shutdown branch: at shutdown the hub closes every registered client's outbox, which
         // ends the writing side and with it the connection, and a line read meanwhile finds the
-        // pipeline closed. (One branch less is less to keep in every idle connection.)
-        let frame = tokio::select! {
-            alarm = idle.alarm() => match alarm {
-                IdleAlarm::Warn(left) => {
-                    let warning = format!(
-                        "You have been idle for a while; you will be disconnected in {} unless you send something.",
-                        crate::hub::describe_duration(left)
-                    );
-                    let _ = outbox.push(server_line(&warning));
-                    continue;
+        // pipeline closed. No timer either: the idle watch wakes this side when it is due.
+        let input = idle.next_or_alarm(liveness, frames).await;
+        match on_input(shared, (outbox, sent), &mut bad_lines, input) {
+            Input::Nothing => {}
+            Input::Line(line) => {
+                if !send_next(shared, sent, Body::Line(line)).await {
+                    return;
                 }
-                IdleAlarm::Expired => {
-                    let notice = format!(
-                        "Disconnected: idle for {}",
-                        crate::hub::describe_duration(config.idle_timeout)
-                    );
-                    let _ = outbox.push(server_line(&notice));
-                    break "idle".to_owned();
-                }
-            },
-            frame = frames.next() => frame,
-        };
-        idle.reset();
-        if matches!(frame, Some(Ok(_))) {
-            shared.metrics.lines_received.inc();
-        }
-        let line = match frame {
-            None => break "end of stream".to_owned(),
-            Some(Err(error)) => break format!("read error: {error}"),
-            Some(Ok(Frame::Line(line))) => line,
-            Some(Ok(bad)) => {
-                let notice = if bad == Frame::TooLong {
-                    shared.metrics.dropped(DropReason::TooLong, 1);
-                    format!("Line too long (the limit is {max} bytes); it was discarded.")
-                } else {
-                    shared.metrics.dropped(DropReason::InvalidUtf8, 1);
-                    "Invalid UTF-8; the line was discarded.".to_owned()
-                };
-                let _ = outbox.push(server_line(&notice));
-                if bad_lines.offend() {
-                    let notice = "Disconnected: too many invalid lines";
-                    let _ = outbox.push(server_line(notice));
-                    break "too many invalid lines".to_owned();
-                }
-                continue;
             }
-        };
-        let line = match clean_text(&line) {
-            std::borrow::Cow::Borrowed(_) => line,
-            std::borrow::Cow::Owned(cleaned) => cleaned,
-        };
-        let Some(event) = sent.event(Body::Line(line)) else {
-            return;
-        };
-        if !send(shared, event).await {
-            return;
+            Input::End(reason) => break reason,
         }
     };
-    if let Some(event) = sent.event(Body::Left(reason)) {
-        send(shared, event).await;
-    }
+    send_next(shared, sent, Body::Left(reason)).await;
 }
 
-/// What the idle timer says.
-pub(crate) enum IdleAlarm {
-    /// Time to warn; this much is left.
-    Warn(std::time::Duration),
-    /// Time is up.
-    Expired,
+/// What a text client's input comes to.
+enum Input {
+    /// Nothing for the pipeline (the client has been told whatever it needed to hear).
+    Nothing,
+    /// A clean line for the pipeline.
+    Line(String),
+    /// The connection is over, for this reason (the client has been told).
+    End(String),
 }
 
-/// Tracks how long a client has been silent. One timer, re-armed on each line; the warning
-/// comes `min(30s, timeout / 2)` before the end.
-pub(crate) struct IdleTimer {
-    timeout: std::time::Duration,
-    warn_before: std::time::Duration,
-    last_heard: Instant,
-    warned: bool,
-}
-
-impl IdleTimer {
-    pub(crate) fn new(timeout: std::time::Duration) -> Self {
-        IdleTimer {
-            timeout,
-            warn_before: (timeout / 2).min(std::time::Duration::from_secs(30)),
-            last_heard: Instant::now(),
-            warned: false,
+/// Decides what one input (or idle alarm) means: counts it, tells the client about a bad line
+/// or its silence, and cleans a good line.
+fn on_input(
+    shared: &SessionShared,
+    (outbox, sent): (&Outbox, &Sent),
+    bad_lines: &mut BadLines,
+    input: Result<Option<std::io::Result<Frame>>, IdleAlarm>,
+) -> Input {
+    let tell = |text: &str| {
+        let _ = outbox.push(server_line(text));
+    };
+    let frame = match input {
+        Err(IdleAlarm::Warn(left)) => {
+            tell(&format!(
+                "You have been idle for a while; you will be disconnected in {} unless you send something.",
+                crate::hub::describe_duration(left)
+            ));
+            return Input::Nothing;
         }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.last_heard = Instant::now();
-        self.warned = false;
-    }
-
-    /// Completes at the next warning or the end; never, when idle timeouts are off.
-    pub(crate) async fn alarm(&mut self) -> IdleAlarm {
-        if self.timeout.is_zero() {
-            return std::future::pending().await;
+        Err(IdleAlarm::Expired) => {
+            tell(&format!(
+                "Disconnected: idle for {}",
+                crate::hub::describe_duration(shared.idle.timeout())
+            ));
+            return Input::End("idle".to_owned());
         }
-        let end = self.last_heard + self.timeout;
-        if !self.warned {
-            tokio::time::sleep_until(end - self.warn_before).await;
-            self.warned = true;
-            return IdleAlarm::Warn(self.warn_before);
+        Ok(None) => return Input::End("end of stream".to_owned()),
+        Ok(Some(Err(error))) => return Input::End(format!("read error: {error}")),
+        Ok(Some(Ok(frame))) => frame,
+    };
+    shared.idle.heard(sent.liveness());
+    shared.metrics.lines_received.inc();
+    let line = match frame {
+        Frame::Line(line) => line,
+        bad => {
+            if bad == Frame::TooLong {
+                shared.metrics.dropped(DropReason::TooLong, 1);
+                let max = shared.config.max_line_bytes;
+                tell(&format!(
+                    "Line too long (the limit is {max} bytes); it was discarded."
+                ));
+            } else {
+                shared.metrics.dropped(DropReason::InvalidUtf8, 1);
+                tell("Invalid UTF-8; the line was discarded.");
+            }
+            if bad_lines.offend() {
+                tell("Disconnected: too many invalid lines");
+                return Input::End("too many invalid lines".to_owned());
+            }
+            return Input::Nothing;
         }
-        tokio::time::sleep_until(end).await;
-        IdleAlarm::Expired
-    }
+    };
+    Input::Line(match clean_text(&line) {
+        std::borrow::Cow::Borrowed(_) => line,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
+    })
 }
 
 /// Counts over-long and invalid lines in the last minute.
@@ -497,21 +473,45 @@ impl BadLines {
     }
 }
 
+/// Sends the client's next event, with `body`, into the pipeline (see [`send`]). False when
+/// the client is not registered, shutdown began or the pipeline is gone.
+///
+/// The event is made here rather than by the caller: an event an `async fn` holds while it is
+/// sent stays in that future's state (eighty bytes in every idle connection) after it has gone.
+pub(crate) fn send_next<'a>(
+    shared: &'a SessionShared,
+    sent: &Sent,
+    body: Body,
+) -> impl Future<Output = bool> + Send + 'a {
+    send_if_any(shared, sent.event(body))
+}
+
 /// Sends into the pipeline, waiting while it is full (which stops reading from this client, so
 /// TCP pushes back on it). False when shutdown began or the pipeline is gone.
+pub(crate) fn send(shared: &SessionShared, event: Event) -> impl Future<Output = bool> + Send + '_ {
+    send_if_any(shared, Some(event))
+}
+
+/// [`send`], or false at once for no event.
 ///
 /// Not an `async fn`: the common case, room in the pipeline, needs no future state, and the
 /// waiting case is boxed, so a session's future stays small while it is idle.
-pub(crate) fn send(shared: &SessionShared, event: Event) -> impl Future<Output = bool> + Send + '_ {
-    let waiting = match shared.pipeline.try_send(event) {
-        Ok(()) => None,
-        Err(TrySendError::Closed(_)) => Some(None),
-        Err(TrySendError::Full(event)) => Some(Some(Box::pin(async move {
-            tokio::select! {
-                _ = shared.stop_reading.cancelled() => false,
-                sent = shared.pipeline.send(event) => sent.is_ok(),
-            }
-        }))),
+fn send_if_any(
+    shared: &SessionShared,
+    event: Option<Event>,
+) -> impl Future<Output = bool> + Send + '_ {
+    let waiting = match event {
+        None => Some(None),
+        Some(event) => match shared.pipeline.try_send(event) {
+            Ok(()) => None,
+            Err(TrySendError::Closed(_)) => Some(None),
+            Err(TrySendError::Full(event)) => Some(Some(Box::pin(async move {
+                tokio::select! {
+                    _ = shared.stop_reading.cancelled() => false,
+                    sent = shared.pipeline.send(event) => sent.is_ok(),
+                }
+            }))),
+        },
     };
     async move {
         match waiting {

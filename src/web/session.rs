@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebState;
 use super::render::JsonRender;
-use crate::event::{Body, Client, ClientId, ClientInfo, Event};
+use crate::event::{Body, Client, ClientId, ClientInfo};
 use crate::hub::{Batch, Delivery, Outbox, RegisterError, Render};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::server::codec::clean_text;
+use crate::server::connection::Sent;
+use crate::server::idle::IdleAlarm;
 use crate::server::login;
-use crate::server::session::{Admission, BadLines, IdleAlarm, IdleTimer, MAX_NAME_ATTEMPTS, send};
+use crate::server::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, send, send_next};
 
 /// The server pings at most this often (and at half the idle timeout if that is shorter), so a
 /// browser tab that is open but quiet answers with pongs and stays connected.
@@ -245,20 +247,24 @@ async fn read_frames(
     let shared = &state.shared;
     let config = &shared.config;
     let max = config.max_line_bytes;
-    let mut idle = IdleTimer::new(config.idle_timeout);
+    // The record the idle watch looks at; it also numbers the client's events.
+    let sent = Arc::new(Sent::default());
+    sent.registered(client);
+    let (idle, liveness) = (&*shared.idle, sent.liveness());
+    idle.watch(&sent);
+    idle.heard(liveness);
     let mut bad = BadLines::new(config.max_bad_lines);
-    let mut seq = 0;
     let reason = loop {
         let message = tokio::select! {
             _ = shared.stop_reading.cancelled() => return,
             _ = closed.cancelled() => break "connection closed".to_owned(),
-            alarm = idle.alarm() => match alarm {
+            alarm = std::future::poll_fn(|cx| idle.poll_alarm(liveness, cx)) => match alarm {
                 // Pings keep a live browser talking; silence means the connection is dead.
                 IdleAlarm::Warn(_) => continue,
                 IdleAlarm::Expired => {
                     let notice = format!(
                         "Disconnected: idle for {}",
-                        crate::hub::describe_duration(config.idle_timeout)
+                        crate::hub::describe_duration(idle.timeout())
                     );
                     tell(outbox, "idle", &notice);
                     break "idle".to_owned();
@@ -266,7 +272,7 @@ async fn read_frames(
             },
             message = stream.next() => message,
         };
-        idle.reset();
+        idle.heard(liveness);
         let text = match message {
             None | Some(Ok(Message::Close(_))) => break "end of stream".to_owned(),
             Some(Err(error)) => break format!("read error: {error}"),
@@ -315,14 +321,15 @@ async fn read_frames(
             room => room.map(|r| Arc::<str>::from(r.as_str())),
         };
         let line = clean_text(&line).into_owned();
-        let mut event = Event::new(client.clone(), seq, Body::Line(line));
+        let Some(mut event) = sent.event(Body::Line(line)) else {
+            return;
+        };
         event.room = room;
-        seq += 1;
         if !send(shared, event).await {
             return;
         }
     };
-    send(shared, Event::new(client, seq, Body::Left(reason))).await;
+    send_next(shared, &sent, Body::Left(reason)).await;
 }
 
 /// Tells the client why its frame was refused and counts the offence: the reason to close the
