@@ -20,9 +20,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker, ready};
+use std::task::{Context, Poll, Waker, ready};
 
-use futures::task::AtomicWaker;
+use futures::task::{ArcWake, AtomicWaker, waker_ref};
 use pin_project_lite::pin_project;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
@@ -60,8 +60,6 @@ pin_project! {
 /// One side's waker: it marks the side as woken and wakes the task.
 struct SideWaker {
     wake: Arc<SideWake>,
-    /// `wake` as a [`Waker`], made once rather than on every poll.
-    waker: Waker,
 }
 
 struct SideWake {
@@ -69,27 +67,21 @@ struct SideWake {
     task: AtomicWaker,
 }
 
-impl Wake for SideWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
+impl ArcWake for SideWake {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.woken.store(true, Ordering::Release);
+        arc_self.task.wake();
     }
 }
 
 impl SideWaker {
     fn new() -> Self {
         // Woken to begin with, so each side is polled once.
-        let wake = Arc::new(SideWake {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
         SideWaker {
-            waker: Waker::from(wake.clone()),
-            wake,
+            wake: Arc::new(SideWake {
+                woken: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            }),
         }
     }
 
@@ -101,7 +93,10 @@ impl SideWaker {
         if !self.wake.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        side.poll(&mut Context::from_waker(&self.waker))
+        // Borrowed, not stored: a `Waker` kept in the connection would cost every connection
+        // sixteen bytes, and borrowing one costs no reference count.
+        let waker = waker_ref(&self.wake);
+        side.poll(&mut Context::from_waker(&waker))
     }
 }
 

@@ -190,14 +190,20 @@ fn parse_v2(version_command: u8, family: u8, body: &[u8]) -> Result<Header, Prox
 
 /// Watches the first bytes of a connection from an address that is *not* a trusted proxy: a
 /// PROXY header there is someone claiming to be a proxy, and ends the connection (a read error,
-/// logged) instead of reaching the session as lines. Costs one comparison per read after that.
+/// logged) instead of reaching the session as lines. Costs one comparison per read after that,
+/// and nothing to keep: what it watches with is freed once the first bytes rule a header out.
 pub(crate) struct UntrustedHeaderGuard<R> {
     inner: R,
+    /// `None` once decided (or never watched).
+    watch: Option<Box<HeaderWatch>>,
+}
+
+/// What the guard needs until the first bytes rule a header in or out.
+struct HeaderWatch {
     peer: SocketAddr,
-    /// The first bytes seen, until they rule a header in or out.
+    /// The first bytes seen.
     start: [u8; 12],
     seen: usize,
-    decided: bool,
 }
 
 impl<R> UntrustedHeaderGuard<R> {
@@ -206,10 +212,13 @@ impl<R> UntrustedHeaderGuard<R> {
     pub(crate) fn new(inner: R, peer: SocketAddr, watch: bool) -> Self {
         UntrustedHeaderGuard {
             inner,
-            peer,
-            start: [0; 12],
-            seen: 0,
-            decided: !watch,
+            watch: watch.then(|| {
+                Box::new(HeaderWatch {
+                    peer,
+                    start: [0; 12],
+                    seen: 0,
+                })
+            }),
         }
     }
 }
@@ -223,26 +232,29 @@ impl<R: AsyncRead + Unpin> AsyncRead for UntrustedHeaderGuard<R> {
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.decided || !matches!(polled, Poll::Ready(Ok(()))) {
+        let Some(watch) = this.watch.as_mut() else {
+            return polled;
+        };
+        if !matches!(polled, Poll::Ready(Ok(()))) {
             return polled;
         }
         let new = &buf.filled()[before..];
-        let take = new.len().min(12 - this.seen);
-        this.start[this.seen..this.seen + take].copy_from_slice(&new[..take]);
-        this.seen += take;
-        let start = &this.start[..this.seen];
+        let take = new.len().min(12 - watch.seen);
+        watch.start[watch.seen..watch.seen + take].copy_from_slice(&new[..take]);
+        watch.seen += take;
+        let start = &watch.start[..watch.seen];
         let v1 = b"PROXY ".starts_with(&start[..start.len().min(6)]);
         let v2 = V2_SIGNATURE.starts_with(start);
         let header = (v1 && start.len() >= 6) || (v2 && start.len() == 12);
         if header {
-            tracing::info!(peer = %this.peer, "PROXY header from an address not in [admission] trusted_proxies; connection closed");
+            tracing::info!(peer = %watch.peer, "PROXY header from an address not in [admission] trusted_proxies; connection closed");
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "PROXY header from an untrusted address",
             )));
         }
-        if !(v1 || v2) || this.seen == 12 || new.is_empty() {
-            this.decided = true;
+        if !(v1 || v2) || watch.seen == 12 || new.is_empty() {
+            this.watch = None;
         }
         polled
     }

@@ -127,13 +127,10 @@ where
 
 /// The reading side: the handshake, then lines into the pipeline until the client goes.
 ///
-/// An `async` block rather than an `async fn`: the block uses what it captures in place, where
-/// an `async fn` would keep its arguments twice (as passed, and as the locals they are moved
-/// into), for the whole life of every idle connection.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice"
-)]
+/// Not an `async fn`: the handshake is boxed before the rest begins, and the rest is an `async`
+/// block, which uses what it captures in place where an `async fn` would keep its arguments
+/// twice (as passed, and as the locals they are moved into) for the whole life of every idle
+/// connection.
 fn read_side<R: AsyncRead + Unpin>(
     shared: Arc<SessionShared>,
     (id, addr): (ClientId, SocketAddr),
@@ -141,13 +138,22 @@ fn read_side<R: AsyncRead + Unpin>(
     outbox: Outbox,
     sent: Arc<Sent>,
 ) -> impl Future<Output = ()> {
-    async move {
-        // Boxed whole: the handshake's state is large and needed once, so it should not stay
-        // in the session's future (and in memory) for the whole life of an idle connection.
-        let greeted = Box::pin(greet(&shared, (id, addr), &mut frames, &outbox, &sent));
-        if greeted.await {
-            read_lines(&shared, &mut frames, &outbox, &sent).await;
+    // Boxed whole, with what only it needs (the client's id and address) and the frames it
+    // hands back: the handshake's state is large and needed once, so it should not stay in the
+    // session's future (and in memory) for the whole life of an idle connection.
+    let greeting = Box::pin({
+        let (shared, outbox, sent) = (shared.clone(), outbox.clone(), sent.clone());
+        async move {
+            let greeted = greet(&shared, (id, addr), &mut frames, &outbox, &sent).await;
+            greeted.then_some(frames)
         }
+    });
+    async move {
+        // A `let`, not an `if let`: the latter would keep the awaited value beside `frames`.
+        let Some(mut frames) = greeting.await else {
+            return;
+        };
+        read_lines(&shared, &mut frames, &outbox, &sent).await;
     }
 }
 

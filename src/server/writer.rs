@@ -27,6 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 use crate::event::ClientId;
 use crate::hub::{Batch, Outbox};
@@ -63,44 +64,34 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin>(
 ) -> impl Future<Output = ()> {
     async move {
         loop {
-            let batch = std::future::poll_fn(|cx| outbox.poll_batch(cx)).await;
-            let (mut lines, closing, mut last, since) = match batch {
-                Batch::Lines(lines, since) => (lines, false, None, Some(since)),
-                Batch::Close(last) => (VecDeque::new(), true, last, None),
-            };
-            if let Some(adapt) = &ctx.adapt {
-                // In place: no allocation per batch.
-                lines.retain_mut(|line| match adapt(std::mem::take(line)) {
-                    Some(adapted) => {
-                        *line = adapted;
-                        true
-                    }
-                    None => false,
-                });
-                last = last.and_then(|line| adapt(line));
-            }
-            let mut batch = Unwritten::new(&lines, last.as_ref());
+            // Made in one statement with the wait, so the batch as handed over is not kept
+            // beside what it became (a future keeps a moved-from local's room).
+            let mut batch = Unwritten::new(
+                std::future::poll_fn(|cx| outbox.poll_batch(cx)).await,
+                ctx.adapt.as_ref(),
+            );
             // No timer for a batch the socket takes at once, which is nearly every batch.
-            let now =
-                std::future::poll_fn(|cx| Poll::Ready(batch.poll_write(&mut socket, cx))).await;
-            let result = match now {
-                Poll::Ready(result) => Ok(result),
-                Poll::Pending => {
-                    outbox.progressed();
-                    // Boxed: only a blocked write needs this state.
-                    let rest = std::future::poll_fn(|cx| {
-                        let before = batch.position();
-                        let poll = batch.poll_write(&mut socket, cx);
-                        if poll.is_pending() && batch.position() != before {
-                            outbox.progressed();
-                        }
-                        poll
-                    });
-                    Box::pin(tokio::time::timeout(ctx.write_timeout, rest)).await
-                }
-            };
+            let result =
+                match std::future::poll_fn(|cx| Poll::Ready(batch.poll_write(&mut socket, cx)))
+                    .await
+                {
+                    Poll::Ready(result) => Ok(result),
+                    Poll::Pending => {
+                        outbox.progressed();
+                        // Boxed: only a blocked write needs this state.
+                        let rest = std::future::poll_fn(|cx| {
+                            let before = batch.position();
+                            let poll = batch.poll_write(&mut socket, cx);
+                            if poll.is_pending() && batch.position() != before {
+                                outbox.progressed();
+                            }
+                            poll
+                        });
+                        Box::pin(tokio::time::timeout(ctx.write_timeout, rest)).await
+                    }
+                };
             match result {
-                Ok(Ok(())) if closing => {
+                Ok(Ok(())) if batch.closing => {
                     // A graceful close: the client has its last line; tell it we are done.
                     // Boxed: a future every connection would otherwise carry for its last moment.
                     let _ =
@@ -109,8 +100,8 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 Ok(Ok(())) => {
                     outbox.written();
-                    ctx.metrics.lines_delivered.inc_by(lines.len() as u64);
-                    if let Some(since) = since {
+                    ctx.metrics.lines_delivered.inc_by(batch.lines.len() as u64);
+                    if let Some(since) = batch.since {
                         ctx.metrics
                             .fanout_latency
                             .observe(since.elapsed().as_secs_f64());
@@ -131,29 +122,52 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-/// The part of a batch (its lines, then the last line) the socket has not taken yet.
-struct Unwritten<'a> {
-    lines: &'a VecDeque<Bytes>,
-    last: Option<&'a Bytes>,
+/// A batch on its way to the socket (its lines, then its last line) and how far the socket has
+/// taken it.
+struct Unwritten {
+    lines: VecDeque<Bytes>,
+    last: Option<Bytes>,
+    /// The connection closes once this batch is written.
+    closing: bool,
+    /// When the oldest line was queued (not known for the closing batch).
+    since: Option<Instant>,
     /// The first line not fully written, and how much of it was.
     line: usize,
     offset: usize,
 }
 
-impl<'a> Unwritten<'a> {
-    fn new(lines: &'a VecDeque<Bytes>, last: Option<&'a Bytes>) -> Self {
+impl Unwritten {
+    /// `batch` as this client gets it: through `adapt`, if given.
+    fn new(batch: Batch, adapt: Option<&Adapt>) -> Self {
+        let (mut lines, closing, mut last, since) = match batch {
+            Batch::Lines(lines, since) => (lines, false, None, Some(since)),
+            Batch::Close(last) => (VecDeque::new(), true, last, None),
+        };
+        if let Some(adapt) = adapt {
+            // In place: no allocation per batch.
+            lines.retain_mut(|line| match adapt(std::mem::take(line)) {
+                Some(adapted) => {
+                    *line = adapted;
+                    true
+                }
+                None => false,
+            });
+            last = last.and_then(|line| adapt(line));
+        }
         Unwritten {
             lines,
             last,
+            closing,
+            since,
             line: 0,
             offset: 0,
         }
     }
 
-    fn piece(&self, index: usize) -> Option<&'a [u8]> {
+    fn piece(&self, index: usize) -> Option<&[u8]> {
         match self.lines.get(index) {
             Some(line) => Some(line),
-            None if index == self.lines.len() => self.last.map(|l| &l[..]),
+            None if index == self.lines.len() => self.last.as_deref(),
             None => None,
         }
     }
@@ -236,7 +250,14 @@ mod tests {
             let mut got = Vec::new();
             client.read_to_end(&mut got).await.map(|_| got)
         });
-        let mut batch = Unwritten::new(&lines, Some(&last));
+        let mut batch = Unwritten {
+            lines,
+            last: Some(last),
+            closing: true,
+            since: None,
+            line: 0,
+            offset: 0,
+        };
         std::future::poll_fn(|cx| batch.poll_write(&mut server, cx))
             .await
             .unwrap();

@@ -461,6 +461,7 @@ impl RoomHub {
                     });
                 member.joined_at = Some(tokio::time::Instant::now());
                 if !member.rooms.contains(&room) {
+                    member.rooms.reserve_exact(1);
                     member.rooms.push(room.clone());
                 }
                 let scope = if chat { Scope::Chat } else { Scope::Room };

@@ -25,6 +25,9 @@ impl RoomHub {
             return;
         };
         if !member.rooms.contains(room) {
+            // Exactly one more: most members are in one room or two, and a `Vec`'s first growth
+            // would take room for four in every member.
+            member.rooms.reserve_exact(1);
             member.rooms.push(room.clone());
         }
         let (outbox, door, name) = (member.outbox.clone(), member.door, member.client.name());
