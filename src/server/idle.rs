@@ -176,6 +176,9 @@ impl IdleWatch {
     /// One look at every watched connection: raises the alarms that are due and forgets the
     /// connections that have ended.
     fn sweep(&self) {
+        if self.timeout.is_zero() {
+            return;
+        }
         let now = self.millis(Instant::now());
         let end = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let warn_at = end.saturating_sub(u64::try_from(self.warn_before.as_millis()).unwrap_or(0));
@@ -317,6 +320,20 @@ mod tests {
         );
         stop.cancel();
         sweeping.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_timeout_watches_nothing() {
+        let watch = Arc::new(IdleWatch::new(Duration::ZERO));
+        let sent = Arc::new(Sent::default());
+        watch.watch(&sent);
+        watch.heard(sent.liveness());
+        assert!(watch.watched.lock().unwrap().is_empty());
+        // The sweeping task is not needed and ends at once.
+        watch.clone().run(CancellationToken::new()).await;
+        tokio::time::advance(Duration::from_secs(7 * 24 * 3600)).await;
+        watch.sweep();
+        assert_eq!(alarm(&watch, &sent), Poll::Pending);
     }
 
     #[test]
