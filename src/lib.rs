@@ -25,7 +25,8 @@
 //! - [`config`]: the configuration file, with a default for every setting;
 //! - [`event`]: [`Event`], [`Body`] and [`Client`], what flows through the pipeline;
 //! - [`server`]: listener, admission limits, sessions and accounts, the login steps every door
-//!   shares, line codec, one task per connection (`server::connection`), batched writers, TLS
+//!   shares, line codec, one task per connection (`server::connection`), one task watching every
+//!   connection for silence (`server::idle`), batched writers, TLS
 //!   for the text protocol ([`server::tls`]), graceful shutdown ([`Server`]);
 //! - [`pipeline`]: the [`Stage`] trait, the standard stages and [`PipelineBuilder`];
 //! - [`filters`]: the [`Filter`](filters::Filter) trait, the live filter chain, and the rules
