@@ -140,7 +140,8 @@ where
 
 /// What a connection's reading side has sent into the pipeline: the registered client and the
 /// number of its next event. It outlives the reading side, so the connection can still tell the
-/// pipeline the client left when the writing side ends first.
+/// pipeline the client left when the writing side ends first. It also keeps when the client was
+/// last heard: the idle watch holds it (weakly) for that, and one allocation serves both.
 #[derive(Debug, Default)]
 pub(crate) struct Sent {
     client: OnceLock<Arc<Client>>,
