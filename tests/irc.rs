@@ -450,6 +450,40 @@ async fn bad_input_and_quit() {
     server.shutdown().await;
 }
 
+/// A member sharing three channels with someone hears their new name and their quit once, as
+/// IRC clients expect (a `NICK` or `QUIT` applies to every channel), not once per channel.
+#[tokio::test]
+async fn a_nick_change_and_a_quit_come_once_however_many_channels_are_shared() {
+    let (server, irc) = TestServer::start_with_irc(Server::new(test_config())).await;
+    let mut alice = IrcClient::register(irc, "alice").await;
+    let mut carol = IrcClient::register(irc, "carol").await;
+    for room in ["games", "music"] {
+        alice.join(room).await;
+        carol.join(room).await;
+        alice
+            .expect_contains(&format!(":carol!carol@chatpipe JOIN #{room}"))
+            .await;
+    }
+    carol.send("NICK caroline").await;
+    carol.expect(":carol!carol@chatpipe NICK caroline").await;
+    carol.send("QUIT :bye").await;
+    carol.expect_closed().await;
+    // A round trip after both, then count what came before it.
+    alice.send("PING :marker").await;
+    let mut seen = Vec::new();
+    loop {
+        let line = alice.next_line().await.expect("alice is still connected");
+        if line.contains("PONG") && line.ends_with(":marker") {
+            break;
+        }
+        seen.push(line);
+    }
+    let count = |what: &str| seen.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count(":carol!carol@chatpipe NICK caroline"), 1, "{seen:?}");
+    assert_eq!(count(":caroline!caroline@chatpipe QUIT"), 1, "{seen:?}");
+    server.shutdown().await;
+}
+
 /// A quiet client is pinged; one that answers stays, one that does not is closed.
 #[tokio::test]
 async fn idle_clients_are_pinged_then_closed() {

@@ -325,6 +325,14 @@ pub trait Render: Send + Sync + 'static {
     fn shows_members(&self) -> bool {
         false
     }
+
+    /// Whether this door's clients are told of a member leaving the chat, or of a new name,
+    /// once for every room they share with that member (the web page keeps a list per room),
+    /// rather than once (an IRC `QUIT` or `NICK` applies to every channel, and the text
+    /// protocol's line names no room: twice would be the same line twice).
+    fn presence_per_room(&self) -> bool {
+        false
+    }
 }
 
 /// The text protocol (version 1): exactly the lines of the wire protocol.

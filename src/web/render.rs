@@ -211,6 +211,10 @@ impl Render for JsonRender {
     fn shows_members(&self) -> bool {
         true
     }
+
+    fn presence_per_room(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

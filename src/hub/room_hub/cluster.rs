@@ -383,13 +383,14 @@ impl RoomHub {
             return;
         };
         for member in members.into_values() {
+            let mut told = std::collections::HashSet::new();
             for room in &member.rooms {
                 let left = Delivery::Left {
                     room: room.clone(),
                     name: member.name.clone(),
                     scope: Scope::Chat,
                 };
-                self.broadcast_presence(room, &left);
+                self.broadcast_presence_once(room, &left, Some(&mut told));
             }
         }
     }

@@ -135,6 +135,7 @@ impl RoomHub {
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         let new: Arc<str> = Arc::from(new);
         self.rename_in_cluster(&old, &new);
+        let mut told = std::collections::HashSet::new();
         for room in &rooms {
             let event = crate::cluster::wire::RoomEvent::Renamed {
                 node: String::new(),
@@ -147,7 +148,7 @@ impl RoomHub {
                 old: old.clone(),
                 new: new.clone(),
             };
-            self.broadcast(room, &renamed);
+            self.broadcast_once(room, &renamed, &mut told);
         }
     }
 }

@@ -310,6 +310,15 @@ impl Member {
     }
 }
 
+/// Who in a room hears a delivery.
+#[derive(Debug, Clone, Copy)]
+enum Audience {
+    Everyone,
+    /// A quiet room (above `[rooms] quiet_above`): the members whose door keeps a member list,
+    /// and the member the delivery is about.
+    MemberListsAnd(Option<ClientId>),
+}
+
 #[derive(Default)]
 struct Room {
     /// Members in join order, with their doors and outboxes at hand for fan-out.
@@ -810,18 +819,15 @@ impl RoomHub {
     /// Renders `delivery` once per door and puts the shared buffer into the outbox of every
     /// member of `room`.
     fn broadcast(&mut self, room: &str, delivery: &Delivery) {
-        let Some(room) = self.rooms.get(room) else {
-            return;
-        };
-        let doors = &self.settings.doors;
-        let mut rendered: [Option<Option<Bytes>>; MAX_DOORS] = Default::default();
-        for (id, door, outbox) in &room.members {
-            let slot = &mut rendered[usize::from(door.0) % MAX_DOORS];
-            let bytes = slot.get_or_insert_with(|| doors.get(*door).render(delivery));
-            if let Some(bytes) = bytes {
-                self.pending.queue(*id, outbox, bytes.clone());
-            }
-        }
+        self.fan_out(room, delivery, None, Audience::Everyone);
+    }
+
+    /// [`RoomHub::broadcast`] of a chat-wide change (a member left, or was renamed), announced
+    /// room by room: a member of a door that says it once ([`Render::presence_per_room`]) and
+    /// already in `told` is skipped, and those told are added, so someone sharing several of
+    /// the rooms hears it once.
+    fn broadcast_once(&mut self, room: &str, delivery: &Delivery, told: &mut HashSet<ClientId>) {
+        self.fan_out(room, delivery, Some(told), Audience::Everyone);
     }
 
     /// A join or a leave, to everyone in `room` — or, in a room larger than `[rooms]
@@ -829,27 +835,63 @@ impl RoomHub {
     /// is about. Announcing every arrival to everyone costs a room of N members N² lines as it
     /// fills: 10,000 clients arriving took over two minutes of CPU that way.
     fn broadcast_presence(&mut self, room: &str, delivery: &Delivery) {
+        self.broadcast_presence_once(room, delivery, None);
+    }
+
+    /// [`RoomHub::broadcast_presence`], told once as in [`RoomHub::broadcast_once`] when `told`
+    /// is given.
+    fn broadcast_presence_once(
+        &mut self,
+        room: &str,
+        delivery: &Delivery,
+        told: Option<&mut HashSet<ClientId>>,
+    ) {
         let limit = self.settings.rooms.quiet_above;
         let Some(state) = self.rooms.get(room) else {
             return;
         };
         // A leaving member is already out of the list: count the room as it was.
         let size = state.members.len() + usize::from(matches!(delivery, Delivery::Left { .. }));
-        if limit == 0 || size <= limit {
-            self.broadcast(room, delivery);
+        let audience = if limit == 0 || size <= limit {
+            Audience::Everyone
+        } else {
+            let about = match delivery {
+                Delivery::Joined { name, .. } | Delivery::Left { name, .. } => {
+                    self.names.get(&NameKey::new(name)).copied()
+                }
+                _ => None,
+            };
+            Audience::MemberListsAnd(about)
+        };
+        self.fan_out(room, delivery, told, audience);
+    }
+
+    /// `delivery`, rendered once per door, queued for the members of `room` in `audience`
+    /// (and not yet in `told`, for doors that say a chat-wide change once).
+    fn fan_out(
+        &mut self,
+        room: &str,
+        delivery: &Delivery,
+        mut told: Option<&mut HashSet<ClientId>>,
+        audience: Audience,
+    ) {
+        let Some(state) = self.rooms.get(room) else {
             return;
-        }
-        let about = match delivery {
-            Delivery::Joined { name, .. } | Delivery::Left { name, .. } => {
-                self.names.get(&NameKey::new(name)).copied()
-            }
-            _ => None,
         };
         let doors = &self.settings.doors;
         let mut rendered: [Option<Option<Bytes>>; MAX_DOORS] = Default::default();
         for (id, door, outbox) in &state.members {
             let render = doors.get(*door);
-            if !render.shows_members() && about != Some(*id) {
+            if let Audience::MemberListsAnd(about) = audience
+                && !render.shows_members()
+                && about != Some(*id)
+            {
+                continue;
+            }
+            if let Some(told) = told.as_deref_mut()
+                && !render.presence_per_room()
+                && !told.insert(*id)
+            {
                 continue;
             }
             let slot = &mut rendered[usize::from(door.0) % MAX_DOORS];
@@ -978,13 +1020,14 @@ impl RoomHub {
             connected_for = ?member.connected_at.elapsed(),
             connections = self.members.len(), "client left"
         );
+        let mut told = HashSet::new();
         for room in &member.rooms {
             let left = Delivery::Left {
                 room: room.clone(),
                 name: name.clone(),
                 scope: Scope::Chat,
             };
-            self.broadcast_presence(room, &left);
+            self.broadcast_presence_once(room, &left, Some(&mut told));
         }
     }
 
