@@ -698,11 +698,26 @@ pub async fn run(opts: &Options) -> std::io::Result<Report> {
 pub async fn idle(opts: &Options) -> std::io::Result<String> {
     let pid = opts.pid;
     let before = pid.and_then(|p| status_kib(p, "VmRSS"));
+    // Clients start at the connect rate whether or not the ones before them have finished
+    // their handshake, so the rate is the arrival rate the server sees. Each then reads (and
+    // drops) whatever it is sent until the end.
     let gap = Duration::from_secs_f64(1.0 / opts.connect_rate.max(1.0));
+    let cpu_before = pid.and_then(cpu_seconds);
+    let (connected_tx, mut connected_rx) = tokio::sync::mpsc::channel(opts.clients.max(1));
     let mut clients = Vec::with_capacity(opts.clients);
+    let start = Instant::now();
     for i in 0..opts.clients {
-        let (mut reader, writer) = connect(opts, i).await?;
-        let drain = tokio::spawn(async move {
+        let (client_opts, connected) = (opts.clone(), connected_tx.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut reader, writer) = match connect(&client_opts, i).await {
+                Ok(client) => client,
+                Err(error) => {
+                    let _ = connected.send(Err(error)).await;
+                    return;
+                }
+            };
+            let _ = connected.send(Ok(())).await;
+            drop(connected);
             let mut sink = Vec::new();
             while reader
                 .read_until(b'\n', &mut sink)
@@ -711,13 +726,25 @@ pub async fn idle(opts: &Options) -> std::io::Result<String> {
             {
                 sink.clear();
             }
-        });
-        clients.push((writer, drain));
-        tokio::time::sleep(gap).await;
-        if opts.progress && i > 0 && i % 1000 == 0 {
-            eprintln!("connected {i}");
+            drop(writer);
+        }));
+        tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
+    }
+    drop(connected_tx);
+    for joined in 1..=opts.clients {
+        match connected_rx.recv().await {
+            Some(result) => result?,
+            None => return Err(std::io::Error::other("a client task ended unexpectedly")),
+        }
+        if opts.progress && joined % 1000 == 0 {
+            eprintln!("connected {joined}");
         }
     }
+    let connect_seconds = start.elapsed().as_secs_f64();
+    let storm_cpu = match (cpu_before, pid.and_then(cpu_seconds)) {
+        (Some(b), Some(a)) => format!("{:.2}", a - b),
+        _ => "null".into(),
+    };
     tokio::time::sleep(Duration::from_secs_f64(opts.seconds)).await;
     let after = pid.and_then(|p| status_kib(p, "VmRSS"));
     let per_client = match (before, after) {
@@ -725,15 +752,16 @@ pub async fn idle(opts: &Options) -> std::io::Result<String> {
         _ => "null".into(),
     };
     let json = format!(
-        r#"{{"idle_clients":{},"server_rss_before_kib":{},"server_rss_after_kib":{},"server_kib_per_client":{}}}"#,
+        r#"{{"idle_clients":{},"connect_seconds":{:.2},"server_cpu_seconds_to_connect":{},"server_rss_before_kib":{},"server_rss_after_kib":{},"server_kib_per_client":{}}}"#,
         clients.len(),
+        connect_seconds,
+        storm_cpu,
         before.map_or("null".into(), |v| v.to_string()),
         after.map_or("null".into(), |v| v.to_string()),
         per_client
     );
-    for (writer, drain) in clients {
-        drop(writer);
-        drain.abort();
+    for client in clients {
+        client.abort();
     }
     Ok(json)
 }
