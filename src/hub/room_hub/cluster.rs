@@ -383,7 +383,7 @@ impl RoomHub {
             return;
         };
         for member in members.into_values() {
-            let mut told = std::collections::HashSet::new();
+            let mut told = super::Told::across(member.rooms.len());
             for room in &member.rooms {
                 let left = Delivery::Left {
                     room: room.clone(),

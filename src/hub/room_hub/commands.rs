@@ -135,7 +135,7 @@ impl RoomHub {
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         let new: Arc<str> = Arc::from(new);
         self.rename_in_cluster(&old, &new);
-        let mut told = std::collections::HashSet::new();
+        let mut told = super::Told::across(rooms.len());
         for room in &rooms {
             let event = crate::cluster::wire::RoomEvent::Renamed {
                 node: String::new(),

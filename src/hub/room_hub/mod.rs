@@ -310,6 +310,22 @@ impl Member {
     }
 }
 
+/// Who has heard of a chat-wide change (a member left, or was renamed) announced room by room.
+/// Nothing is tracked for a member in one room: nobody could hear it twice.
+pub(super) struct Told(Option<HashSet<ClientId>>);
+
+impl Told {
+    /// For a change announced in `rooms` rooms.
+    pub(super) fn across(rooms: usize) -> Self {
+        Told((rooms > 1).then(HashSet::new))
+    }
+
+    /// Records `id` as told; false if it was already.
+    fn first_time(&mut self, id: ClientId) -> bool {
+        self.0.as_mut().is_none_or(|told| told.insert(id))
+    }
+}
+
 /// Who in a room hears a delivery.
 #[derive(Debug, Clone, Copy)]
 enum Audience {
@@ -826,7 +842,7 @@ impl RoomHub {
     /// room by room: a member of a door that says it once ([`Render::presence_per_room`]) and
     /// already in `told` is skipped, and those told are added, so someone sharing several of
     /// the rooms hears it once.
-    fn broadcast_once(&mut self, room: &str, delivery: &Delivery, told: &mut HashSet<ClientId>) {
+    fn broadcast_once(&mut self, room: &str, delivery: &Delivery, told: &mut Told) {
         self.fan_out(room, delivery, Some(told), Audience::Everyone);
     }
 
@@ -844,7 +860,7 @@ impl RoomHub {
         &mut self,
         room: &str,
         delivery: &Delivery,
-        told: Option<&mut HashSet<ClientId>>,
+        told: Option<&mut Told>,
     ) {
         let limit = self.settings.rooms.quiet_above;
         let Some(state) = self.rooms.get(room) else {
@@ -872,7 +888,7 @@ impl RoomHub {
         &mut self,
         room: &str,
         delivery: &Delivery,
-        mut told: Option<&mut HashSet<ClientId>>,
+        mut told: Option<&mut Told>,
         audience: Audience,
     ) {
         let Some(state) = self.rooms.get(room) else {
@@ -890,7 +906,7 @@ impl RoomHub {
             }
             if let Some(told) = told.as_deref_mut()
                 && !render.presence_per_room()
-                && !told.insert(*id)
+                && !told.first_time(*id)
             {
                 continue;
             }
@@ -1020,7 +1036,7 @@ impl RoomHub {
             connected_for = ?member.connected_at.elapsed(),
             connections = self.members.len(), "client left"
         );
-        let mut told = HashSet::new();
+        let mut told = Told::across(member.rooms.len());
         for room in &member.rooms {
             let left = Delivery::Left {
                 room: room.clone(),
