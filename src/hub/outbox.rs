@@ -37,6 +37,9 @@ use tokio::time::Instant;
 /// How far past its bounds a backlog may grow while the client's socket is still taking bytes.
 pub const HARD_LIMIT_FACTOR: usize = 8;
 
+/// Lines a new batch has room for before it grows.
+const FIRST_CAPACITY: usize = 8;
+
 /// The push did not fit: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("outbox full")]
@@ -150,6 +153,9 @@ impl Outbox {
         let was_empty = state.queue.is_empty();
         if was_empty {
             state.since = Some(Instant::now());
+            // A batch in a busy room holds a few lines: one allocation for them, not a `Vec`'s
+            // growth from four to eight.
+            state.queue.reserve(FIRST_CAPACITY);
         }
         state.bytes = bytes;
         state.queue.push_back(line);
