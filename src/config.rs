@@ -304,6 +304,12 @@ pub struct ServerConfig {
     /// writes under load and a little more latency; `0s` wakes writers after every event.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// How far apart a busy client's writes are kept: a client written to within this period
+    /// gets its next write in a slot of its own within the next period (no sooner than
+    /// `flush_interval`), so a busy room's writes are fewer and spread out rather than all at
+    /// once; `0s` treats every client as quiet.
+    #[serde(with = "humantime_serde")]
+    pub busy_flush_interval: Duration,
     /// Most lines queued for a client whose socket is stuck: a client with more waiting, whose
     /// socket has taken no bytes for `stall_timeout`, is disconnected as too slow.
     pub outbox_lines: usize,
@@ -326,6 +332,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             max_bad_lines: 5,
             flush_interval: Duration::from_millis(2),
+            busy_flush_interval: Duration::from_millis(10),
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             outbox_lines: 1024,
@@ -467,7 +474,7 @@ impl Config {
     /// Every duration setting with its lower and upper bound. The upper bounds keep each one far
     /// from overflowing the clock arithmetic it feeds (a timer, a deadline), and reject values
     /// that can only be typos.
-    fn durations(&self) -> [(&'static str, Duration, Duration, Duration); 10] {
+    fn durations(&self) -> [(&'static str, Duration, Duration, Duration); 11] {
         const ZERO: Duration = Duration::ZERO;
         const MS: Duration = Duration::from_millis(1);
         const SECOND: Duration = Duration::from_secs(1);
@@ -480,6 +487,12 @@ impl Config {
             ("[server] write_timeout", s.write_timeout, MS, HOUR),
             ("[server] shutdown_grace", s.shutdown_grace, ZERO, HOUR),
             ("[server] flush_interval", s.flush_interval, ZERO, SECOND),
+            (
+                "[server] busy_flush_interval",
+                s.busy_flush_interval,
+                ZERO,
+                SECOND,
+            ),
             ("[server] stall_timeout", s.stall_timeout, MS, HOUR),
             (
                 "[filters] watch_interval",

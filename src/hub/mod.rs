@@ -8,6 +8,7 @@
 mod delivery;
 mod outbox;
 mod room_hub;
+mod write_schedule;
 
 pub use delivery::{
     Delivery, DoorId, HeldView, MAX_DOORS, Recipient, Render, ReportView, Scope, TextRender,

@@ -21,6 +21,9 @@
 //! - the writer is woken when the queue goes from empty to non-empty (or the outbox closes), so a
 //!   burst of pushes costs one wake-up; the push that takes the queue past half its bound says
 //!   so ([`Queued::Urgent`]) so the hub wakes the writer at once instead of letting lines gather;
+//! - a push that starts a batch tells the hub when it last woke the writer after letting lines
+//!   gather ([`Outbox::wake_scheduled`]), which is how the hub tells a busy client from a quiet
+//!   one (see `hub::write_schedule`);
 //! - after [`Outbox::close`] nothing more is queued; the writer flushes what is queued (unless the
 //!   close discards it), writes the final line, and stops.
 //!
@@ -38,7 +41,7 @@ use tokio::time::Instant;
 pub const HARD_LIMIT_FACTOR: usize = 8;
 
 /// Lines a new batch has room for before it grows.
-const FIRST_CAPACITY: usize = 8;
+const FIRST_CAPACITY: usize = 16;
 
 /// The push did not fit: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +75,8 @@ struct State {
     waker: Option<Waker>,
     /// When the oldest queued line was queued (for the fan-out latency metric).
     since: Option<Instant>,
+    /// When the hub last woke the writer on its write schedule.
+    woken_at: Option<Instant>,
     /// Set once by `close`: the line to write last (if any).
     closed: Option<Option<Bytes>>,
 }
@@ -80,7 +85,11 @@ struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
     /// The queue was empty: the writer needs waking (now or after a short gathering delay).
-    First,
+    /// `last_woken` is when the hub last woke it on its schedule ([`Outbox::wake_scheduled`]).
+    First {
+        /// When the writer was last woken on the hub's write schedule, if ever.
+        last_woken: Option<Instant>,
+    },
     /// Queued behind other lines; the writer has been or will be woken already.
     Behind,
     /// The queue is past half its bounds: wake the writer now, and let it run.
@@ -120,7 +129,7 @@ impl Outbox {
     /// [`OutboxFull`] when the line would break a bound; nothing is queued then.
     pub fn push(&self, line: Bytes) -> Result<(), OutboxFull> {
         match self.push_quietly(line)? {
-            Queued::First | Queued::Urgent => self.wake(),
+            Queued::First { .. } | Queued::Urgent => self.wake(),
             Queued::Behind | Queued::Closed => {}
         }
         Ok(())
@@ -160,7 +169,9 @@ impl Outbox {
         state.bytes = bytes;
         state.queue.push_back(line);
         Ok(if was_empty {
-            Queued::First
+            Queued::First {
+                last_woken: state.woken_at,
+            }
         } else if lines * 2 > shared.max_lines || bytes * 2 > shared.max_bytes {
             Queued::Urgent
         } else {
@@ -182,6 +193,19 @@ impl Outbox {
     /// Wakes the writer (after [`Outbox::push_quietly`]).
     pub fn wake(&self) {
         let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the writer for a batch the hub let gather, noting `now`: the next
+    /// [`Queued::First`] reports it, so the hub can keep this client's writes apart.
+    pub fn wake_scheduled(&self, now: Instant) {
+        let waker = {
+            let mut state = self.lock();
+            state.woken_at = Some(now);
+            state.waker.take()
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -334,7 +358,10 @@ mod tests {
     #[tokio::test]
     async fn half_full_asks_for_an_early_wake() {
         let outbox = Outbox::new(4, 1000, STALL);
-        assert_eq!(outbox.push_quietly(line("a\n")), Ok(Queued::First));
+        assert_eq!(
+            outbox.push_quietly(line("a\n")),
+            Ok(Queued::First { last_woken: None })
+        );
         assert_eq!(outbox.push_quietly(line("b\n")), Ok(Queued::Behind));
         assert_eq!(outbox.push_quietly(line("c\n")), Ok(Queued::Urgent));
         outbox.close(None, false);

@@ -324,6 +324,7 @@ impl Server {
             tasks: tasks.clone(),
             metrics: metrics.clone(),
             flush_interval: self.config.server.flush_interval,
+            busy_flush_interval: self.config.server.busy_flush_interval,
             store: Some(store.clone()),
             configured: self
                 .config

@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope, TextRender};
 use super::outbox::{Outbox, Queued};
+use super::write_schedule::WriteSchedule;
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Event, Role};
 use crate::filters::FilterRules;
@@ -234,6 +235,9 @@ pub struct HubSettings {
     pub metrics: Arc<Metrics>,
     /// How long lines may gather before writers are woken (`[server] flush_interval`).
     pub flush_interval: Duration,
+    /// How far apart a busy client's writes are kept (`[server] busy_flush_interval`; see
+    /// `hub::write_schedule`).
+    pub busy_flush_interval: Duration,
     /// Where accounts, bans, mutes, room settings, history and the audit log are kept; `None`
     /// keeps nothing beyond this process.
     pub store: Option<Store>,
@@ -429,23 +433,27 @@ pub struct RoomHub {
 }
 
 /// Follow-up work from queueing lines, done after a fan-out rather than during it.
-#[derive(Default)]
 struct Pending {
     /// Clients found with a full outbox, disconnected once the fan-out is done.
     too_slow: Vec<ClientId>,
-    /// Outboxes given lines since the last flush, whose writers are still to be woken.
-    unflushed: Vec<Outbox>,
+    /// Writers given lines since they were last woken, by when they are due.
+    writes: WriteSchedule,
+    /// When the event or request being handled came in (one clock reading for its whole
+    /// fan-out).
+    now: Instant,
     /// Some outbox is past half its bounds: its writer was woken at once, and the hub should let
     /// it run before queueing more.
     backlogged: bool,
 }
 
 impl Pending {
-    /// Queues `line` for client `id`, leaving the wake-up of its writer to the next flush unless
-    /// its queue is getting long.
+    /// Queues `line` for client `id`, leaving the wake-up of its writer to the write schedule
+    /// unless its queue is getting long.
     fn queue(&mut self, id: ClientId, outbox: &Outbox, line: Bytes) {
         match outbox.push_quietly(line) {
-            Ok(Queued::First) => self.unflushed.push(outbox.clone()),
+            Ok(Queued::First { last_woken }) => {
+                self.writes.queue(id, outbox, last_woken, self.now);
+            }
             Ok(Queued::Urgent) => {
                 outbox.wake();
                 self.backlogged = true;
@@ -460,6 +468,7 @@ impl RoomHub {
     /// A hub with these settings, and the handle sessions use to reach it.
     pub fn new(settings: HubSettings) -> (RoomHub, HubHandle) {
         let (tx, rx) = mpsc::channel(REQUEST_CAPACITY);
+        let writes = WriteSchedule::new(settings.flush_interval, settings.busy_flush_interval);
         let hub = RoomHub {
             members: HashMap::new(),
             names: HashMap::new(),
@@ -471,7 +480,12 @@ impl RoomHub {
             requests: rx,
             me: tx.clone(),
             queue: queue::Queue::default(),
-            pending: Pending::default(),
+            pending: Pending {
+                too_slow: Vec::new(),
+                writes,
+                now: Instant::now(),
+                backlogged: false,
+            },
             cluster: cluster::ClusterState::default(),
         };
         let claims = Arc::new(std::sync::OnceLock::new());
@@ -491,9 +505,10 @@ impl RoomHub {
     /// pipeline and the pipeline has drained. Then every client is told the server is shutting
     /// down and its outbox is closed after what is already queued.
     ///
-    /// Writers are woken at most every `flush_interval`: lines queued meanwhile go out in one
-    /// write per client, which is what keeps a busy room from costing one syscall per line per
-    /// member.
+    /// Writers are woken on the write schedule (`hub::write_schedule`): a quiet client's lines
+    /// gather for `flush_interval`, a busy client's go out once per `busy_flush_interval` in a
+    /// slot of its own, in one write each. That is what keeps a busy room from costing one
+    /// syscall per line per member, and its writes from all coming at once.
     ///
     /// A panic while carrying out one event or request costs that event only: it is logged,
     /// counted, and the client who sent it is told. A panic in the pipeline feeding the hub
@@ -505,10 +520,10 @@ impl RoomHub {
     pub async fn run(mut self, events: impl Stream<Item = Event>) -> Result<(), HubFailure> {
         let mut events = std::pin::pin!(events);
         let mut requests_open = true;
-        let flush_interval = self.settings.flush_interval;
-        let flush = tokio::time::sleep(flush_interval);
-        let mut flush = std::pin::pin!(flush);
-        let mut flush_armed = false;
+        // Armed for the earliest writer due on the write schedule, unarmed while none is.
+        let write_timer = tokio::time::sleep(Duration::ZERO);
+        let mut write_timer = std::pin::pin!(write_timer);
+        let mut write_at: Option<Instant> = None;
         // Armed only while lines are held, for the oldest one's expiry: an idle hub sets no
         // timers (and a paused clock in a test does not run away).
         let expiry = tokio::time::sleep(Duration::ZERO);
@@ -522,6 +537,13 @@ impl RoomHub {
                     expiry.as_mut().reset(at);
                 }
             }
+            let next_write = self.pending.writes.next_wake();
+            if next_write != write_at {
+                write_at = next_write;
+                if let Some(at) = next_write {
+                    write_timer.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 // Registrations first: a waiting client is cheap to serve and is in a handshake.
                 biased;
@@ -529,9 +551,9 @@ impl RoomHub {
                     Some(request) => self.guarded(None, |hub| hub.handle_request(request)),
                     None => requests_open = false,
                 },
-                () = &mut flush, if flush_armed => {
-                    flush_armed = false;
-                    self.flush();
+                () = &mut write_timer, if write_at.is_some() => {
+                    write_at = None;
+                    self.pending.writes.wake_due(Instant::now());
                 }
                 () = &mut expiry, if expiry_at.is_some() => {
                     expiry_at = None;
@@ -559,13 +581,10 @@ impl RoomHub {
                 self.flush();
                 tokio::task::yield_now().await;
             }
-            if !self.pending.unflushed.is_empty() && !flush_armed {
-                if flush_interval.is_zero() {
-                    self.flush();
-                } else {
-                    flush.as_mut().reset(Instant::now() + flush_interval);
-                    flush_armed = true;
-                }
+            // With no `flush_interval`, writers are due as soon as they are given lines.
+            let now = self.pending.now;
+            if self.pending.writes.any_due(now) {
+                self.pending.writes.wake_due(now);
             }
         }
         self.flush();
@@ -576,6 +595,7 @@ impl RoomHub {
     /// Runs `work`, containing a panic in it: the panic is logged and counted, and `client`
     /// (whose line or command it was) is told it could not be carried out.
     fn guarded(&mut self, client: Option<ClientId>, work: impl FnOnce(&mut RoomHub)) {
+        self.pending.now = Instant::now();
         let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| work(self))) else {
             return;
         };
@@ -590,11 +610,9 @@ impl RoomHub {
         }
     }
 
-    /// Wakes every writer that has lines waiting.
+    /// Wakes every writer that has lines waiting, due or not.
     fn flush(&mut self) {
-        for outbox in self.pending.unflushed.drain(..) {
-            outbox.wake();
-        }
+        self.pending.writes.wake_all(Instant::now());
     }
 
     fn handle_request(&mut self, request: Request) {
