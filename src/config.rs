@@ -332,7 +332,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             max_bad_lines: 5,
             flush_interval: Duration::from_millis(2),
-            busy_flush_interval: Duration::from_millis(10),
+            busy_flush_interval: Duration::from_millis(9),
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             outbox_lines: 1024,

@@ -32,7 +32,8 @@
 //! - [`filters`]: the [`Filter`](filters::Filter) trait, the live filter chain, and the rules
 //!   loaded from the filters directory;
 //! - [`hub`]: [`RoomHub`](hub::RoomHub), the owner of rooms, members, names and bans, with
-//!   moderation; protocol-neutral deliveries and their renderers; client outboxes;
+//!   moderation; protocol-neutral deliveries and their renderers; client outboxes, and the
+//!   write schedule that decides when each client's writer is woken;
 //! - [`web`]: the web front door: the page and the WebSocket JSON protocol;
 //! - [`irc`]: the IRC front door: registration, IRC commands as chat lines, numerics;
 //! - [`metrics`]: the Prometheus metrics; `admin` (private) serves them with health and
