@@ -57,11 +57,24 @@ pub struct Outbox {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    max_lines: usize,
-    max_bytes: usize,
+    // The bounds are kept in 32 bits (saturating: a bound of 4 Gi is no bound): with `usize`s
+    // and a `Duration` this record, one per client and idle ones included, took 16 bytes more
+    // of the allocator.
+    max_lines: u32,
+    max_bytes: u32,
     /// How long a blocked writer's socket may take no bytes before a backlog over the bounds
-    /// counts as "too slow".
-    stall_timeout: Duration,
+    /// counts as "too slow", in milliseconds.
+    stall_timeout_ms: u32,
+}
+
+impl Shared {
+    fn max_lines(&self) -> usize {
+        self.max_lines as usize
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.max_bytes as usize
+    }
 }
 
 #[derive(Debug, Default)]
@@ -115,9 +128,9 @@ impl Outbox {
         Outbox {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
-                max_lines,
-                max_bytes,
-                stall_timeout,
+                max_lines: u32::try_from(max_lines).unwrap_or(u32::MAX),
+                max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+                stall_timeout_ms: u32::try_from(stall_timeout.as_millis()).unwrap_or(u32::MAX),
             }),
         }
     }
@@ -149,12 +162,12 @@ impl Outbox {
             return Ok(Queued::Closed);
         }
         let (lines, bytes) = (state.queue.len() + 1, state.bytes + line.len());
-        if lines > shared.max_lines || bytes > shared.max_bytes {
-            let stalled = state
-                .writing_since_progress
-                .is_some_and(|t| t.elapsed() >= shared.stall_timeout);
-            let over_hard_limit = lines > shared.max_lines.saturating_mul(HARD_LIMIT_FACTOR)
-                || bytes > shared.max_bytes.saturating_mul(HARD_LIMIT_FACTOR);
+        if lines > shared.max_lines() || bytes > shared.max_bytes() {
+            let stalled = state.writing_since_progress.is_some_and(|t| {
+                t.elapsed() >= Duration::from_millis(shared.stall_timeout_ms.into())
+            });
+            let over_hard_limit = lines > shared.max_lines().saturating_mul(HARD_LIMIT_FACTOR)
+                || bytes > shared.max_bytes().saturating_mul(HARD_LIMIT_FACTOR);
             if stalled || over_hard_limit {
                 return Err(OutboxFull);
             }
@@ -172,7 +185,7 @@ impl Outbox {
             Queued::First {
                 last_woken: state.woken_at,
             }
-        } else if lines * 2 > shared.max_lines || bytes * 2 > shared.max_bytes {
+        } else if lines * 2 > shared.max_lines() || bytes * 2 > shared.max_bytes() {
             Queued::Urgent
         } else {
             Queued::Behind
