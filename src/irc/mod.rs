@@ -1,12 +1,12 @@
 //! The IRC front door: irssi, WeeChat, HexChat, bots and bridges in the same rooms as everyone.
 //!
 //! A door of its own over the one hub: a listener (plain, or TLS on `[irc] listen_tls`), a
-//! [`session`] that speaks the client protocol of RFC 1459/2812 as modern servers implement it
+//! `session` that speaks the client protocol of RFC 1459/2812 as modern servers implement it
 //! (the "Modern IRC Client Protocol" of modern.ircdocs.horse) and feeds the shared pipeline, and
 //! [`IrcRender`], which puts the hub's deliveries into IRC lines. Channels are rooms (`#games` is
 //! the room `games`); nicks are usernames, unique across every door.
 //!
-//! Modules: [`message`] parses a client's lines, [`render`] writes the server's, [`output`]
+//! Modules: `message` parses a client's lines, `render` writes the server's, `output`
 //! fits each rendered line to one client's capabilities.
 
 mod message;

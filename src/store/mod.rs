@@ -1,7 +1,7 @@
 //! The store: what must survive a restart (accounts, roles, bans, mutes, room settings, chat
 //! history, the audit log), in an embedded SQLite database.
 //!
-//! One thread owns the connection ([`worker`]); everyone else talks to it through [`Store`], a
+//! One thread owns the connection (`worker`); everyone else talks to it through [`Store`], a
 //! cheap handle over a bounded queue. The hub never waits on disk:
 //! - chat history is queued with [`Store::record_history`], which never blocks (a full queue drops
 //!   the line and counts it: history is best-effort), and written in batched transactions — one

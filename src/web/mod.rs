@@ -1,7 +1,7 @@
 //! The web front door: the chat page at `/` and a WebSocket at `/ws` that speaks JSON.
 //!
 //! A browser opens the page (HTML, CSS and JavaScript compiled into the binary: no build step, no
-//! CDN), which opens `/ws`. The WebSocket session ([`session`]) runs the same login as the text
+//! CDN), which opens `/ws`. The WebSocket session (`session`) runs the same login as the text
 //! protocol (names, accounts, passwords, the throttle), feeds the same pipeline, and the hub
 //! renders what it says with [`JsonRender`]. Admission is shared with the other doors: one
 //! connection limit, one set of per-address limits.
