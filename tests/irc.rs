@@ -10,7 +10,7 @@ use base64::Engine as _;
 use chatpipe::Server;
 use common::irc::IrcClient;
 use common::web::WebClient;
-use common::{TestServer, config_with_moderator, test_config};
+use common::{TestServer, config_with_moderator, login_at, login_with_password_at, test_config};
 
 fn sasl_plain(name: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("\0{name}\0{password}"))
@@ -357,6 +357,46 @@ async fn moderation_through_modes() {
         .await;
     kicked.expect_closed().await;
     moderator.expect(":kim!kim@chatpipe QUIT :Quit").await;
+    server.shutdown().await;
+}
+
+/// A role granted or taken while its member is online shows in the channels it is in as
+/// `MODE +o` / `-o` from the server; moderators and admins are both operators, so a change
+/// between the two shows nothing.
+#[tokio::test]
+async fn a_role_change_shows_as_a_channel_mode() {
+    let mut config = test_config();
+    config.accounts.push(chatpipe::config::AccountConfig {
+        name: "root".into(),
+        password_hash: chatpipe::server::accounts::hash_password("rootpass12").unwrap(),
+        role: chatpipe::Role::Admin,
+    });
+    let (server, irc) = TestServer::start_with_irc(Server::new(config)).await;
+    let mut watcher = IrcClient::register(irc, "watcher").await;
+    let mut carol = login_at(server.addr, "carol").await;
+    watcher.expect(":carol!carol@chatpipe JOIN #lobby").await;
+    carol.send("/register carolpass1").await;
+    carol
+        .expect("SERVER: carol is now registered to you: from now on, log in with your password.")
+        .await;
+    let mut root = login_with_password_at(server.addr, "root", "rootpass12").await;
+    watcher.expect(":root!root@chatpipe JOIN #lobby").await;
+
+    root.send("/role carol moderator").await;
+    root.expect("SERVER: carol is now a moderator.").await;
+    watcher.expect(":chatpipe MODE #lobby +o carol").await;
+    root.send("/role carol admin").await;
+    root.expect("SERVER: carol is now an admin.").await;
+    root.send("/role carol user").await;
+    root.expect("SERVER: carol is now a user.").await;
+    // The very next line: the change to admin showed nothing.
+    watcher.expect(":chatpipe MODE #lobby -o carol").await;
+    watcher.send("NAMES #lobby").await;
+    let names = watcher.expect_contains(" 353 watcher = #lobby :").await;
+    assert!(
+        names.contains(" carol") && !names.contains("@carol"),
+        "{names}"
+    );
     server.shutdown().await;
 }
 

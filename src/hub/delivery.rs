@@ -137,6 +137,20 @@ pub enum Delivery {
         /// Names and roles, in join order.
         members: Arc<[(Arc<str>, Role)]>,
     },
+    /// `name`'s role changed from `was` to `role`, told in `room`; `members` is the room's list
+    /// after the change, for doors that show member lists whole.
+    RoleChanged {
+        /// The room told.
+        room: Arc<str>,
+        /// Whose role.
+        name: Arc<str>,
+        /// The role before.
+        was: Role,
+        /// The role now.
+        role: Role,
+        /// Names and roles after the change, in join order.
+        members: Arc<[(Arc<str>, Role)]>,
+    },
     /// The client is in: its name and role (doors that greet with state).
     Welcome {
         /// The name.
@@ -385,6 +399,7 @@ impl Render for TextRender {
             Delivery::Held(held) => protocol::server_line(&held.alert()),
             Delivery::Reported(report) => protocol::server_line(&report.alert()),
             Delivery::Members { .. }
+            | Delivery::RoleChanged { .. }
             | Delivery::Welcome { .. }
             | Delivery::QueueDone { .. }
             | Delivery::Queue { .. }

@@ -222,6 +222,22 @@ impl IrcRender {
                     .collect();
                 names_reply(&mut out, to, room, &names);
             }
+            // Moderators and admins are both channel operators here: only a change across that
+            // line shows.
+            Delivery::RoleChanged {
+                room,
+                name,
+                was,
+                role,
+                ..
+            } => {
+                let sign = match (prefix_of(*was, false), prefix_of(*role, false)) {
+                    (before, after) if before == after => return None,
+                    (_, "@") => "+o",
+                    _ => "-o",
+                };
+                out.raw(&format!(":{SERVER} MODE {} {sign} {name}", channel(room)));
+            }
             Delivery::Welcome { .. } => self.welcome(&mut out, to?),
             Delivery::Rooms { rooms } => {
                 let to = to?;
@@ -439,6 +455,29 @@ mod tests {
             assert!(burst.contains(needle), "{needle} missing from {burst}");
         }
         assert!(burst.lines().all(|l| l.len() <= 510), "{burst}");
+    }
+
+    #[test]
+    fn role_changes_across_operator_show_as_modes() {
+        let render = IrcRender::new(20, 400);
+        let change = |was, role| {
+            render.render(&Delivery::RoleChanged {
+                room: "lobby".into(),
+                name: "carol".into(),
+                was,
+                role,
+                members: Arc::from(vec![]),
+            })
+        };
+        assert_eq!(
+            text(change(Role::User, Role::Moderator)),
+            ":chatpipe MODE #lobby +o carol\r\n"
+        );
+        assert_eq!(
+            text(change(Role::Admin, Role::User)),
+            ":chatpipe MODE #lobby -o carol\r\n"
+        );
+        assert_eq!(change(Role::Moderator, Role::Admin), None);
     }
 
     #[test]

@@ -107,14 +107,17 @@ pub fn to_json(delivery: &Delivery, now: SystemTime) -> Value {
             "topic": topic.as_deref(),
             "text": Delivery::topic_text(room, topic.as_deref(), by.as_deref()),
         }),
-        Delivery::Members { room, members } => json!({
-            "type": "members",
-            "room": &**room,
-            "members": members
-                .iter()
-                .map(|(name, role)| json!({"name": &**name, "role": role.as_str()}))
-                .collect::<Vec<_>>(),
-        }),
+        // The page redraws the list whole; a role change needs nothing else.
+        Delivery::Members { room, members } | Delivery::RoleChanged { room, members, .. } => {
+            json!({
+                "type": "members",
+                "room": &**room,
+                "members": members
+                    .iter()
+                    .map(|(name, role)| json!({"name": &**name, "role": role.as_str()}))
+                    .collect::<Vec<_>>(),
+            })
+        }
         Delivery::Welcome { name, role, rooms } => json!({
             "type": "welcome",
             "name": &**name,

@@ -235,9 +235,11 @@ impl RoomHub {
             if let Some(target) = hub.find(&name)
                 && let Some(member) = hub.members.get(&target)
             {
+                let was = member.role();
                 member.client.update(|info| info.role = role);
+                let shown = member.client.name();
                 for room in member.rooms.clone() {
-                    hub.send_members(&room);
+                    hub.announce_role(&room, &shown, was, role);
                 }
                 hub.tell(
                     target,

@@ -631,9 +631,11 @@ impl RoomHub {
                 if let Some(target) = self.find(&name)
                     && let Some(member) = self.members.get(&target)
                 {
+                    let was = member.role();
                     member.client.update(|info| info.role = role);
+                    let shown = member.client.name();
                     for room in member.rooms.clone() {
-                        self.send_members(&room);
+                        self.announce_role(&room, &shown, was, role);
                     }
                 }
             }

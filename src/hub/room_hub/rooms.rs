@@ -127,14 +127,26 @@ impl RoomHub {
         self.update_gauges();
     }
 
-    /// Tells the members of `room` whose door shows a member list who is there now, after a
-    /// change that joins and leaves do not describe. Costs nothing in a room without such
-    /// members.
-    pub(super) fn send_members(&mut self, room: &Arc<str>) {
+    /// Tells the members of `room` whose door shows a member list that `name`'s role changed
+    /// (IRC shows it as a `MODE`, the web page redraws the list), since joins and leaves do not
+    /// describe it. Costs nothing in a room without such members.
+    pub(super) fn announce_role(
+        &mut self,
+        room: &Arc<str>,
+        name: &Arc<str>,
+        was: Role,
+        role: Role,
+    ) {
         if self.rooms.get(room).is_none_or(|r| r.watchers == 0) {
             return;
         }
-        let delivery = self.members_of(room);
+        let delivery = Delivery::RoleChanged {
+            room: room.clone(),
+            name: name.clone(),
+            was,
+            role,
+            members: self.names_in(room).collect(),
+        };
         self.broadcast(room, &delivery);
     }
 
