@@ -231,16 +231,7 @@ impl RoomHub {
                 hub.tell(id, &not_saved(&cause));
                 return;
             }
-            hub.settings.registered.insert(key, role);
-            if let Some(target) = hub.find(&name)
-                && let Some(member) = hub.members.get(&target)
-            {
-                let was = member.role();
-                member.client.update(|info| info.role = role);
-                let shown = member.client.name();
-                for room in member.rooms.clone() {
-                    hub.announce_role(&room, &shown, was, role);
-                }
+            if let Some(target) = hub.give_role(key, &name, role) {
                 hub.tell(
                     target,
                     &format!("{actor_name} made you {}.", role_phrase(role)),
@@ -248,6 +239,21 @@ impl RoomHub {
             }
             hub.tell(id, &format!("{name} is now {}.", role_phrase(role)));
         });
+    }
+
+    /// Records `role` for the registered name `name` (whose key is `key`) and, when its member is
+    /// online here, gives it the role at once and tells its rooms. Returns the member, if online.
+    pub(super) fn give_role(&mut self, key: NameKey, name: &str, role: Role) -> Option<ClientId> {
+        self.settings.registered.insert(key, role);
+        let target = self.find(name)?;
+        let member = self.members.get(&target)?;
+        let was = member.role();
+        member.client.update(|info| info.role = role);
+        let shown = member.client.name();
+        for room in member.rooms.clone() {
+            self.announce_role(&room, &shown, was, role);
+        }
+        Some(target)
     }
 }
 

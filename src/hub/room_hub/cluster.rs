@@ -627,17 +627,7 @@ impl RoomHub {
             }
             Shared::SetPassword { .. } => {}
             Shared::SetRole { name, role } => {
-                self.settings.registered.insert(NameKey::new(&name), role);
-                if let Some(target) = self.find(&name)
-                    && let Some(member) = self.members.get(&target)
-                {
-                    let was = member.role();
-                    member.client.update(|info| info.role = role);
-                    let shown = member.client.name();
-                    for room in member.rooms.clone() {
-                        self.announce_role(&room, &shown, was, role);
-                    }
-                }
+                self.give_role(NameKey::new(&name), &name, role);
             }
             Shared::Ban(ban) => {
                 let duration = ban
