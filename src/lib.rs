@@ -42,13 +42,15 @@
 //! - [`store`]: the embedded SQLite database (accounts, bans, mutes, room settings, history, the
 //!   audit log), owned by one thread the hub never waits on;
 //! - [`protocol`]: the exact text of every line the server writes;
-//! - [`names`]: username and room-name rules;
+//! - [`names`]: username and room-name rules; `clock` (private): whole milliseconds since a
+//!   start, for the idle watch and the write schedule;
 //! - [`testing`]: stream fixtures to run a stage or the pipeline without sockets.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 mod admin;
+mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;

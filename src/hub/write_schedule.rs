@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Outbox;
+use crate::clock::MillisClock;
 use crate::event::ClientId;
 
 /// How many groups a busy room's writers are woken in per `busy_flush_interval`. In the busy-room
@@ -46,7 +47,7 @@ pub(super) const BUSY_GROUPS: u64 = 2;
 /// The writers the hub has yet to wake, by the millisecond they are due.
 #[derive(Debug)]
 pub(super) struct WriteSchedule {
-    epoch: Instant,
+    clock: MillisClock,
     /// `flush_interval`, in whole milliseconds (rounded up).
     gather_ms: u64,
     /// `busy_flush_interval`, in whole milliseconds (rounded up); 0 when off.
@@ -72,7 +73,7 @@ impl WriteSchedule {
         };
         let slots = (gather_ms + period_ms + 2).next_power_of_two();
         WriteSchedule {
-            epoch: Instant::now(),
+            clock: MillisClock::starting_now(),
             gather_ms,
             period_ms,
             ring: (0..slots).map(|_| Vec::new()).collect(),
@@ -92,7 +93,7 @@ impl WriteSchedule {
         last_woken: Option<Instant>,
         now: Instant,
     ) {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock.millis(now);
         let earliest = now_ms + self.gather_ms;
         let busy = self.period_ms > 0
             && last_woken.is_some_and(|at| {
@@ -117,18 +118,17 @@ impl WriteSchedule {
 
     /// When the next writer is due, if any is queued.
     pub(super) fn next_wake(&self) -> Option<Instant> {
-        self.next_due
-            .map(|ms| self.epoch + Duration::from_millis(ms))
+        self.next_due.map(|ms| self.clock.instant(ms))
     }
 
     /// True when some writer is due at `now`.
     pub(super) fn any_due(&self, now: Instant) -> bool {
-        self.next_due.is_some_and(|ms| ms <= self.ms(now))
+        self.next_due.is_some_and(|ms| ms <= self.clock.millis(now))
     }
 
     /// Wakes every writer due at or before `now`.
     pub(super) fn wake_due(&mut self, now: Instant) {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock.millis(now);
         if self.queued > 0 {
             // Past the ring's length every slot has been visited once.
             let last = now_ms.min(self.drained_to + self.mask);
@@ -157,10 +157,6 @@ impl WriteSchedule {
         }
         (self.drained_to..=self.drained_to + self.mask)
             .find(|ms| !self.ring[(ms & self.mask) as usize].is_empty())
-    }
-
-    fn ms(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 }
 

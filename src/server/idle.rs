@@ -28,6 +28,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::Sent;
+use crate::clock::MillisClock;
 
 /// What the idle watch says to a connection's reading side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub(crate) struct IdleWatch {
     /// How long before the end the client is warned.
     warn_before: Duration,
     /// Time zero of every word.
-    began: Instant,
+    clock: MillisClock,
     /// Every connection that may need watching; the dead are dropped at each sweep.
     watched: Mutex<Vec<Weak<Sent>>>,
 }
@@ -97,7 +98,7 @@ impl IdleWatch {
         IdleWatch {
             timeout,
             warn_before: (timeout / 2).min(Duration::from_secs(30)),
-            began: Instant::now(),
+            clock: MillisClock::starting_now(),
             watched: Mutex::new(Vec::new()),
         }
     }
@@ -112,10 +113,6 @@ impl IdleWatch {
         (self.warn_before / 4).clamp(Self::MIN_PERIOD, Self::MAX_PERIOD)
     }
 
-    fn millis(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.began).as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Starts watching `sent`'s connection (from its first [`IdleWatch::heard`] on).
     pub(crate) fn watch(&self, sent: &Arc<Sent>) {
         if self.timeout.is_zero() {
@@ -128,7 +125,7 @@ impl IdleWatch {
     /// The client was heard from just now: its silence starts again, and anything it was told
     /// is forgotten.
     pub(crate) fn heard(&self, liveness: &Liveness) {
-        let word = self.millis(Instant::now()) << state::BITS | state::ARMED;
+        let word = self.clock.millis(Instant::now()) << state::BITS | state::ARMED;
         liveness.word.store(word, Ordering::Release);
     }
 
@@ -179,7 +176,7 @@ impl IdleWatch {
         if self.timeout.is_zero() {
             return;
         }
-        let now = self.millis(Instant::now());
+        let now = self.clock.millis(Instant::now());
         let end = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let warn_at = end.saturating_sub(u64::try_from(self.warn_before.as_millis()).unwrap_or(0));
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
