@@ -150,6 +150,52 @@ impl Browser {
             .await;
     }
 
+    /// Opens the page at `web` and waits for the login form.
+    async fn open(&self, web: SocketAddr) {
+        self.client.goto(&format!("http://{web}/")).await.unwrap();
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("name"))
+            .await
+            .unwrap();
+    }
+
+    /// Whether the element with this id is shown (WebDriver's rendering check: `display`,
+    /// `visibility`, a size, and the same for its ancestors).
+    async fn displayed(&self, id: &str) -> bool {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded by [`WAIT`]) until the element with this id is shown.
+    async fn wait_displayed(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.displayed(id).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "#{id} was never shown"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The text a reader sees on the whole page (`innerText`: hidden parts left out, CSS
+    /// capitals applied), lower-cased.
+    async fn visible_text(&self) -> String {
+        let text = self
+            .client
+            .execute("return document.body.innerText", vec![])
+            .await
+            .unwrap();
+        text.as_str().unwrap_or_default().to_lowercase()
+    }
+
     /// Types a line into the input and sends it.
     async fn say(&self, text: &str) {
         let input = self.client.find(Locator::Id("input")).await.unwrap();
@@ -417,5 +463,141 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
         .wait_for_text("#audit-list", "mod approve alice")
         .await;
     moderator.quit().await;
+    server.shutdown().await;
+}
+
+/// The login screen is the form alone: the chat layout (`#chat`, a grid in the style sheet)
+/// stays hidden until the server has taken the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_screen_shows_only_the_form() {
+    let Some(driver) = chromedriver() else { return };
+    let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
+    let page = Browser::start(&driver).await;
+    page.open(web).await;
+    assert!(page.displayed("login").await, "the login form is hidden");
+    assert!(
+        !page.displayed("chat").await,
+        "the chat layout shows under the login form"
+    );
+    let text = page.visible_text().await;
+    for part in ["rooms", "members", "held for review"] {
+        assert!(
+            !text.contains(part),
+            "the login screen shows {part:?}: {text:?}"
+        );
+    }
+    page.join(web, "lena", None).await;
+    assert!(page.displayed("chat").await, "the chat layout is hidden");
+    assert!(!page.displayed("login").await, "the login form still shows");
+    page.quit().await;
+    server.shutdown().await;
+}
+
+/// The moderation panel is for moderators: a guest sees none of its headings, a moderator
+/// sees all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_moderators_see_the_moderation_panel() {
+    let Some(driver) = chromedriver() else { return };
+    let (server, web) = TestServer::start_with_web(Server::new(config_with_moderator())).await;
+    let guest = Browser::start(&driver).await;
+    guest.join(web, "gus", None).await;
+    assert!(
+        !guest.displayed("mod-panel").await,
+        "a guest sees the moderation panel"
+    );
+    let text = guest.visible_text().await;
+    for heading in ["held for review", "reports", "audit log"] {
+        assert!(
+            !text.contains(heading),
+            "a guest sees {heading:?}: {text:?}"
+        );
+    }
+    let moderator = Browser::start(&driver).await;
+    moderator.join(web, "mod", Some("modpass12")).await;
+    moderator.wait_displayed("mod-panel").await;
+    let text = moderator.visible_text().await;
+    for heading in ["held for review", "reports", "audit log"] {
+        assert!(
+            text.contains(heading),
+            "the moderator does not see {heading:?}: {text:?}"
+        );
+    }
+    guest.quit().await;
+    moderator.quit().await;
+    server.shutdown().await;
+}
+
+/// A registered name typed without its password: the page shows the password field and the
+/// status line says what it waits for (it used to keep saying "Connecting…").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_asks_for_the_password() {
+    let Some(driver) = chromedriver() else { return };
+    let (server, web) = TestServer::start_with_web(Server::new(config_with_moderator())).await;
+    let page = Browser::start(&driver).await;
+    page.open(web).await;
+    let c = &page.client;
+    c.find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .send_keys("mod")
+        .await
+        .unwrap();
+    c.find(Locator::Id("join-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The page shows the field and sets the status line in one step, on the server's answer.
+    page.wait_displayed("password-row").await;
+    let status = page.text_of("#status").await;
+    assert!(
+        !status.contains("Connecting"),
+        "the status line says {status:?} while the page asks for a password"
+    );
+    assert!(
+        status.contains("password for mod"),
+        "the status line says {status:?}"
+    );
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("modpass12")
+        .await
+        .unwrap();
+    c.find(Locator::Id("join-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait_for_text("#status", "Connected as mod").await;
+    page.quit().await;
+    server.shutdown().await;
+}
+
+/// After a reconnect the chat log shows no protocol greeting (`Welcome to chatpipe! Send
+/// {"type":"hello",...}`): that line is for hand-written clients, and the page has already
+/// answered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_shows_no_protocol_greeting() {
+    let Some(driver) = chromedriver() else { return };
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = web_listener.local_addr().unwrap();
+    let server = TestServer::start(Server::new(test_config()).web_listener(web_listener)).await;
+    let page = Browser::start(&driver).await;
+    page.join(web, "remy", None).await;
+    server.shutdown().await;
+    page.wait_for_text("#status", "Reconnecting").await;
+    let web_listener = tokio::net::TcpListener::bind(web).await.unwrap();
+    let server = TestServer::start(Server::new(test_config()).web_listener(web_listener)).await;
+    // The greeting comes before the welcome, so once the status line says so it has been seen.
+    page.wait_for_text("#status", "Reconnected as remy").await;
+    let log = page.text_of("#messages").await;
+    assert!(
+        !log.contains("Welcome to chatpipe") && !log.contains("\"type\":\"hello\""),
+        "the chat log shows the protocol greeting: {log:?}"
+    );
+    page.quit().await;
     server.shutdown().await;
 }

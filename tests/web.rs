@@ -172,6 +172,41 @@ async fn cross_origin_upgrades_are_refused_and_the_page_is_served() {
     server.shutdown().await;
 }
 
+/// `GET /favicon.ico`, which every browser asks for, is an icon rather than a 404, and the page
+/// names it.
+#[tokio::test]
+async fn the_favicon_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
+    let get = |path: &'static str| async move {
+        let mut http = tokio::net::TcpStream::connect(web).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        http.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(common::WAIT, http.read_to_string(&mut response))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        response
+    };
+    let icon = get("/favicon.ico").await;
+    assert!(icon.starts_with("HTTP/1.1 200"), "{icon}");
+    let (head, body) = icon.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_lowercase().contains("content-type: image/svg+xml"),
+        "{head}"
+    );
+    assert!(body.starts_with("<svg"), "{body}");
+    assert!(body.len() < 1024, "a favicon of {} bytes", body.len());
+    let page = get("/").await;
+    assert!(
+        page.contains("<link rel=\"icon\" href=\"/favicon.ico\""),
+        "{page}"
+    );
+    server.shutdown().await;
+}
+
 /// Filters and the rate limit reach web users with codes: a blocked line, a rate-limited one.
 #[tokio::test]
 async fn the_pipeline_reaches_web_users() {

@@ -83,6 +83,7 @@ pub(crate) async fn serve(
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
         .route("/style.css", get(page::style))
+        .route("/favicon.ico", get(page::icon))
         .route("/ws", get(upgrade))
         .with_state(state);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();

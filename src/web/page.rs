@@ -7,6 +7,9 @@ use axum::response::IntoResponse;
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
+/// A speech bubble in the page's accent colour. Browsers ask for `/favicon.ico` whatever the
+/// page says; the content type, not the name, tells them it is an SVG.
+const ICON: &str = include_str!("page/favicon.svg");
 
 /// A strict policy: the page runs only its own script and style, and talks only to this server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -31,4 +34,15 @@ pub(super) async fn script() -> impl IntoResponse {
 
 pub(super) async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+pub(super) async fn icon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        ICON,
+    )
 }

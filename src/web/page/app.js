@@ -19,6 +19,7 @@ const state = {
   audit: [], // recent audit entries (moderators)
   wanted: false, // the user asked to be connected
   reconnecting: false,
+  welcomed: false, // the server took our hello on the current socket
 };
 const MAX_LINES = 500;
 
@@ -227,6 +228,7 @@ function onMessage(m) {
     case "hello":
       break;
     case "welcome":
+      state.welcomed = true;
       state.name = m.name;
       state.role = m.role;
       renderPanel();
@@ -326,15 +328,31 @@ function onMessage(m) {
 }
 
 function onNotice(m) {
+  // The greeting tells a hand-written client to send a hello; the page sends its own at once,
+  // so the greeting is for nobody here (on a reconnect it would land in the chat log).
+  if (m.code === "hello") return;
   if (!state.name || $("chat").hidden) {
-    // Still logging in.
-    if (m.code === "password_required" || m.code === "wrong_password") {
+    // Still logging in: the socket is open, but the server has not taken the name yet.
+    const passwordWanted = m.code === "password_required" || m.code === "wrong_password";
+    if (passwordWanted) {
       $("password-row").hidden = false;
       $("password").focus();
     }
-    if (m.code !== "hello") $("login-error").textContent = m.text;
-    if (m.code === "banned" || m.code === "too_many_attempts") state.wanted = false;
+    $("login-error").textContent = m.text;
+    if (m.code === "banned" || m.code === "too_many_attempts") {
+      state.wanted = false;
+      status("Not connected.", true);
+    } else {
+      status(passwordWanted
+        ? "Connected; enter the password for " + state.name + "."
+        : "Connected; not logged in yet.");
+    }
     return;
+  }
+  if (!state.welcomed) {
+    // A reconnect the server refused (the name taken meanwhile, the password changed): the
+    // status line must not keep saying "Reconnecting…".
+    status("Could not log in again: " + m.text, true);
   }
   const target = m.room && state.rooms.has(m.room) ? m.room : state.current;
   if (m.code === "topic" && target) {
@@ -359,6 +377,7 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   const socket = new WebSocket(scheme + location.host + "/ws");
   state.socket = socket;
+  state.welcomed = false;
   status(state.reconnecting ? "Reconnecting…" : "Connecting…");
   socket.onopen = () => {
     const hello = { type: "hello", name: state.name };
