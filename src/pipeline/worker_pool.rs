@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::merge::merge;
 use super::stage::{EventStream, Stage, StageContext};
-use crate::event::{Body, Event, Sanction, SanctionKind};
+use crate::event::{Body, Command, Event, Sanction, SanctionKind};
 use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
 use crate::metrics::Metrics;
 
@@ -105,6 +105,11 @@ async fn work(
         let chain = filters.current();
         let mut judged = Vec::with_capacity(batch.len());
         for event in batch {
+            if matches!(event.body, Body::Command(Command::Join(_) | Command::Leave)) {
+                // Until the hub has carried this out, the room of the sender's next line that
+                // names none is unknown: `apply_filters` leaves such lines to the hub.
+                event.client.room_change_sent();
+            }
             let (event, alerts) = apply_filters(&chain, event, &metrics);
             judged.extend(event);
             judged.extend(alerts);
@@ -115,12 +120,18 @@ async fn work(
     }
 }
 
-/// Runs the chain on a chat line or action; other events pass untouched. Returns the event to
-/// pass on (`None` when the line is silently dropped) and an alert for the moderators for each
-/// warning a filter raised.
+/// Runs the chain on a chat line, action or private message; other events pass untouched.
+/// Returns the event to pass on (`None` when the line is silently dropped) and an alert for the
+/// moderators for each warning a filter raised.
+///
+/// The filters judge a line for the room it goes to: the room it names, else the sender's
+/// current room. A private message is in no room. A line that names no room while a `/join` or
+/// `/leave` of its sender is still on its way to the hub is passed on unjudged, marked
+/// [`Event::filter_in_hub`]: the hub, which alone knows where it goes once the move is done,
+/// runs this function on it with the room filled in.
 pub fn apply_filters(
     chain: &FilterChain,
-    event: Event,
+    mut event: Event,
     metrics: &Metrics,
 ) -> (Option<Event>, Vec<Event>) {
     if chain.is_empty() {
@@ -130,8 +141,25 @@ pub fn apply_filters(
         Body::Chat(text) | Body::Action(text) | Body::Private { text, .. } => text,
         _ => return (Some(event), Vec::new()),
     };
-    let sender = event.client.info();
-    let message = Message::new(text, &sender, event.client.id(), event.received_at);
+    let private = matches!(event.body, Body::Private { .. });
+    if !private && event.room.is_none() && event.client.room_change_pending() {
+        event.filter_in_hub = true;
+        return (Some(event), Vec::new());
+    }
+    let mut sender = event.client.info();
+    let room = match &event.room {
+        _ if private => None,
+        Some(named) => Some(named.clone()),
+        None => Some(sender.room.clone()),
+    };
+    if let Some(room) = &room {
+        // Filters written against `sender.room` judge the line's room too.
+        sender.room = room.clone();
+    }
+    let message = Message::new(text, &sender, event.client.id(), event.received_at)
+        .in_room(room.as_deref());
+    // Where the line goes, for the log and the moderators' alerts.
+    let place = room.as_deref().unwrap_or("a private message");
     let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
     let client = event.client.id();
     let Ok(Judgement {
@@ -147,22 +175,22 @@ pub fn apply_filters(
     let alerts = warnings
         .into_iter()
         .map(|(filter, reason)| {
-            tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "warn", "filter decision");
+            tracing::info!(%client, name = %sender.name, room = %place, filter, action = "warn", "filter decision");
             metrics.filter_decision(&filter, "warn", false);
             let alert = format!(
-                "[{filter}] {} in {}: {reason}: {}",
-                sender.name, sender.room, message.text
+                "[{filter}] {} in {place}: {reason}: {}",
+                sender.name, message.text
             );
             event.clone().with_body(Body::Alert(alert))
         })
         .collect();
     if let Some(filter) = outcome.filter() {
         let action = outcome.as_expectation();
-        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action, "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %place, filter, action, "filter decision");
         metrics.filter_decision(filter, action, true);
     }
     for filter in &rewritten_by {
-        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "rewrite", "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %place, filter, action = "rewrite", "filter decision");
         metrics.filter_decision(filter, "rewrite", false);
     }
     let body = match outcome {
