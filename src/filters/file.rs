@@ -130,6 +130,10 @@ pub struct FilterTest {
     pub role: Option<Role>,
     /// The room the line is sent to (default `lobby`).
     pub room: Option<String>,
+    /// A private message rather than a line to a room: in no room, so no `exempt_rooms`
+    /// applies (`room` is then only where the sender is).
+    #[serde(default)]
+    pub private: bool,
     /// Send the input this many times (for repetition rules); the last one is checked.
     #[serde(default = "once")]
     pub repeat: usize,

@@ -1,7 +1,8 @@
 //! Running the `[[test]]` fixtures of filter files (`chatpipe test-filters DIR`).
 //!
 //! A `[[test]]` checks its filter alone: the input is judged by a chain holding only that filter,
-//! as a sender with the test's name, role and room, and the outcome compared with `expect`. A
+//! as a line from a sender with the test's name and role to the test's room (or as a private
+//! message), and the outcome compared with `expect`. A
 //! `[[chain_test]]` (in any file) is judged by the whole chain of enabled filters, in order, as
 //! the server runs them.
 
@@ -128,7 +129,9 @@ fn outcome(chain: &FilterChain, test: &FilterTest, client: ClientId) -> (String,
         room: Arc::from(test.room.as_deref().unwrap_or("lobby")),
         role: test.role.unwrap_or_default(),
     };
-    let message = Message::new(&test.input, &sender, client, tokio::time::Instant::now());
+    let room = (!test.private).then_some(&*sender.room);
+    let message =
+        Message::new(&test.input, &sender, client, tokio::time::Instant::now()).in_room(room);
     let mut judged = chain.judge(&message);
     for _ in 1..test.repeat {
         judged = chain.judge(&message);

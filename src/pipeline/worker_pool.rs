@@ -156,8 +156,8 @@ pub fn apply_filters(
         // Filters written against `sender.room` judge the line's room too.
         sender.room = room.clone();
     }
-    let message = Message::new(text, &sender, event.client.id(), event.received_at)
-        .in_room(room.as_deref());
+    let message =
+        Message::new(text, &sender, event.client.id(), event.received_at).in_room(room.as_deref());
     // Where the line goes, for the log and the moderators' alerts.
     let place = room.as_deref().unwrap_or("a private message");
     let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
