@@ -234,3 +234,86 @@ pub fn apply_filters(
     };
     (Some(event.with_body(body)), alerts)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::Role;
+    use crate::filters::{Verdict, filter_fn};
+    use crate::testing::test_client;
+
+    /// Warns with the room the filter was given, so each test can see it.
+    fn chain() -> FilterChain {
+        FilterChain::new(vec![filter_fn("where", |m| {
+            Verdict::Warn(m.room.unwrap_or("no room").to_owned())
+        })])
+    }
+
+    fn alert_of(event: Event, metrics: &Metrics) -> String {
+        let (_, alerts) = apply_filters(&chain(), event, metrics);
+        match alerts.as_slice() {
+            [
+                Event {
+                    body: Body::Alert(text),
+                    ..
+                },
+            ] => text.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_is_judged_for_the_room_it_is_sent_to() {
+        let metrics = Metrics::new();
+        // The client's current room is lobby (as after joining it last).
+        let alice = test_client(1, "alice", Role::User);
+        let mut to_trading = Event::new(alice.clone(), 0, Body::Chat("hi".into()));
+        to_trading.room = Some(Arc::from("trading"));
+        assert_eq!(
+            alert_of(to_trading, &metrics),
+            "[where] alice in trading: trading: hi"
+        );
+        let current = Event::new(alice.clone(), 1, Body::Chat("hi".into()));
+        assert_eq!(
+            alert_of(current, &metrics),
+            "[where] alice in lobby: lobby: hi"
+        );
+        let private = Body::Private {
+            to: "bob".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(
+            alert_of(Event::new(alice, 2, private), &metrics),
+            "[where] alice in a private message: no room: hi"
+        );
+    }
+
+    #[test]
+    fn a_line_behind_a_room_change_is_left_to_the_hub() {
+        let metrics = Metrics::new();
+        let alice = test_client(1, "alice", Role::User);
+        alice.room_change_sent();
+        let (event, alerts) = apply_filters(
+            &chain(),
+            Event::new(alice.clone(), 0, Body::Chat("hi".into())),
+            &metrics,
+        );
+        let event = event.expect("passed on");
+        assert!(event.filter_in_hub && alerts.is_empty(), "{event:?}");
+        assert_eq!(event.body, Body::Chat("hi".into()), "unjudged");
+        // A line naming its room, or a private message, does not wait for the move.
+        let mut named = Event::new(alice.clone(), 1, Body::Chat("hi".into()));
+        named.room = Some(Arc::from("lobby"));
+        let (event, _) = apply_filters(&chain(), named, &metrics);
+        assert!(!event.expect("passed on").filter_in_hub);
+        alice.room_change_done();
+        let (event, alerts) = apply_filters(
+            &chain(),
+            Event::new(alice, 2, Body::Chat("hi".into())),
+            &metrics,
+        );
+        assert!(!event.expect("passed on").filter_in_hub && alerts.len() == 1);
+    }
+}
