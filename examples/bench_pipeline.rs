@@ -126,6 +126,7 @@ fn events(lines: &[String], senders: usize) -> Vec<Event> {
             seq: (i / senders) as u64,
             received_at: at,
             room: None,
+            filter_in_hub: false,
             body: Body::Line(line.clone()),
         })
         .collect()

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
@@ -56,7 +57,8 @@ impl Role {
 pub struct ClientInfo {
     /// The current username, as the client typed it.
     pub name: Arc<str>,
-    /// The room the client is in.
+    /// The room the client is in: the one its lines go to when they name none (for a door
+    /// where members sit in several rooms, the one joined last).
     pub room: Arc<str>,
     /// The client's role.
     pub role: Role,
@@ -66,13 +68,17 @@ pub struct ClientInfo {
 ///
 /// Shared (`Arc<Client>`) by the session, every event it produces and the hub. The hub is the only
 /// writer of [`ClientInfo`]; stages read it to judge a message (a filter exempt in one room needs
-/// to know the sender's room). The mutex is held for a clone of three fields, never across an
-/// `.await`.
+/// to know the room a line without a named room goes to). The mutex is held for a clone of three
+/// fields, never across an `.await`.
 #[derive(Debug)]
 pub struct Client {
     id: ClientId,
     addr: SocketAddr,
     info: Mutex<ClientInfo>,
+    /// The client's `/join`s and `/leave`s that have passed the filters but that the hub has not
+    /// carried out yet. While there are any, [`ClientInfo::room`] may not be the room the
+    /// client's next line goes to (see [`Client::room_change_pending`]).
+    room_changes: AtomicUsize,
 }
 
 impl Client {
@@ -82,6 +88,7 @@ impl Client {
             id,
             addr,
             info: Mutex::new(info),
+            room_changes: AtomicUsize::new(0),
         }
     }
 
@@ -110,6 +117,27 @@ impl Client {
         change(&mut self.lock());
     }
 
+    /// Whether a `/join` or `/leave` of this client is on its way to the hub: then the room of
+    /// its next line that names no room is not known until the hub has carried it out.
+    pub fn room_change_pending(&self) -> bool {
+        // Acquire pairs with the hub's Release in `room_change_done`: once this reads zero, the
+        // room the hub set is what `info()` shows.
+        self.room_changes.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a `/join` or `/leave` that passed the filters on its way to the hub.
+    pub(crate) fn room_change_sent(&self) {
+        self.room_changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The hub carried out (or refused) a `/join` or `/leave`. Never below zero: a pipeline
+    /// without the worker pool counts none.
+    pub(crate) fn room_change_done(&self) {
+        let _ = self
+            .room_changes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
     fn lock(&self) -> MutexGuard<'_, ClientInfo> {
         // A panic while holding this lock cannot leave ClientInfo half-written (every update is a
         // field assignment), so a poisoned lock is safe to use.
@@ -129,6 +157,11 @@ pub struct Event {
     /// The room the line is for, when the client said (a web client names the room of each
     /// line); `None`: the client's current room.
     pub room: Option<Arc<str>>,
+    /// The worker pool left this line for the hub to filter: it names no room, and a `/join`
+    /// or `/leave` before it had not reached the hub yet, so the room it goes to (which room
+    /// rules such as `exempt_rooms` judge by) was not known (see
+    /// [`Client::room_change_pending`]).
+    pub filter_in_hub: bool,
     /// What happened.
     pub body: Body,
 }
@@ -141,6 +174,7 @@ impl Event {
             seq,
             received_at: Instant::now(),
             room: None,
+            filter_in_hub: false,
             body,
         }
     }

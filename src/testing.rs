@@ -171,6 +171,7 @@ impl Fixture {
                     seq: *seq,
                     received_at: tokio::time::Instant::now(),
                     room: None,
+                    filter_in_hub: false,
                     body: step.body.clone(),
                 };
                 *seq += 1;

@@ -13,6 +13,8 @@ use chatpipe::filters::{
 };
 use chatpipe::testing::{Fixture, describe, run_pipeline};
 use chatpipe::{ClientId, ClientInfo, Config, PipelineBuilder, Role, Server};
+use common::irc::IrcClient;
+use common::web::WebClient;
 use common::{TestServer, test_config};
 
 /// Judges `text` with the filter described by `toml` (a user `alice` in `lobby` unless given).
@@ -185,8 +187,156 @@ fn actions_and_exemptions() {
     assert_eq!(warnings, [("f".to_owned(), "listed word".to_owned())]);
     let (outcome, _) = judge_as(&with("block"), "darn", Role::Moderator, "lobby");
     assert_eq!(outcome, delivered("darn"), "role exemption");
-    let (outcome, _) = judge_as(&with("block"), "darn", Role::User, "pub");
-    assert_eq!(outcome, delivered("darn"), "room exemption");
+    // Room exemptions judge the room a line goes to, not the sender's: this is checked through
+    // each door, where the room is worked out, by `exempt_rooms_judge_the_room_a_line_is_sent_to_*`
+    // and `exempt_rooms_never_exempt_a_private_message`. Here, the message's own room decides.
+    let sender = ClientInfo {
+        name: Arc::from("alice"),
+        room: Arc::from("pub"),
+        role: Role::User,
+    };
+    let loaded = FilterFile::load(Path::new("/virtual/f.toml"), &with("block")).unwrap();
+    let chain = FilterChain::new(vec![loaded.filter]);
+    let judged = |room| {
+        let message = Message::new("darn", &sender, ClientId(1), tokio::time::Instant::now());
+        chain.judge(&message.in_room(room)).outcome
+    };
+    assert_eq!(judged(Some("pub")), delivered("darn"), "room exemption");
+    assert!(
+        matches!(judged(Some("lobby")), Outcome::Blocked { .. }),
+        "a sender in pub sending to lobby is judged for lobby"
+    );
+    assert!(
+        matches!(judged(None), Outcome::Blocked { .. }),
+        "a private message is in no room"
+    );
+}
+
+/// A filters directory blocking `vbucks` everywhere but `trading`.
+fn scam_filter() -> tempfile::TempDir {
+    common::dir_with(&[(
+        "25-scam.toml",
+        "action = \"block\"\nmessage = \"That looks like a scam.\"\nwords = [\"vbucks\"]\nexempt_rooms = [\"trading\"]\n",
+    )])
+}
+
+/// IRC: after `JOIN #trading` (an exempt room), a `PRIVMSG #lobby` is still judged for the
+/// lobby and refused, while the same line to `#trading` is delivered. (The filters once judged
+/// the room the sender joined last.)
+#[tokio::test]
+async fn exempt_rooms_judge_the_room_a_line_is_sent_to_irc() {
+    let dir = scam_filter();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let (server, irc) = TestServer::start_with_irc(server).await;
+    let mut bob = server.login("bob").await;
+    let mut carol = server.login("carol").await;
+    bob.expect("carol has joined the chat").await;
+    carol.send("/join trading").await;
+    carol.expect_contains("You are now in trading.").await;
+    bob.expect("carol has left the room").await;
+    let mut alice = IrcClient::register(irc, "alice").await;
+    bob.expect("alice has joined the chat").await;
+    alice.join("trading").await;
+    carol.expect_contains("alice has joined the room").await;
+
+    alice.send("PRIVMSG #lobby :buy vbucks").await;
+    let refused = alice.expect_contains(" 404 alice #lobby :").await;
+    assert!(refused.contains("That looks like a scam."), "{refused}");
+    alice.send("PRIVMSG #trading :buy vbucks").await;
+    carol.expect("alice: buy vbucks").await;
+    alice.send("PRIVMSG #lobby :hello").await;
+    // Lines reach bob in the order sent: had the first been delivered, it would come first.
+    bob.expect("alice: hello").await;
+    server.shutdown().await;
+}
+
+/// The web door: a line naming `lobby` from a member who joined `trading` last is judged for
+/// the lobby.
+#[tokio::test]
+async fn exempt_rooms_judge_the_room_a_line_is_sent_to_web() {
+    let dir = scam_filter();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let (server, web) = TestServer::start_with_web(server).await;
+    let mut bob = server.login("bob").await;
+    let mut alice = WebClient::login(web, "alice").await;
+    bob.expect("alice has joined the chat").await;
+    alice.say(None, "/join trading").await;
+    alice
+        .expect_where("join trading", |v| {
+            v["type"] == "joined" && v["room"] == "trading"
+        })
+        .await;
+
+    alice.say(Some("lobby"), "buy vbucks").await;
+    let refused = alice
+        .expect_where("blocked", |v| v["code"] == "blocked")
+        .await;
+    assert_eq!(refused["text"], "That looks like a scam.");
+    assert_eq!(refused["room"], "lobby");
+    alice.say(Some("trading"), "buy vbucks").await;
+    alice.expect_message("alice", "buy vbucks").await;
+    alice.say(Some("lobby"), "hello").await;
+    bob.expect("alice: hello").await;
+    server.shutdown().await;
+}
+
+/// The text door, where a line names no room: `/join lobby` and a line pasted behind it (so the
+/// line reaches the filters before the hub has moved its sender out of `trading`) are judged
+/// for the lobby, every time.
+#[tokio::test]
+async fn exempt_rooms_judge_the_room_a_line_is_sent_to_text() {
+    let dir = scam_filter();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let server = TestServer::start(server).await;
+    let mut bob = server.login("bob").await;
+    let mut alice = server.login("alice").await;
+    bob.expect("alice has joined the chat").await;
+    alice.send("/join trading").await;
+    alice.expect_contains("You are now in trading.").await;
+    alice.send("vbucks for sale").await;
+    alice.expect_contains("alice: vbucks for sale").await;
+
+    for _ in 0..5 {
+        alice
+            .send_raw(b"/join lobby\nbuy vbucks\n/join trading\n")
+            .await;
+        alice.expect_contains("You are now in lobby.").await;
+        alice.expect_contains("That looks like a scam.").await;
+        alice.expect_contains("You are now in trading.").await;
+    }
+    alice.send("/join lobby").await;
+    alice.expect_contains("You are now in lobby.").await;
+    alice.send("done").await;
+    loop {
+        let line = bob.next_line().await.expect("bob's connection is open");
+        assert!(!line.contains("vbucks"), "reached the lobby: {line}");
+        if line == "alice: done" {
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+/// A private message is in no room: being in an exempt room does not exempt it.
+#[tokio::test]
+async fn exempt_rooms_never_exempt_a_private_message() {
+    let dir = scam_filter();
+    let server = Server::new(test_config()).filters_dir(dir.path()).unwrap();
+    let server = TestServer::start(server).await;
+    let mut bob = server.login("bob").await;
+    let mut alice = server.login("alice").await;
+    bob.expect("alice has joined the chat").await;
+    alice.send("/join trading").await;
+    alice.expect_contains("You are now in trading.").await;
+    bob.expect("alice has left the room").await;
+
+    alice.send("/msg bob buy vbucks").await;
+    alice
+        .expect_contains("SERVER: That looks like a scam.")
+        .await;
+    alice.send("/msg bob hello").await;
+    bob.expect("[PM from alice] hello").await;
+    server.shutdown().await;
 }
 
 /// Errors in several files are all reported, each with file, line and column.
@@ -428,6 +578,67 @@ fn test_filters_command_reports_failures() {
     assert!(stdout.contains("expected: \"darn\""), "{stdout}");
     assert!(stdout.contains("actual:   \"****\""), "{stdout}");
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+/// A failing chain test names the filter whose verdict won and its file: here another file's
+/// block beats the lower-casing the test expects.
+#[test]
+fn a_failing_chain_test_names_the_filter_that_decided() {
+    let dir = common::dir_with(&[
+        (
+            "25-no-caps.toml",
+            "action = \"block\"\n[shouting]\nmin_letters = 12\nmax_caps_ratio = 0.7\n",
+        ),
+        (
+            "30-shouting.toml",
+            "action = \"mask\"\n[shouting]\nmin_letters = 12\nmax_caps_ratio = 0.7\n\n[[chain_test]]\ninput = \"WHY IS NOBODY ANSWERING ME\"\nexpect = \"why is nobody answering me\"\n",
+        ),
+    ]);
+    let (status, stdout) = test_filters_command(dir.path());
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    let path = dir.path().join("25-no-caps.toml");
+    let decided = format!("decided:  blocked by 25-no-caps ({})", path.display());
+    assert!(stdout.contains(&decided), "{stdout}");
+}
+
+/// The complete example of docs/filters.md, installed beside the shipped filters, passes every
+/// fixture test of the directory, its own and the shipped chain tests alike. The example is
+/// read from the docs, so they cannot drift: every code block that starts with `# filters/NAME`
+/// for a file the shipped directory lacks is installed as that file.
+#[test]
+fn docs_example_works_beside_the_shipped_filters() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/filters.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root.join("filters")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let mut installed = Vec::new();
+    for block in docs.split("```").skip(1).step_by(2) {
+        let body = block.split_once('\n').map_or("", |(_, body)| body);
+        let Some(name) = body
+            .lines()
+            .next()
+            .and_then(|first| first.strip_prefix("# filters/"))
+        else {
+            continue;
+        };
+        let target = dir.path().join(name.trim());
+        if !target.exists() {
+            std::fs::write(&target, body).unwrap();
+            installed.push(name.trim().to_owned());
+        }
+    }
+    installed.sort();
+    assert_eq!(installed, ["25-gaming-spam.toml", "scam-words.txt"]);
+    let (status, stdout) = test_filters_command(dir.path());
+    assert!(status.success(), "{stdout}");
+    assert!(
+        stdout.contains("25-gaming-spam.toml: 6 tests, 1 chain tests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
 /// A mask in an earlier file does not hide a later file's block: every filter judges the line as

@@ -82,7 +82,8 @@ pub struct FilterFile {
     /// Senders with these roles are not judged by this filter.
     #[serde(default)]
     pub exempt_roles: Vec<Role>,
-    /// Messages in these rooms are not judged by this filter.
+    /// Lines sent to these rooms are not judged by this filter (whatever room the sender joined
+    /// last; a private message is in no room, so it is always judged).
     #[serde(default)]
     pub exempt_rooms: Vec<String>,
     /// Words and phrases, matched whole and evasion-resistant; `*` is a wildcard.
@@ -127,8 +128,12 @@ pub struct FilterTest {
     pub sender: Option<String>,
     /// The sender's role (default `user`).
     pub role: Option<Role>,
-    /// The sender's room (default `lobby`).
+    /// The room the line is sent to (default `lobby`).
     pub room: Option<String>,
+    /// A private message rather than a line to a room: in no room, so no `exempt_rooms`
+    /// applies (`room` is then only where the sender is).
+    #[serde(default)]
+    pub private: bool,
     /// Send the input this many times (for repetition rules); the last one is checked.
     #[serde(default = "once")]
     pub repeat: usize,

@@ -26,8 +26,13 @@ use crate::event::{ClientId, ClientInfo};
 pub struct Message<'a> {
     /// The text, after earlier filters' rewrites.
     pub text: &'a str,
-    /// The sender's name, room and role when the line was judged.
+    /// The sender's name, room and role when the line was judged. For a line to a room,
+    /// `sender.room` is that room; for a private message it is the room the sender is in, which
+    /// the message has nothing to do with: judge by [`Message::room`].
     pub sender: &'a ClientInfo,
+    /// The room the line goes to, which room rules (`exempt_rooms`) judge by; `None` for a
+    /// private message, which belongs to no room.
+    pub room: Option<&'a str>,
     /// The sender's connection, for filters that remember something per sender.
     pub client: ClientId,
     /// When the line was received (for time windows; a paused clock in tests).
@@ -37,7 +42,8 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// A message from `sender` (connection `client`) received at `received_at`.
+    /// A message from `sender` (connection `client`) received at `received_at`, for the
+    /// sender's room (`sender.room`); [`Message::in_room`] says otherwise.
     pub fn new(
         text: &'a str,
         sender: &'a ClientInfo,
@@ -47,10 +53,16 @@ impl<'a> Message<'a> {
         Message {
             text,
             sender,
+            room: Some(&sender.room),
             client,
             received_at,
             normalized: None,
         }
+    }
+
+    /// The same message for `room` (`None`: a private message).
+    pub fn in_room(self, room: Option<&'a str>) -> Self {
+        Message { room, ..self }
     }
 
     /// The text normalised for evasion-resistant matching (see [`super::normalize`]).

@@ -78,12 +78,14 @@ impl Findings {
 }
 
 impl RuleFilter {
+    /// Whether the sender's role or the line's room is exempt. The room is the one the line goes
+    /// to, never the one the sender joined last (else joining an exempt room would exempt lines
+    /// sent to every other); a private message is in no room, so no room exempts it.
     fn exempt(&self, message: &Message<'_>) -> bool {
         self.exempt_roles.contains(&message.sender.role)
-            || self
-                .exempt_rooms
-                .iter()
-                .any(|room| **room == *message.sender.room)
+            || message
+                .room
+                .is_some_and(|to| self.exempt_rooms.iter().any(|room| room == to))
     }
 
     fn find(&self, message: &Message<'_>) -> Findings {

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::merge::merge;
 use super::stage::{EventStream, Stage, StageContext};
-use crate::event::{Body, Event, Sanction, SanctionKind};
+use crate::event::{Body, Command, Event, Sanction, SanctionKind};
 use crate::filters::{FilterChain, FilterSet, Judgement, Message, Outcome};
 use crate::metrics::Metrics;
 
@@ -105,6 +105,11 @@ async fn work(
         let chain = filters.current();
         let mut judged = Vec::with_capacity(batch.len());
         for event in batch {
+            if matches!(event.body, Body::Command(Command::Join(_) | Command::Leave)) {
+                // Until the hub has carried this out, the room of the sender's next line that
+                // names none is unknown: `apply_filters` leaves such lines to the hub.
+                event.client.room_change_sent();
+            }
             let (event, alerts) = apply_filters(&chain, event, &metrics);
             judged.extend(event);
             judged.extend(alerts);
@@ -115,12 +120,18 @@ async fn work(
     }
 }
 
-/// Runs the chain on a chat line or action; other events pass untouched. Returns the event to
-/// pass on (`None` when the line is silently dropped) and an alert for the moderators for each
-/// warning a filter raised.
+/// Runs the chain on a chat line, action or private message; other events pass untouched.
+/// Returns the event to pass on (`None` when the line is silently dropped) and an alert for the
+/// moderators for each warning a filter raised.
+///
+/// The filters judge a line for the room it goes to: the room it names, else the sender's
+/// current room. A private message is in no room. A line that names no room while a `/join` or
+/// `/leave` of its sender is still on its way to the hub is passed on unjudged, marked
+/// [`Event::filter_in_hub`]: the hub, which alone knows where it goes once the move is done,
+/// runs this function on it with the room filled in.
 pub fn apply_filters(
     chain: &FilterChain,
-    event: Event,
+    mut event: Event,
     metrics: &Metrics,
 ) -> (Option<Event>, Vec<Event>) {
     if chain.is_empty() {
@@ -130,8 +141,25 @@ pub fn apply_filters(
         Body::Chat(text) | Body::Action(text) | Body::Private { text, .. } => text,
         _ => return (Some(event), Vec::new()),
     };
-    let sender = event.client.info();
-    let message = Message::new(text, &sender, event.client.id(), event.received_at);
+    let private = matches!(event.body, Body::Private { .. });
+    if !private && event.room.is_none() && event.client.room_change_pending() {
+        event.filter_in_hub = true;
+        return (Some(event), Vec::new());
+    }
+    let mut sender = event.client.info();
+    let room = match &event.room {
+        _ if private => None,
+        Some(named) => Some(named.clone()),
+        None => Some(sender.room.clone()),
+    };
+    if let Some(room) = &room {
+        // Filters written against `sender.room` judge the line's room too.
+        sender.room = room.clone();
+    }
+    let message =
+        Message::new(text, &sender, event.client.id(), event.received_at).in_room(room.as_deref());
+    // Where the line goes, for the log and the moderators' alerts.
+    let place = room.as_deref().unwrap_or("a private message");
     let judged = std::panic::catch_unwind(AssertUnwindSafe(|| chain.judge(&message)));
     let client = event.client.id();
     let Ok(Judgement {
@@ -147,22 +175,22 @@ pub fn apply_filters(
     let alerts = warnings
         .into_iter()
         .map(|(filter, reason)| {
-            tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "warn", "filter decision");
+            tracing::info!(%client, name = %sender.name, room = %place, filter, action = "warn", "filter decision");
             metrics.filter_decision(&filter, "warn", false);
             let alert = format!(
-                "[{filter}] {} in {}: {reason}: {}",
-                sender.name, sender.room, message.text
+                "[{filter}] {} in {place}: {reason}: {}",
+                sender.name, message.text
             );
             event.clone().with_body(Body::Alert(alert))
         })
         .collect();
     if let Some(filter) = outcome.filter() {
         let action = outcome.as_expectation();
-        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action, "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %place, filter, action, "filter decision");
         metrics.filter_decision(filter, action, true);
     }
     for filter in &rewritten_by {
-        tracing::info!(%client, name = %sender.name, room = %sender.room, filter, action = "rewrite", "filter decision");
+        tracing::info!(%client, name = %sender.name, room = %place, filter, action = "rewrite", "filter decision");
         metrics.filter_decision(filter, "rewrite", false);
     }
     let body = match outcome {
@@ -205,4 +233,87 @@ pub fn apply_filters(
         }),
     };
     (Some(event.with_body(body)), alerts)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::Role;
+    use crate::filters::{Verdict, filter_fn};
+    use crate::testing::test_client;
+
+    /// Warns with the room the filter was given, so each test can see it.
+    fn chain() -> FilterChain {
+        FilterChain::new(vec![filter_fn("where", |m| {
+            Verdict::Warn(m.room.unwrap_or("no room").to_owned())
+        })])
+    }
+
+    fn alert_of(event: Event, metrics: &Metrics) -> String {
+        let (_, alerts) = apply_filters(&chain(), event, metrics);
+        match alerts.as_slice() {
+            [
+                Event {
+                    body: Body::Alert(text),
+                    ..
+                },
+            ] => text.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_is_judged_for_the_room_it_is_sent_to() {
+        let metrics = Metrics::new();
+        // The client's current room is lobby (as after joining it last).
+        let alice = test_client(1, "alice", Role::User);
+        let mut to_trading = Event::new(alice.clone(), 0, Body::Chat("hi".into()));
+        to_trading.room = Some(Arc::from("trading"));
+        assert_eq!(
+            alert_of(to_trading, &metrics),
+            "[where] alice in trading: trading: hi"
+        );
+        let current = Event::new(alice.clone(), 1, Body::Chat("hi".into()));
+        assert_eq!(
+            alert_of(current, &metrics),
+            "[where] alice in lobby: lobby: hi"
+        );
+        let private = Body::Private {
+            to: "bob".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(
+            alert_of(Event::new(alice, 2, private), &metrics),
+            "[where] alice in a private message: no room: hi"
+        );
+    }
+
+    #[test]
+    fn a_line_behind_a_room_change_is_left_to_the_hub() {
+        let metrics = Metrics::new();
+        let alice = test_client(1, "alice", Role::User);
+        alice.room_change_sent();
+        let (event, alerts) = apply_filters(
+            &chain(),
+            Event::new(alice.clone(), 0, Body::Chat("hi".into())),
+            &metrics,
+        );
+        let event = event.expect("passed on");
+        assert!(event.filter_in_hub && alerts.is_empty(), "{event:?}");
+        assert_eq!(event.body, Body::Chat("hi".into()), "unjudged");
+        // A line naming its room, or a private message, does not wait for the move.
+        let mut named = Event::new(alice.clone(), 1, Body::Chat("hi".into()));
+        named.room = Some(Arc::from("lobby"));
+        let (event, _) = apply_filters(&chain(), named, &metrics);
+        assert!(!event.expect("passed on").filter_in_hub);
+        alice.room_change_done();
+        let (event, alerts) = apply_filters(
+            &chain(),
+            Event::new(alice, 2, Body::Chat("hi".into())),
+            &metrics,
+        );
+        assert!(!event.expect("passed on").filter_in_hub && alerts.len() == 1);
+    }
 }

@@ -277,6 +277,7 @@ impl Server {
         let (cluster, join_later) =
             join_cluster(self.config.cluster.clone(), self.config.rooms.history).await?;
         let pipeline = self.pipeline.build()?;
+        let filters = pipeline.filters().clone();
         let (store, snapshot, store_thread) = Store::open(
             &self.config.storage,
             self.config.rooms.history,
@@ -315,6 +316,7 @@ impl Server {
             rooms: self.config.rooms.clone(),
             exempt: exempt.clone(),
             filter_rules: self.rules.clone(),
+            filters: filters.clone(),
             registered: self
                 .config
                 .accounts

@@ -43,8 +43,8 @@ use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope, TextRender};
 use super::outbox::{Outbox, Queued};
 use super::write_schedule::WriteSchedule;
 use crate::config::RoomsConfig;
-use crate::event::{Body, Client, ClientId, Event, Role};
-use crate::filters::FilterRules;
+use crate::event::{Body, Client, ClientId, Command, Event, Role};
+use crate::filters::{FilterRules, FilterSet};
 use crate::metrics::{DropReason, Metrics};
 use crate::names::NameKey;
 use crate::protocol;
@@ -229,6 +229,9 @@ pub struct HubSettings {
     pub exempt: AddressList,
     /// The filter rules `/reload` reloads, if the server has a filters directory.
     pub filter_rules: Option<FilterRules>,
+    /// The pipeline's live filters, for the lines the worker pool leaves to the hub because
+    /// their room was not known yet ([`Event::filter_in_hub`]).
+    pub filters: FilterSet,
     /// Names that belong to accounts, with their roles: nobody else may take them with `/nick`,
     /// and only admins may ban a moderator's or admin's name while it is offline.
     pub registered: HashMap<NameKey, Role>,
@@ -696,6 +699,17 @@ impl RoomHub {
     }
 
     fn handle_event(&mut self, event: Event) {
+        let room_change = matches!(event.body, Body::Command(Command::Join(_) | Command::Leave))
+            .then(|| event.client.clone());
+        self.handle_event_for_room(event);
+        if let Some(client) = room_change {
+            // Only now, with the move done (or refused), does the client's room say where its
+            // next line goes: the worker pool may judge such lines again.
+            client.room_change_done();
+        }
+    }
+
+    fn handle_event_for_room(&mut self, event: Event) {
         let id = event.client.id();
         // Events from a client that already left (kicked, too slow, or racing its own /quit) are
         // moot.
@@ -715,6 +729,10 @@ impl RoomHub {
                 None => return,
             },
         };
+        if event.filter_in_hub {
+            self.filter_now(event, room);
+            return;
+        }
         let is_speech = matches!(
             event.body,
             Body::Chat(_) | Body::Action(_) | Body::Private { .. } | Body::Held { .. }
@@ -768,6 +786,21 @@ impl RoomHub {
                 tracing::error!(client = %id, "raw line reached the hub; is the parse stage missing?");
                 self.tell(id, "Your message could not be processed.");
             }
+        }
+    }
+
+    /// Runs the filters on a line the worker pool left unjudged ([`Event::filter_in_hub`]), now
+    /// that the room it goes to is known, then handles the verdict (and any alerts) as if the
+    /// worker pool had given it. Rare (a line sent right behind its sender's `/join` or
+    /// `/leave`), so the hub's task can afford it.
+    fn filter_now(&mut self, mut event: Event, room: Arc<str>) {
+        event.filter_in_hub = false;
+        event.room = Some(room);
+        let chain = self.settings.filters.current();
+        let (judged, alerts) =
+            crate::pipeline::worker_pool::apply_filters(&chain, event, &self.settings.metrics);
+        for event in judged.into_iter().chain(alerts) {
+            self.handle_event_for_room(event);
         }
     }
 
