@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
-
 /// The most connections `[server] max_connections` may allow.
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 
@@ -651,10 +649,7 @@ impl Config {
         ];
         for (key, entries) in lists {
             for entry in entries {
-                if entry
-                    .parse::<crate::server::admission::AddressRange>()
-                    .is_err()
-                {
+                if entry.parse::<crate::addresses::AddressRange>().is_err() {
                     problems.push(format!(
                         "[admission] {key}: `{entry}` is not an address or CIDR block"
                     ));
@@ -672,7 +667,7 @@ impl Config {
             if !seen.insert(account.name.to_ascii_lowercase()) {
                 problems.push(format!("[[accounts]] `{}`: listed twice", account.name));
             }
-            if let Err(e) = crate::server::accounts::check_hash(&account.password_hash) {
+            if let Err(e) = crate::passwords::check_hash(&account.password_hash) {
                 problems.push(format!(
                     "[[accounts]] `{}`: password_hash is not an Argon2 PHC string ({e}); make one with `chatpipe hash-password`",
                     account.name
@@ -696,6 +691,59 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// A configuration or filter file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the expected shape.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the fault.
+        line: usize,
+        /// 1-based column of the fault.
+        column: usize,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// The file parsed, but some values make no sense.
+    #[error("{}: {}", path.display(), problems.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// Turns a TOML error into a [`ConfigError::Parse`] with line and column.
+    pub(crate) fn parse(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+        let (line, column, message) = toml_error_position(text, err);
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// Line, column and message of a TOML error in `text`; configuration and filter files report
+/// their syntax errors the same way.
+pub(crate) fn toml_error_position(text: &str, err: &toml::de::Error) -> (usize, usize, String) {
+    let (line, column) = err.span().map_or((1, 1), |span| line_col(text, span.start));
+    (line, column, err.message().trim().to_owned())
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ fn main() -> ExitCode {
         }) => audit(db, since, who.as_deref(), json),
         Some(Cmd::Backup { file, db }) => backup(db, &file),
         Some(Cmd::GenCert { name, out }) => {
-            chatpipe::server::tls::generate_self_signed(&name, &out).map(|(cert, key)| {
+            chatpipe::net::tls::generate_self_signed(&name, &out).map(|(cert, key)| {
                 say(format_args!(
                     "chatpipe: wrote {} and {} for {name} (self-signed: for trying TLS, not for the internet)",
                     cert.display(),
@@ -277,7 +277,7 @@ fn hash_password() -> Result<(), String> {
     if password.is_empty() {
         return Err("empty password".into());
     }
-    let hash = chatpipe::server::accounts::hash_password(&password)?;
+    let hash = chatpipe::passwords::hash_password(&password)?;
     println!("{hash}");
     Ok(())
 }
@@ -374,7 +374,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 /// changes nothing: it must never stop the server.
 fn reload_on_sighup(
     rules: Option<FilterRules>,
-    tls: Option<chatpipe::server::tls::TlsCertificates>,
+    tls: Option<chatpipe::net::tls::TlsCertificates>,
 ) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {

@@ -1,4 +1,6 @@
-//! The network side: listener, sessions, line codec, and the shutdown sequence.
+//! The assembly of the whole server: the doors ([`crate::doors`]) on their listeners
+//! ([`crate::net`]), the shared session state ([`crate::session`]), the pipeline, the hub, the
+//! store and the cluster; and the shutdown sequence.
 //!
 //! [`Server::run`] wires everything together:
 //!
@@ -15,19 +17,6 @@
 //! 5. `run` returns once every task has ended, or when the grace period is over, after cutting
 //!    the remaining writers off.
 
-pub mod accounts;
-pub mod admission;
-pub mod codec;
-pub(crate) mod connection;
-pub(crate) mod idle;
-pub(crate) mod line_reader;
-mod listener;
-pub(crate) mod login;
-mod proxy;
-pub(crate) mod session;
-pub mod tls;
-pub(crate) mod writer;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,19 +28,54 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::accounts::Accounts;
-use self::admission::{AddressLimits, AddressList};
+use crate::addresses::AddressList;
 use crate::admin::AdminState;
 use crate::config::Config;
-use crate::error::ServerError;
+use crate::config::ConfigError;
+use crate::doors::Protocol;
 use crate::filters::{FilterErrors, FilterRules};
 use crate::hub::{Doors, HubSettings, RoomHub};
 use crate::metrics::Metrics;
 use crate::names::NameKey;
+use crate::net::admission::AddressLimits;
+use crate::net::{listener, tls};
 use crate::pipeline::{PipelineBuilder, StageContext};
+use crate::session::SessionShared;
+use crate::session::accounts::Accounts;
+use crate::session::idle;
 use crate::store::Store;
 
-pub use session::MAX_NAME_ATTEMPTS;
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pipeline cannot be assembled.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::UnknownStage),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The cluster could not be joined (and `[cluster] required` is on).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// The hub stopped while the server was running: the server shut down instead of running
+    /// on without delivering anything.
+    #[error("{0}")]
+    HubStopped(String),
+}
 
 /// Events queued between the sessions and the first stage. When it is full, readers wait, so a
 /// saturated pipeline slows clients through TCP backpressure instead of growing a queue.
@@ -305,8 +329,8 @@ impl Server {
         let web_door = self
             .web
             .as_ref()
-            .map(|_| doors.add(Arc::new(crate::web::JsonRender)));
-        let irc_render = Arc::new(crate::irc::IrcRender::new(
+            .map(|_| doors.add(Arc::new(crate::doors::web::JsonRender)));
+        let irc_render = Arc::new(crate::doors::irc::IrcRender::new(
             self.config.rooms.max_joined,
             self.config.server.max_line_bytes,
         ));
@@ -375,7 +399,7 @@ impl Server {
 
         let idle = Arc::new(idle::IdleWatch::new(self.config.server.idle_timeout));
         tasks.spawn(idle.clone().run(stop_reading.clone()));
-        let shared = Arc::new(session::SessionShared {
+        let shared = Arc::new(SessionShared {
             config: self.config.server.clone(),
             default_room: Arc::from(self.config.rooms.default.as_str()),
             hub: hub_handle,
@@ -403,24 +427,24 @@ impl Server {
             tracing::info!("listening on {addr}");
         }
         if let (Some(web), Some(door)) = (self.web, web_door) {
-            let state = crate::web::WebState {
+            let state = crate::doors::web::WebState {
                 shared: shared.clone(),
                 door,
                 origins: Arc::new(self.config.web.origins.clone()),
             };
             let certificates = self.certificates.clone().filter(|_| self.config.web.tls);
-            tasks.spawn(crate::web::serve(web, state, certificates));
+            tasks.spawn(crate::doors::web::serve(web, state, certificates));
         }
         let irc = irc_door.map(|door| {
-            listener::Protocol::Irc(Arc::new(crate::irc::IrcDoor::new(
+            Protocol::Irc(Arc::new(crate::doors::irc::IrcDoor::new(
                 shared.clone(),
                 door,
                 irc_render,
             )))
         });
         let listeners = [
-            (Some(listener), Some(listener::Protocol::Text), false),
-            (self.text_tls, Some(listener::Protocol::Text), true),
+            (Some(listener), Some(Protocol::Text), false),
+            (self.text_tls, Some(Protocol::Text), true),
             (self.irc, irc.clone(), false),
             (self.irc_tls, irc, true),
         ];
@@ -430,8 +454,8 @@ impl Server {
             };
             let certificates = self.certificates.clone().filter(|_| over_tls);
             let door = match protocol {
-                listener::Protocol::Text => "text protocol",
-                listener::Protocol::Irc(_) => "IRC door",
+                Protocol::Text => "text protocol",
+                Protocol::Irc(_) => "IRC door",
             };
             match listener.local_addr() {
                 // The plain text listener's `listening on` line is logged above.

@@ -368,7 +368,7 @@ async fn a_role_change_shows_as_a_channel_mode() {
     let mut config = test_config();
     config.accounts.push(chatpipe::config::AccountConfig {
         name: "root".into(),
-        password_hash: chatpipe::server::accounts::hash_password("rootpass12").unwrap(),
+        password_hash: chatpipe::passwords::hash_password("rootpass12").unwrap(),
         role: chatpipe::Role::Admin,
     });
     let (server, irc) = TestServer::start_with_irc(Server::new(config)).await;

@@ -8,7 +8,7 @@ use chatpipe::Body;
 use chatpipe::filters::normalize::normalize;
 use chatpipe::names::validate_username;
 use chatpipe::pipeline::parse::parse_line;
-use chatpipe::server::codec::{Frame, LineCodec, clean_text};
+use chatpipe::session::line_codec::{Frame, LineCodec, clean_text};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 

@@ -5,7 +5,7 @@ mod common;
 use chatpipe::Config;
 use chatpipe::config::AccountConfig;
 use chatpipe::event::Role;
-use chatpipe::server::accounts::hash_password;
+use chatpipe::passwords::hash_password;
 use common::{TestClient, TestServer, test_config};
 
 /// A config with a moderator `mod` (password `modpass`), an admin `root` (`rootpass`) and a user

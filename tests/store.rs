@@ -23,8 +23,8 @@ fn config() -> String {
 /// [`config`] with `storage` (TOML lines) added to its `[storage]` table.
 fn config_with(storage: &str) -> String {
     static HASH: OnceLock<String> = OnceLock::new();
-    let hash = HASH
-        .get_or_init(|| chatpipe::server::accounts::hash_password(ROOT_PASSWORD).expect("a hash"));
+    let hash =
+        HASH.get_or_init(|| chatpipe::passwords::hash_password(ROOT_PASSWORD).expect("a hash"));
     format!(
         "[storage]\npath = \"chat.db\"\n{storage}[rate_limit]\nper_second = 0\n[rooms]\nhistory = 5\n\
          [[accounts]]\nname = \"root\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n"
@@ -464,7 +464,7 @@ async fn account_commands_and_configured_accounts() {
 
     // dave is now also in the configuration file, with another password: it wins, and the
     // conflict is logged.
-    let hash = chatpipe::server::accounts::hash_password("configured1").unwrap();
+    let hash = chatpipe::passwords::hash_password("configured1").unwrap();
     let config = format!(
         "{}[[accounts]]\nname = \"dave\"\npassword_hash = \"{hash}\"\n",
         config()

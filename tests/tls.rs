@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatpipe::Server;
-use chatpipe::server::tls::{TlsCertificates, generate_self_signed};
+use chatpipe::net::tls::{TlsCertificates, generate_self_signed};
 use common::{TestServer, WAIT, test_config};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::pem::PemObject;

@@ -188,7 +188,7 @@ impl FilterFile {
     /// Every problem in the file and its words file.
     pub fn load(path: &Path, text: &str) -> Result<LoadedFilter, Vec<FilterError>> {
         let file: FilterFile = toml::from_str(text).map_err(|e| {
-            let (line, column, message) = crate::error::toml_error_position(text, &e);
+            let (line, column, message) = crate::config::toml_error_position(text, &e);
             vec![FilterError {
                 path: path.to_owned(),
                 line,

@@ -10,9 +10,7 @@ mod outbox;
 mod room_hub;
 mod write_schedule;
 
-pub use delivery::{
-    Delivery, DoorId, HeldView, MAX_DOORS, Recipient, Render, ReportView, Scope, TextRender,
-};
+pub use delivery::{Delivery, DoorId, HeldView, MAX_DOORS, Recipient, Render, ReportView, Scope};
 pub use outbox::{Batch, HARD_LIMIT_FACTOR, Outbox, OutboxFull, Queued};
 pub(crate) use room_hub::describe_duration;
 pub use room_hub::{

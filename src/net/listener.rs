@@ -12,10 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::io::AsyncWriteExt;
 
 use super::admission::Refusal;
-use super::proxy::UntrustedHeaderGuard;
-use super::session::{Admission, SessionShared};
 use super::tls::TlsCertificates;
-use crate::protocol::server_line;
+use crate::session::{Admission, SessionShared};
 use std::net::SocketAddr;
 
 /// How long a refused client gets to take its one line.
@@ -29,80 +27,41 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Which protocol a listener's connections speak.
-#[derive(Clone)]
-pub(crate) enum Protocol {
-    /// The text protocol.
-    Text,
-    /// IRC.
-    Irc(Arc<crate::irc::IrcDoor>),
-}
-
-impl Protocol {
+/// What a listener hands its admitted connections to: a door (see [`crate::doors`]).
+pub(crate) trait Door: Clone + Send + Sync + 'static {
     /// Serves one connection, given its two halves (plain TCP or TLS), until it closes.
-    async fn serve<R, W>(
+    fn serve<R, W>(
         self,
         shared: Arc<SessionShared>,
         id: crate::event::ClientId,
-        (read_half, write_half): (R, W),
+        halves: (R, W),
         addr: std::net::SocketAddr,
         admission: Admission,
-    ) where
-        R: tokio::io::AsyncRead + Unpin,
-        W: tokio::io::AsyncWrite + Unpin,
-    {
-        match self {
-            Protocol::Text => {
-                super::session::serve(shared, id, read_half, write_half, addr, admission).await;
-            }
-            Protocol::Irc(door) => {
-                crate::irc::session::serve(door, id, read_half, write_half, addr, admission).await;
-            }
-        }
-    }
+    ) -> impl Future<Output = ()> + Send
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static;
 
-    /// Spawns the task serving a plain TCP connection. One spawn per protocol, so each task is
-    /// the size of its own protocol's future (a task holding either would be the larger's size).
+    /// Spawns the task serving a plain TCP connection (whose read half watches for a PROXY
+    /// header from an untrusted peer when `watch_for_header`).
     fn spawn_plain(
         &self,
         shared: &Arc<SessionShared>,
         id: crate::event::ClientId,
         socket: TcpStream,
-        (addr, watch_for_header): (SocketAddr, bool),
+        addr_and_watch: (SocketAddr, bool),
         admission: Admission,
-    ) {
-        let (read_half, write_half) = socket.into_split();
-        let read_half = UntrustedHeaderGuard::new(read_half, addr, watch_for_header);
-        let (tasks, shared) = (&shared.tasks, shared.clone());
-        match self {
-            Protocol::Text => tasks.spawn(super::session::serve(
-                shared, id, read_half, write_half, addr, admission,
-            )),
-            Protocol::Irc(door) => tasks.spawn(crate::irc::session::serve(
-                door.clone(),
-                id,
-                read_half,
-                write_half,
-                addr,
-                admission,
-            )),
-        };
-    }
+    );
 
     /// The one line a refused connection gets.
-    fn refusal(&self, refusal: &Refusal) -> bytes::Bytes {
-        match self {
-            Protocol::Text => server_line(&refusal.to_string()),
-            Protocol::Irc(_) => bytes::Bytes::from(format!("ERROR :Closing link: {refusal}\r\n")),
-        }
-    }
+    fn refusal(&self, refusal: &Refusal) -> bytes::Bytes;
 }
 
 /// Accepts connections until shutdown begins.
-pub(crate) async fn accept_loop(
+pub(crate) async fn accept_loop<D: Door>(
     listener: TcpListener,
     shared: Arc<SessionShared>,
-    protocol: Protocol,
+    protocol: D,
     tls: Option<TlsCertificates>,
 ) {
     let permits = shared.permits.clone();
@@ -155,9 +114,9 @@ pub(crate) async fn accept_loop(
 
 /// Reads a trusted proxy's PROXY header (within the handshake timeout when one is required, a
 /// moment otherwise), then admits the connection under the client's address.
-async fn from_proxy(
+async fn from_proxy<D: Door>(
     shared: Arc<SessionShared>,
-    protocol: Protocol,
+    protocol: D,
     tls: Option<TlsCertificates>,
     mut socket: TcpStream,
     proxy: SocketAddr,
@@ -197,9 +156,9 @@ async fn from_proxy(
 /// Applies the per-address limits to `addr` (the client's address) and starts serving the
 /// connection, or tells it why not. `watch_for_header`: the peer is not a trusted proxy, so a
 /// PROXY header from it closes the connection.
-fn admit(
+fn admit<D: Door>(
     shared: &Arc<SessionShared>,
-    protocol: &Protocol,
+    protocol: &D,
     tls: Option<&TlsCertificates>,
     socket: TcpStream,
     addr: SocketAddr,
@@ -237,13 +196,13 @@ fn admit(
 
 /// Runs the TLS handshake — within the handshake timeout, so a client that never finishes it
 /// costs a bounded amount of memory for a bounded time — then serves the connection.
-async fn tls_session(
-    protocol: Protocol,
+async fn tls_session<D: Door>(
+    protocol: D,
     shared: Arc<SessionShared>,
     id: crate::event::ClientId,
     socket: TcpStream,
     addr: std::net::SocketAddr,
-    admission: super::session::Admission,
+    admission: Admission,
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(socket));

@@ -1,6 +1,6 @@
 //! Registered accounts: password hashes, roles, and throttling of wrong passwords.
 //!
-//! Passwords are Argon2id PHC strings (`chatpipe hash-password` makes one). Verifying costs tens
+//! Passwords are Argon2id PHC strings checked by [`crate::passwords`]. Verifying costs tens
 //! of milliseconds of CPU by design, so sessions verify on the blocking pool, never on a runtime
 //! worker. Wrong passwords are counted per name and per address; past `login_failures` within
 //! `login_lockout`, further attempts are refused without checking the password, which caps how
@@ -11,44 +11,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::time::Instant;
 
 use crate::config::{AccountConfig, AdmissionConfig};
 use crate::event::Role;
 use crate::names::NameKey;
-
-/// Checks that `hash` is a PHC string Argon2 can verify against.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_hash(hash: &str) -> Result<(), String> {
-    PasswordHash::new(hash)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// Hashes a password with Argon2id and a random salt.
-///
-/// # Errors
-/// When hashing fails (no randomness available).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// True if `password` matches `hash`. CPU-heavy: call it off the async workers.
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|hash| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok()
-    })
-}
 
 /// One account.
 #[derive(Debug, Clone)]
@@ -168,16 +135,6 @@ impl LoginThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashes_verify() {
-        let hash = hash_password("hunter42").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(check_hash(&hash).is_ok());
-        assert!(verify_password(&hash, "hunter42"));
-        assert!(!verify_password(&hash, "hunter43"));
-        assert!(check_hash("plaintext").is_err());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn throttle_refuses_after_too_many_failures_then_forgives() {

@@ -18,8 +18,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::task::{ArcWake, AtomicWaker, waker_ref};
@@ -28,10 +28,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use tokio::io::AsyncWrite;
 
-use super::idle::Liveness;
-use super::session::{Admission, SessionShared, send};
 use super::writer::{Adapt, WriterContext, write_loop};
-use crate::event::{Body, Client, ClientId, Event};
+use super::{Admission, Sent, SessionShared, send};
+use crate::event::{Body, ClientId};
 use crate::hub::Outbox;
 
 /// Which side of a connection ended.
@@ -135,43 +134,6 @@ where
             return Poll::Ready(Side::Writing);
         }
         Poll::Pending
-    }
-}
-
-/// What a connection's reading side has sent into the pipeline: the registered client and the
-/// number of its next event. It outlives the reading side, so the connection can still tell the
-/// pipeline the client left when the writing side ends first. It also keeps when the client was
-/// last heard: the idle watch holds it (weakly) for that, and one allocation serves both.
-#[derive(Debug, Default)]
-pub(crate) struct Sent {
-    client: OnceLock<Arc<Client>>,
-    next_seq: AtomicU64,
-    /// When the client was last heard, for the [`super::idle::IdleWatch`].
-    liveness: Liveness,
-}
-
-impl Sent {
-    /// The hub has taken the client: its lines may now go into the pipeline.
-    pub(crate) fn registered(&self, client: Arc<Client>) {
-        let _ = self.client.set(client);
-    }
-
-    /// When the client was last heard, and what the idle watch has asked of the reading side.
-    pub(crate) fn liveness(&self) -> &Liveness {
-        &self.liveness
-    }
-
-    /// The registered client, if any.
-    pub(crate) fn client(&self) -> Option<&Arc<Client>> {
-        self.client.get()
-    }
-
-    /// The client's next event; `None` before registration. (Numbers may skip one whose event
-    /// was never sent; the pipeline only needs them to grow.)
-    pub(crate) fn event(&self, body: Body) -> Option<Event> {
-        let client = self.client.get()?.clone();
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Some(Event::new(client, seq, body))
     }
 }
 

@@ -27,7 +27,7 @@ use futures::{Stream, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::Sent;
+use super::Sent;
 use crate::clock::MillisClock;
 
 /// What the idle watch says to a connection's reading side.

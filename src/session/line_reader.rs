@@ -20,7 +20,7 @@ use futures::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
-use super::codec::{Frame, LineCodec};
+use super::line_codec::{Frame, LineCodec};
 
 /// Bytes read at a time: a few chat lines, and small enough for the stack.
 const READ_CHUNK: usize = 1024;

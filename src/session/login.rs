@@ -6,9 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::accounts::{Account, verify_password};
-use super::session::SessionShared;
+use super::SessionShared;
+use super::accounts::Account;
 use crate::event::Role;
+use crate::passwords::verify_password;
 
 /// Why a login was refused, in words for the client and a code for doors that have codes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,7 @@ pub fn config_with_moderator() -> Config {
     let mut config = test_config();
     config.accounts.push(chatpipe::config::AccountConfig {
         name: "mod".into(),
-        password_hash: chatpipe::server::accounts::hash_password("modpass12").unwrap(),
+        password_hash: chatpipe::passwords::hash_password("modpass12").unwrap(),
         role: chatpipe::Role::Moderator,
     });
     config

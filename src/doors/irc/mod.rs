@@ -21,7 +21,7 @@ pub use render::IrcRender;
 
 use crate::event::ClientId;
 use crate::hub::DoorId;
-use crate::server::session::SessionShared;
+use crate::session::SessionShared;
 
 /// What the IRC door's sessions share.
 pub(crate) struct IrcDoor {

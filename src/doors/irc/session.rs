@@ -27,14 +27,13 @@ use crate::event::{Body, Client, ClientId, ClientInfo, Role};
 use crate::hub::{Outbox, RegisterError};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
-use crate::server::codec::{Frame, clean_text};
-use crate::server::connection::{self, Sent};
-use crate::server::idle::IdleAlarm;
-use crate::server::line_reader::LineReader;
-use crate::server::login;
-use crate::server::session::{
-    Admission, BadLines, MAX_NAME_ATTEMPTS, SessionShared, send, send_next,
-};
+use crate::session::Sent;
+use crate::session::connection;
+use crate::session::idle::IdleAlarm;
+use crate::session::line_codec::{Frame, clean_text};
+use crate::session::line_reader::LineReader;
+use crate::session::login;
+use crate::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, SessionShared, send, send_next};
 
 /// The most targets of one `PRIVMSG`, `NOTICE` or `JOIN` (`TARGMAX`).
 const MAX_TARGETS: usize = 4;
@@ -90,7 +89,7 @@ where
     let shared = door.shared.clone();
     let output = Arc::new(ClientOutput::default());
     let adapter = output.clone();
-    let adapt: crate::server::writer::Adapt = Arc::new(move |line| adapter.adapt(line));
+    let adapt: crate::session::writer::Adapt = Arc::new(move |line| adapter.adapt(line));
     let frames = LineReader::new(read_half, MAX_FRAME);
     connection::open(
         shared,
@@ -115,7 +114,7 @@ impl Session {
     /// The reading side: registration, then commands until the client goes.
     ///
     /// An `async` block rather than an `async fn`, so the session and its reader are not kept
-    /// twice in every connection (see `server::session::read_side`).
+    /// twice in every connection (see `doors::text::session::read_side`).
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn would keep its arguments twice"

@@ -6,8 +6,8 @@
 //! of stream, a read error, or the writer giving up) the session sends [`Body::Left`] through the
 //! pipeline, behind the client's last lines, so `bye` then EOF still delivers `bye` first.
 //!
-//! This is the reading side of the connection; [`super::connection::Connection`] runs it in one
-//! task with the writing side ([`super::writer`]).
+//! This is the reading side of the connection; [`crate::session::connection::Connection`] runs it in one
+//! task with the writing side ([`crate::session::writer`]).
 //!
 //! On server shutdown the session stops reading and sends nothing more: the hub tells every
 //! registered client; the session itself tells a client still in its handshake.
@@ -17,86 +17,18 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::accounts::Accounts;
-use super::admission::{AddressGuard, AddressLimits};
-use super::codec::{Frame, clean_text};
-use super::connection::{self, Sent};
-use super::idle::IdleAlarm;
-use super::line_reader::LineReader;
-use super::login;
-use crate::config::ServerConfig;
-use crate::event::{Body, Client, ClientId, ClientInfo, Event, Role};
-use crate::hub::{HubHandle, Outbox, RegisterError};
-use crate::metrics::{DropReason, Metrics};
+use crate::event::{Body, Client, ClientId, ClientInfo, Role};
+use crate::hub::{Outbox, RegisterError};
+use crate::metrics::DropReason;
 use crate::names::validate_username;
 use crate::protocol::{self, server_line};
-
-/// Username attempts before the connection is closed.
-pub const MAX_NAME_ATTEMPTS: usize = 5;
-
-/// What every session shares.
-pub(crate) struct SessionShared {
-    pub(crate) config: ServerConfig,
-    pub(crate) default_room: Arc<str>,
-    pub(crate) hub: HubHandle,
-    pub(crate) accounts: Accounts,
-    pub(crate) address_limits: Arc<AddressLimits>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) pipeline: mpsc::Sender<Event>,
-    /// Where registered accounts are looked up (after the configuration file's).
-    pub(crate) store: crate::store::Store,
-    /// Connections served at once, over every door: a permit is taken before a connection is
-    /// served and released when it is fully closed.
-    pub(crate) permits: Arc<tokio::sync::Semaphore>,
-    /// The last client id handed out, over every door.
-    pub(crate) next_id: std::sync::atomic::AtomicU64,
-    /// Disconnects clients that stay silent too long.
-    pub(crate) idle: Arc<super::idle::IdleWatch>,
-    /// Cancelled when shutdown begins: stop reading.
-    pub(crate) stop_reading: CancellationToken,
-    /// Cancelled when the shutdown grace period is over: stop writing.
-    pub(crate) cut: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    /// Proxies whose word on a client's address is taken (`[admission] trusted_proxies`).
-    pub(crate) trusted_proxies: super::admission::AddressList,
-    /// Refuse a trusted proxy's connection without a PROXY header.
-    pub(crate) require_proxy_header: bool,
-}
-
-impl SessionShared {
-    /// A new connection's outbox, with the configured bounds.
-    pub(crate) fn new_outbox(&self) -> Outbox {
-        let config = &self.config;
-        Outbox::new(
-            config.outbox_lines,
-            config.outbox_bytes,
-            config.stall_timeout,
-        )
-    }
-
-    /// A new client id, unique over every door for the server's life.
-    pub(crate) fn next_client_id(&self) -> ClientId {
-        ClientId(
-            self.next_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1,
-        )
-    }
-}
-
-/// A connection's place in the connection limits; dropping it frees the place.
-#[derive(Debug)]
-#[expect(dead_code, reason = "the fields are held for what their Drop releases")]
-pub(crate) struct Admission {
-    pub(crate) permit: OwnedSemaphorePermit,
-    pub(crate) address: Option<AddressGuard>,
-}
+use crate::session::Sent;
+use crate::session::connection;
+use crate::session::idle::IdleAlarm;
+use crate::session::line_codec::{Frame, clean_text};
+use crate::session::line_reader::LineReader;
+use crate::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, SessionShared, login, send_next};
 
 /// The future serving one connection, given its two halves (plain TCP or TLS), until it closes.
 pub(crate) fn serve<R, W>(
@@ -446,84 +378,4 @@ fn on_input(
         std::borrow::Cow::Borrowed(_) => line,
         std::borrow::Cow::Owned(cleaned) => cleaned,
     })
-}
-
-/// Counts over-long and invalid lines in the last minute.
-pub(crate) struct BadLines {
-    max: usize,
-    recent: std::collections::VecDeque<Instant>,
-}
-
-impl BadLines {
-    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
-    pub(crate) fn new(max: usize) -> Self {
-        BadLines {
-            max,
-            recent: std::collections::VecDeque::new(),
-        }
-    }
-
-    /// Records an offence; true when it is one too many.
-    pub(crate) fn offend(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= Self::WINDOW)
-        {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(now);
-        self.recent.len() >= self.max
-    }
-}
-
-/// Sends the client's next event, with `body`, into the pipeline (see [`send`]). False when
-/// the client is not registered, shutdown began or the pipeline is gone.
-///
-/// The event is made here rather than by the caller: an event an `async fn` holds while it is
-/// sent stays in that future's state (eighty bytes in every idle connection) after it has gone.
-pub(crate) fn send_next<'a>(
-    shared: &'a SessionShared,
-    sent: &Sent,
-    body: Body,
-) -> impl Future<Output = bool> + Send + 'a {
-    send_if_any(shared, sent.event(body))
-}
-
-/// Sends into the pipeline, waiting while it is full (which stops reading from this client, so
-/// TCP pushes back on it). False when shutdown began or the pipeline is gone.
-pub(crate) fn send(shared: &SessionShared, event: Event) -> impl Future<Output = bool> + Send + '_ {
-    send_if_any(shared, Some(event))
-}
-
-/// [`send`], or false at once for no event.
-///
-/// Not an `async fn`: the common case, room in the pipeline, needs no future state, and the
-/// waiting case is boxed, so a session's future stays small while it is idle.
-fn send_if_any(
-    shared: &SessionShared,
-    event: Option<Event>,
-) -> impl Future<Output = bool> + Send + '_ {
-    let waiting = match event {
-        None => Some(None),
-        Some(event) => match shared.pipeline.try_send(event) {
-            Ok(()) => None,
-            Err(TrySendError::Closed(_)) => Some(None),
-            Err(TrySendError::Full(event)) => Some(Some(Box::pin(async move {
-                tokio::select! {
-                    _ = shared.stop_reading.cancelled() => false,
-                    sent = shared.pipeline.send(event) => sent.is_ok(),
-                }
-            }))),
-        },
-    };
-    async move {
-        match waiting {
-            None => true,
-            Some(None) => false,
-            Some(Some(wait)) => wait.await,
-        }
-    }
 }

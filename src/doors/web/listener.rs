@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use crate::server::tls::TlsCertificates;
+use crate::net::tls::TlsCertificates;
 
 /// TLS handshakes under way at once; further connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 128;
@@ -49,9 +49,9 @@ pub(crate) struct TlsAccept {
     pub(crate) tasks: TaskTracker,
     pub(crate) metrics: Arc<Metrics>,
     /// Checked before a handshake starts (counted at the WebSocket upgrade).
-    pub(crate) limits: Arc<crate::server::admission::AddressLimits>,
+    pub(crate) limits: Arc<crate::net::admission::AddressLimits>,
     /// Proxies, whose own address is not the client's and is not limited here.
-    pub(crate) trusted_proxies: crate::server::admission::AddressList,
+    pub(crate) trusted_proxies: crate::addresses::AddressList,
 }
 
 impl WebListener {

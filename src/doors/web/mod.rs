@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 pub use render::{JsonRender, to_json};
 
 use crate::hub::DoorId;
-use crate::server::session::{Admission, SessionShared};
+use crate::session::{Admission, SessionShared};
 
 /// The WebSocket's read buffer: a few chat lines.
 const WS_READ_BUFFER: usize = 4 * 1024;
@@ -51,7 +51,7 @@ pub(crate) struct WebState {
 pub(crate) async fn serve(
     listener: TcpListener,
     state: WebState,
-    certificates: Option<crate::server::tls::TlsCertificates>,
+    certificates: Option<crate::net::tls::TlsCertificates>,
 ) {
     let scheme = if certificates.is_some() {
         "https"

@@ -26,11 +26,11 @@ use crate::event::{Body, Client, ClientId, ClientInfo};
 use crate::hub::{Batch, Delivery, Outbox, RegisterError, Render};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
-use crate::server::codec::clean_text;
-use crate::server::connection::Sent;
-use crate::server::idle::IdleAlarm;
-use crate::server::login;
-use crate::server::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, send, send_next};
+use crate::session::Sent;
+use crate::session::idle::IdleAlarm;
+use crate::session::line_codec::clean_text;
+use crate::session::login;
+use crate::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, send, send_next};
 
 /// The server pings at most this often (and at half the idle timeout if that is shorter), so a
 /// browser tab that is open but quiet answers with pongs and stays connected.

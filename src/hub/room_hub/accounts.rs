@@ -11,7 +11,7 @@ use super::{Request, RoomHub, Until};
 use crate::event::{ClientId, Role, Secret};
 use crate::hub::delivery::Recipient;
 use crate::names::NameKey;
-use crate::server::accounts::{hash_password, verify_password};
+use crate::passwords::{hash_password, verify_password};
 use crate::store::{Change, Store, StoredAccount};
 
 /// What an account task needs from the hub.

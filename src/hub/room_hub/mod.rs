@@ -39,16 +39,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope, TextRender};
+use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope};
 use super::outbox::{Outbox, Queued};
 use super::write_schedule::WriteSchedule;
+use crate::addresses::AddressList;
 use crate::config::RoomsConfig;
 use crate::event::{Body, Client, ClientId, Command, Event, Role};
 use crate::filters::{FilterRules, FilterSet};
 use crate::metrics::{DropReason, Metrics};
 use crate::names::NameKey;
 use crate::protocol;
-use crate::server::admission::AddressList;
 use crate::store::{LineKind, Store};
 
 /// Capacity of the registration channel. Registrations are rare and quick; a burst of connects
@@ -255,20 +255,15 @@ pub struct HubSettings {
     /// The moderation queue's settings.
     pub moderation: crate::config::ModerationConfig,
     /// The TLS certificate, which an admin's `/reload` reloads too.
-    pub tls: Option<crate::server::tls::TlsCertificates>,
+    pub tls: Option<crate::net::tls::TlsCertificates>,
     /// The cluster this server is part of, if any.
     pub cluster: Option<crate::cluster::ClusterLink>,
 }
 
-/// The renderers of the front doors, indexed by [`DoorId`].
+/// The renderers of the front doors, indexed by [`DoorId`]. Its `Default`, the text door
+/// alone, lives with the text renderer ([`crate::doors::text::TextRender`]).
 #[derive(Clone)]
 pub struct Doors(Vec<Arc<dyn Render>>);
-
-impl Default for Doors {
-    fn default() -> Self {
-        Doors(vec![Arc::new(TextRender)])
-    }
-}
 
 impl std::fmt::Debug for Doors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -277,6 +272,11 @@ impl std::fmt::Debug for Doors {
 }
 
 impl Doors {
+    /// The text door's renderer as door 0, alone.
+    pub(crate) fn with_text(text: Arc<dyn Render>) -> Self {
+        Doors(vec![text])
+    }
+
     /// Adds a door; its id. At most [`MAX_DOORS`] doors.
     ///
     /// # Panics
