@@ -26,7 +26,7 @@
 //! numerics, with [`doors::irc::IrcRender`]). A door imports what lies below it, never another
 //! door; nothing below imports a door.
 //!
-//! [`session`]: what every door's session shares: [`session::SessionShared`], the one task per
+//! [`session`]: what every door's session shares: `session::SessionShared`, the one task per
 //! connection (`session::connection`), the login steps and their throttle ([`session::accounts`]),
 //! the idle watch that looks at every connection for silence (`session::idle`), the line reader
 //! and codec ([`session::line_codec`]), the batched writer, bad-line counting.

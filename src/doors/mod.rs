@@ -2,7 +2,7 @@
 //! ([`irc`]).
 //!
 //! A door is a folder with three parts: a listener (the shared accept loop of
-//! [`crate::net::listener`], through its `Door` trait, or the door's own, as the web door's HTTP
+//! `crate::net::listener`, through its `Door` trait, or the door's own, as the web door's HTTP
 //! server), a session that speaks the door's protocol and feeds the pipeline with the shared
 //! machinery of [`crate::session`], and a [`crate::hub::Render`] that puts the hub's
 //! deliveries into the door's words. A door imports the layers below it, never another door,

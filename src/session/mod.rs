@@ -1,6 +1,6 @@
-//! What every door's session shares: the state every session reads ([`SessionShared`]), a
-//! connection's place in the limits ([`Admission`]), sending into the pipeline ([`send`],
-//! [`send_next`]), bad-line counting ([`BadLines`]); and, in its modules, the one-task connection,
+//! What every door's session shares: the state every session reads (`SessionShared`), a
+//! connection's place in the limits (`Admission`), sending into the pipeline (`send`,
+//! `send_next`), bad-line counting (`BadLines`); and, in its modules, the one-task connection,
 //! the idle watch, the login steps and their throttle, the line reader and codec, and the batched
 //! writer.
 //!
