@@ -740,3 +740,36 @@ async fn a_who_flood_does_not_hold_up_chat() {
     }
     server.shutdown().await;
 }
+
+/// Without `echo-message` a client does not see its own lines come back live, but a room's
+/// replayed history is news to it: on rejoining it gets its own lines with the others'.
+#[tokio::test]
+async fn history_replay_includes_the_clients_own_lines() {
+    let (server, irc) = TestServer::start_with_irc(Server::new(test_config())).await;
+    let mut alice = IrcClient::register(irc, "alice").await;
+    let mut bob = IrcClient::register(irc, "bob").await;
+    alice.join("games").await;
+    bob.join("games").await;
+    alice.expect_contains(":bob!bob@chatpipe JOIN #games").await;
+    alice.send("PRIVMSG #games :mine").await;
+    bob.expect(":alice!alice@chatpipe PRIVMSG #games :mine")
+        .await;
+    bob.send("PRIVMSG #games :theirs").await;
+    alice
+        .expect(":bob!bob@chatpipe PRIVMSG #games :theirs")
+        .await;
+    alice.send("PART #games").await;
+    alice.expect(":alice!alice@chatpipe PART #games").await;
+    alice.send("JOIN #games").await;
+    let lines = lines_until(&mut alice, "End of history").await;
+    let said: Vec<&String> = lines.iter().filter(|l| l.contains(" PRIVMSG ")).collect();
+    assert_eq!(
+        said,
+        [
+            ":alice!alice@chatpipe PRIVMSG #games :mine",
+            ":bob!bob@chatpipe PRIVMSG #games :theirs"
+        ],
+        "{lines:#?}"
+    );
+    server.shutdown().await;
+}
