@@ -330,3 +330,51 @@ impl Stream for RateLimited {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Query, Role};
+    use crate::testing::{describe, run_stage, test_client};
+
+    /// A query costs what its door says: with a burst of 4, a line and a query of 3 use it up
+    /// and the next line is over the limit; a query dearer than the burst costs the burst.
+    #[tokio::test(start_paused = true)]
+    async fn a_query_costs_its_cost_at_most_the_burst() {
+        let alice = test_client(1, "alice", Role::User);
+        let event = |seq, body| Event::new(alice.clone(), seq, body);
+        let stage = RateLimitStage::new(&RateLimitConfig {
+            per_second: 1,
+            burst: 4,
+            policy: RateLimitPolicy::Reject,
+        });
+        let input = vec![
+            event(0, Body::Line("a".into())),
+            event(1, Body::Query(Query::new(3, |_| ()))),
+            event(2, Body::Line("b".into())),
+        ];
+        let out = run_stage(stage.clone(), Box::pin(futures::stream::iter(input))).await;
+        let shown: Vec<String> = out.iter().map(describe).collect();
+        assert_eq!(
+            shown,
+            [
+                "alice> a",
+                "alice asks (cost 3)",
+                "alice <- SERVER: Rate limit exceeded. Please slow down."
+            ]
+        );
+        let input = vec![
+            event(0, Body::Query(Query::new(100, |_| ()))),
+            event(1, Body::Line("c".into())),
+        ];
+        let out = run_stage(stage, Box::pin(futures::stream::iter(input))).await;
+        let shown: Vec<String> = out.iter().map(describe).collect();
+        assert_eq!(
+            shown,
+            [
+                "alice asks (cost 100)",
+                "alice <- SERVER: Rate limit exceeded. Please slow down."
+            ]
+        );
+    }
+}
