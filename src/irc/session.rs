@@ -945,7 +945,9 @@ impl Session {
     async fn who(&self, mask: &str) {
         let lookup = mask.to_owned();
         let away = self.door.away_names();
-        let rows: Option<Vec<(String, Arc<str>, Role, bool)>> = self
+        /// One `352`: channel, nick, role, voice.
+        type Row = (String, Arc<str>, Role, bool);
+        let rows: Option<Vec<Row>> = self
             .ask(move |hub| match lookup.strip_prefix('#') {
                 Some(room) => hub
                     .room_summary(&room.to_ascii_lowercase())
