@@ -716,6 +716,11 @@ impl RoomHub {
         let Some(member) = self.members.get(&id) else {
             return;
         };
+        // A question needs no room: answered here, in its turn among the chat events.
+        if let Body::Query(query) = &event.body {
+            query.answer(self);
+            return;
+        }
         // The room a line is for: the one the client named, if it is in it; else its current.
         let room = match &event.room {
             Some(named) if member.rooms.iter().any(|r| r == named) => named.clone(),
@@ -780,6 +785,8 @@ impl RoomHub {
                 action,
                 text,
             } => self.hold(id, &room, filter, reason, action, text),
+            // Answered above.
+            Body::Query(_) => {}
             // An unparsed line means the pipeline has no parse stage: relaying it as chat would
             // leak commands into rooms, so answer instead.
             Body::Line(_) => {
