@@ -21,7 +21,7 @@ pub mod codec;
 pub(crate) mod connection;
 pub(crate) mod idle;
 pub(crate) mod line_reader;
-mod listener;
+pub(crate) mod listener;
 pub(crate) mod login;
 mod proxy;
 pub(crate) mod session;
@@ -406,6 +406,7 @@ impl Server {
                 shared: shared.clone(),
                 door,
                 origins: Arc::new(self.config.web.origins.clone()),
+                client_address_header: self.config.web.client_address_header,
             };
             let certificates = self.certificates.clone().filter(|_| self.config.web.tls);
             tasks.spawn(crate::web::serve(web, state, certificates));
