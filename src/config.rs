@@ -760,7 +760,10 @@ mod tests {
         let err = parse("[web]\nclient_address_header = \"x-real-ip\"\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("chatpipe.toml:2:"), "{text}");
-        assert!(text.contains("x-forwarded-for") && text.contains("forwarded"), "{text}");
+        assert!(
+            text.contains("x-forwarded-for") && text.contains("forwarded"),
+            "{text}"
+        );
     }
 
     #[test]

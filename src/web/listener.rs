@@ -45,8 +45,12 @@ pub(crate) struct Accepted {
     pub(crate) peer: SocketAddr,
     /// The permit and the peer's address count (`None` for an exempt address or a trusted
     /// proxy). A std mutex, locked only to take them, never across an `.await`.
-    held: Arc<Mutex<Option<(OwnedSemaphorePermit, Option<AddressGuard>)>>>,
+    held: Arc<Mutex<Option<Held>>>,
 }
+
+/// What an accepted connection holds of the limits: its `max_connections` permit and its
+/// address count.
+type Held = (OwnedSemaphorePermit, Option<AddressGuard>);
 
 impl Accepted {
     /// The connection's admission for its WebSocket session, with `address` as its address count
