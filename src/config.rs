@@ -99,6 +99,31 @@ pub struct WebConfig {
     pub origins: Vec<String>,
     /// Serve the page over HTTPS and the WebSocket as WSS, with `[tls] cert` and `key`.
     pub tls: bool,
+    /// The one header a trusted proxy (`[admission] trusted_proxies`) names the client in; any
+    /// other such header is the client's own writing and is ignored.
+    pub client_address_header: ClientAddressHeader,
+}
+
+/// Which request header carries the client's address from a trusted proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ClientAddressHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (what nginx's `$proxy_add_x_forwarded_for` sends).
+    #[default]
+    #[serde(rename = "x-forwarded-for", alias = "X-Forwarded-For")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`.
+    #[serde(rename = "forwarded", alias = "Forwarded")]
+    Forwarded,
+}
+
+impl ClientAddressHeader {
+    /// The header's name, lower case as `http` keeps names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAddressHeader::XForwardedFor => "x-forwarded-for",
+            ClientAddressHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 impl Default for WebConfig {
@@ -107,6 +132,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:8081".to_owned(),
             origins: Vec::new(),
             tls: false,
+            client_address_header: ClientAddressHeader::default(),
         }
     }
 }
@@ -217,7 +243,7 @@ pub struct AdmissionConfig {
     #[serde(with = "humantime_serde")]
     pub login_lockout: Duration,
     /// Proxies (addresses or CIDR blocks) whose word on a client's address is taken: the PROXY
-    /// header on the text and IRC doors, `X-Forwarded-For` / `Forwarded` on the web door.
+    /// header on the text and IRC doors, `[web] client_address_header` on the web door.
     pub trusted_proxies: Vec<String>,
     /// Refuse a connection from a trusted proxy that sends no PROXY header.
     pub require_proxy_header: bool,
@@ -721,6 +747,23 @@ mod tests {
             parse("[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"2m\"\n").unwrap();
         assert_eq!(c.server.handshake_timeout, Duration::from_millis(500));
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_client_address_header_is_one_of_two() {
+        assert_eq!(
+            parse("").unwrap().web.client_address_header,
+            ClientAddressHeader::XForwardedFor
+        );
+        let c = parse("[web]\nclient_address_header = \"forwarded\"\n").unwrap();
+        assert_eq!(c.web.client_address_header, ClientAddressHeader::Forwarded);
+        let err = parse("[web]\nclient_address_header = \"x-real-ip\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("chatpipe.toml:2:"), "{text}");
+        assert!(
+            text.contains("x-forwarded-for") && text.contains("forwarded"),
+            "{text}"
+        );
     }
 
     #[test]

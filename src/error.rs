@@ -61,8 +61,10 @@ pub(crate) fn toml_error_position(text: &str, err: &toml::de::Error) -> (usize, 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen for {door} on {addr}: {source}")]
     Bind {
+        /// Which listener: `the text door`, `the web door`, `the admin endpoints`, …
+        door: &'static str,
         /// The address asked for.
         addr: String,
         /// Why.

@@ -36,10 +36,40 @@ fn port_in_use_is_a_clear_error() {
         .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
-        errors[0].contains(&addr) && errors[0].contains("in use"),
+        errors[0].contains(&format!("for the text door on {addr}")) && errors[0].contains("in use"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The web door's port in use: the error says it was the web door's.
+#[test]
+fn a_web_port_in_use_names_the_web_door() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("test.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"{addr}\"\n[irc]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "chatpipe: cannot listen for the web door on {addr}: "
+        )) && stderr.contains("in use"),
+        "{stderr}"
+    );
 }
 
 /// A listen address that does not parse is a clear error.

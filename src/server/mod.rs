@@ -21,7 +21,7 @@ pub mod codec;
 pub(crate) mod connection;
 pub(crate) mod idle;
 pub(crate) mod line_reader;
-mod listener;
+pub(crate) mod listener;
 pub(crate) mod login;
 mod proxy;
 pub(crate) mod session;
@@ -127,7 +127,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_admin(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.admin.listen).await
+        bind_unless_off(&self.config.admin.listen, "the admin endpoints").await
     }
 
     /// Binds the configured web listener (`[web] listen`), unless it is `""`.
@@ -135,7 +135,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_web(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.web.listen).await
+        bind_unless_off(&self.config.web.listen, "the web door").await
     }
 
     /// Binds the configured IRC listener (`[irc] listen`), unless it is `""`.
@@ -143,7 +143,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_irc(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.irc.listen).await
+        bind_unless_off(&self.config.irc.listen, "the IRC door").await
     }
 
     /// Binds the TLS listeners (`[server] listen_tls`, `[irc] listen_tls`) and loads the
@@ -161,8 +161,8 @@ impl Server {
         }
         let certificates = tls::TlsCertificates::load(&self.config.tls.cert, &self.config.tls.key)
             .map_err(ServerError::Tls)?;
-        self.text_tls = bind_unless_off(&text).await?;
-        self.irc_tls = bind_unless_off(&irc).await?;
+        self.text_tls = bind_unless_off(&text, "the text door over TLS").await?;
+        self.irc_tls = bind_unless_off(&irc, "the IRC door over TLS").await?;
         self.certificates = Some(certificates);
         Ok(self)
     }
@@ -259,6 +259,7 @@ impl Server {
     pub async fn bind(&self) -> Result<TcpListener, ServerError> {
         let addr = self.config.listen_addr()?;
         listen(addr).map_err(|source| ServerError::Bind {
+            door: "the text door",
             addr: self.config.server.listen.clone(),
             source,
         })
@@ -407,6 +408,7 @@ impl Server {
                 shared: shared.clone(),
                 door,
                 origins: Arc::new(self.config.web.origins.clone()),
+                client_address_header: self.config.web.client_address_header,
             };
             let certificates = self.certificates.clone().filter(|_| self.config.web.tls);
             tasks.spawn(crate::web::serve(web, state, certificates));
@@ -544,12 +546,16 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Binds `addr`, unless it is `""` (the listener is off).
-async fn bind_unless_off(addr: &str) -> Result<Option<TcpListener>, ServerError> {
+/// Binds `addr` for `door` (named in the error), unless it is `""` (the listener is off).
+async fn bind_unless_off(
+    addr: &str,
+    door: &'static str,
+) -> Result<Option<TcpListener>, ServerError> {
     if addr.is_empty() {
         return Ok(None);
     }
     let bind_error = |source| ServerError::Bind {
+        door,
         addr: addr.to_owned(),
         source,
     };
