@@ -199,10 +199,8 @@ pub fn write_self_signed(
     replace: bool,
 ) -> Result<(PathBuf, PathBuf), GenCertError> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if !replace {
-        if let Some(existing) = [&cert, &key].into_iter().find(|p| p.exists()) {
-            return Err(GenCertError::Exists(existing.clone()));
-        }
+    if !replace && let Some(existing) = [&cert, &key].into_iter().find(|p| p.exists()) {
+        return Err(GenCertError::Exists(existing.clone()));
     }
     let certified =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| GenCertError::Make {
