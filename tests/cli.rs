@@ -10,17 +10,12 @@ use common::binary::start;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatpipe");
 
+/// Runs `chatpipe ARGS` to its end in a temporary directory of its own (with a `chatpipe.toml`
+/// that puts every door on port 0); its exit code and stderr.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _stdout, stderr) = common::binary::output(common::binary::command(dir.path(), args));
+    (code, stderr)
 }
 
 /// A port in use is a one-line error and exit code 1.
@@ -240,22 +235,24 @@ fn filter_decisions_are_logged_with_name_and_room() {
 
 /// `hash-password` at a terminal asks twice without echoing and prints a hash; two different
 /// answers hash nothing. The terminal is a pseudo-terminal from `script` (util-linux); the test
-/// is skipped, saying so, where there is none.
+/// is listed as `ignored` where there is none.
 #[test]
+#[cfg_attr(not(has_script), ignore = "needs script: apt-get install bsdutils")]
 fn hash_password_at_a_terminal_does_not_echo() {
-    if !std::path::Path::new("/usr/bin/script").exists() {
-        eprintln!("skipping: /usr/bin/script (util-linux) is not installed");
-        return;
-    }
+    let dir = tempfile::tempdir().unwrap();
     let run = |input: &str| {
-        let mut child = Command::new("/usr/bin/script")
-            .args(["-qec", &format!("{BIN} hash-password"), "/dev/null"])
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        // Killed when dropped: `script` closes the terminal, which hangs up its command.
+        let mut child = common::process::Killed::new(
+            Command::new("/usr/bin/script")
+                .args(["-qec", &format!("{BIN} hash-password"), "/dev/null"])
+                .current_dir(dir.path())
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         // Each answer goes in once its prompt is on the terminal: typed before the prompt, the
         // terminal would still echo it.
         let mut stdout = child.stdout.take().unwrap();

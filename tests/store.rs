@@ -223,6 +223,10 @@ async fn kill_9_keeps_every_confirmed_ban() {
         writer
     });
     let reader = tokio::spawn(async move { while flooder.next_line().await.is_some() {} });
+    // The flood's first line has reached the hub before the first ban; the store writes in the
+    // order it is given work, so once a ban is confirmed that line is on disk too, and the
+    // history after the restart cannot be empty.
+    root.expect_contains("flooder: flood 0").await;
     for n in 0..BANS {
         root.send(&format!("/ban troll{n} 1d")).await;
         root.expect_contains(&format!("SERVER: troll{n} is banned by root for 1d."))
@@ -241,29 +245,30 @@ async fn kill_9_keeps_every_confirmed_ban() {
         .expect_contains(&format!("SERVER: Bans ({BANS}):"))
         .await;
     for _ in 0..BANS {
-        check.expect_contains("(name) for 1d: banned by root").await;
+        // `1d`, or `23h 59m 59s` once a second has passed since the ban on a slow machine.
+        let line = check.expect_contains(": banned by root").await;
+        assert!(line.contains("(name) for "), "{line}");
     }
     check.send("/history 200").await;
     let first = check.next_line().await.unwrap();
-    if first != "SERVER: No history in lobby." {
-        assert!(first.starts_with("SERVER: History of lobby ("), "{first}");
-        let mut last: Option<usize> = None;
-        loop {
-            let line = check.next_line().await.unwrap();
-            if line == "SERVER: End of history" {
-                break;
-            }
-            let n: usize = line
-                .strip_prefix("[history] flooder: flood ")
-                .unwrap_or_else(|| panic!("{line}"))
-                .parse()
-                .unwrap();
-            if let Some(last) = last {
-                assert_eq!(n, last + 1, "a gap in the kept history");
-            }
-            last = Some(n);
+    assert!(first.starts_with("SERVER: History of lobby ("), "{first}");
+    let mut last: Option<usize> = None;
+    loop {
+        let line = check.next_line().await.unwrap();
+        if line == "SERVER: End of history" {
+            break;
         }
+        let n: usize = line
+            .strip_prefix("[history] flooder: flood ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .parse()
+            .unwrap();
+        if let Some(last) = last {
+            assert_eq!(n, last + 1, "a gap in the kept history");
+        }
+        last = Some(n);
     }
+    assert!(last.is_some(), "no line of the flood was kept");
     drop(check);
     stop(server);
 }
