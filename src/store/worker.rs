@@ -264,15 +264,31 @@ impl Worker {
         }
         let lines = std::mem::take(&mut self.pending);
         let count = lines.len();
-        let mut result = self.write_history(&lines);
-        if result.as_ref().is_err_and(is_full) && self.make_room() {
-            result = self.write_history(&lines);
-        }
-        if let Err(error) = result {
+        if let Err(error) = self.write_history_making_room(&lines) {
             tracing::error!(%error, lines = count, "chat history could not be saved");
             self.metrics.store_error("history");
         }
         self.sweep();
+    }
+
+    /// Writes `lines`; at `[storage] max_size`, deletes the oldest history until they fit, and
+    /// if even an empty history leaves no room, keeps the newest lines that fit.
+    fn write_history_making_room(&mut self, mut lines: &[HistoryLine]) -> rusqlite::Result<()> {
+        loop {
+            match self.write_history(lines) {
+                Err(error) if is_full(&error) => {
+                    if self.make_room() {
+                        continue;
+                    }
+                    if lines.len() > 1 {
+                        lines = &lines[lines.len() / 2..];
+                        continue;
+                    }
+                    return Err(error);
+                }
+                result => return result,
+            }
+        }
     }
 
     fn write_history(&mut self, lines: &[HistoryLine]) -> rusqlite::Result<()> {
@@ -312,9 +328,11 @@ impl Worker {
     /// room first, so accounts, bans, mutes and the audit log are written while there is any
     /// history left to give up.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        match self.apply_once(changes) {
-            Err(error) if is_full(&error) && self.make_room() => Ok(self.apply_once(changes)?),
-            result => Ok(result?),
+        loop {
+            match self.apply_once(changes) {
+                Err(error) if is_full(&error) && self.make_room() => continue,
+                result => return Ok(result?),
+            }
         }
     }
 
