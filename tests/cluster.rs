@@ -804,3 +804,94 @@ async fn a_name_lost_while_cut_off_is_given_up_not_overwritten() {
     expect_within(&mut newcomer, "carol: still mine", common::WAIT).await;
     b.shutdown().await;
 }
+
+/// Each server keeps the cluster's room history in memory for at most `[rooms] max_rooms`
+/// rooms: room churn forgets the stalest room's lines (it kept every room that ever had one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_history_in_memory_is_bounded_by_max_rooms() {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let mut config = member(&nats, "a");
+    config.rooms.max_rooms = 3;
+    let a = TestServer::with_config(config).await;
+    let mut alice = a.login("alice").await;
+    for (n, word) in ["one", "two", "three", "four"].iter().enumerate() {
+        alice.send(&format!("/join r{n}")).await;
+        alice.expect_contains(&format!("You are now in r{n}")).await;
+        alice.send(word).await;
+        expect_within(&mut alice, &format!("alice: {word}"), common::WAIT).await;
+    }
+    let mut bob = a.login("bob").await;
+    // r0 was the stalest of four rooms with lines: forgotten. r3 is kept.
+    for (room, kept) in [("r0", None), ("r3", Some("[history] alice: four"))] {
+        bob.send(&format!("/join {room}")).await;
+        bob.send("/who").await;
+        let mut history = Vec::new();
+        loop {
+            let line = bob.next_line().await.expect("a line");
+            if line.contains("Users in") {
+                break;
+            }
+            if line.starts_with("[history]") {
+                history.push(line);
+            }
+        }
+        assert_eq!(history, kept.into_iter().collect::<Vec<_>>(), "{room}");
+    }
+    a.shutdown().await;
+}
+
+/// The room and shared-state streams get their bounds (age and bytes, oldest dropped first),
+/// also when an older version made them without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_streams_are_bounded() {
+    use async_nats::jetstream::stream;
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    // As an older version made it: per room only.
+    jetstream
+        .create_stream(stream::Config {
+            name: "CHATPIPE_ROOMS".to_owned(),
+            subjects: vec!["chatpipe.room.>".to_owned()],
+            max_messages_per_subject: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut config = member(&nats, "a");
+    config.cluster.rooms_max_age = Duration::from_secs(3600);
+    config.cluster.rooms_max_bytes = 1 << 20;
+    let a = TestServer::with_config(config).await;
+    // A member is in once the server has joined the cluster (and so set the streams up).
+    let _alice = a.login("alice").await;
+    let rooms = jetstream
+        .get_stream("CHATPIPE_ROOMS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(rooms.max_age, Duration::from_secs(3600));
+    assert_eq!(rooms.max_bytes, 1 << 20);
+    assert_eq!(rooms.discard, stream::DiscardPolicy::Old);
+    let state = jetstream
+        .get_stream("CHATPIPE_STATE")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    let defaults = chatpipe::config::ClusterConfig::default();
+    assert_eq!(state.max_age, defaults.state_max_age);
+    assert_eq!(state.max_bytes, defaults.state_max_bytes as i64);
+    assert!(!state.max_age.is_zero() && state.max_bytes > 0);
+    a.shutdown().await;
+}
