@@ -599,7 +599,12 @@ async fn a_nats_restart_under_load_resumes_delivery_at_once() {
         clients.push(server.login(&format!("u{i}")).await);
     }
     for client in clients.iter_mut().take(CLIENTS - 1) {
-        expect_within(client, &format!("u{} has joined the chat", CLIENTS - 1), common::WAIT).await;
+        expect_within(
+            client,
+            &format!("u{} has joined the chat", CLIENTS - 1),
+            common::WAIT,
+        )
+        .await;
     }
 
     // Everyone sends a numbered line every 50 ms until told to stop, then one last `done`.
@@ -634,7 +639,8 @@ async fn a_nats_restart_under_load_resumes_delivery_at_once() {
                 if let Some((_, tag)) = line.split_once(": tag ") {
                     let (sender, n) = tag.split_once(' ').unwrap();
                     let at = tokio::time::Instant::now();
-                    seen.lines.push((sender.parse().unwrap(), n.parse().unwrap(), at));
+                    seen.lines
+                        .push((sender.parse().unwrap(), n.parse().unwrap(), at));
                 } else if line.contains(": done ") {
                     done += 1;
                 } else if line.contains("your line was not sent")
@@ -687,7 +693,7 @@ async fn a_nats_restart_under_load_resumes_delivery_at_once() {
             first_after - back
         );
         // Once, and in each sender's order.
-        for sender in 0..CLIENTS {
+        for (sender, sender_view) in seen.iter().enumerate() {
             let numbers: Vec<usize> = view
                 .lines
                 .iter()
@@ -698,7 +704,7 @@ async fn a_nats_restart_under_load_resumes_delivery_at_once() {
                 numbers.windows(2).all(|w| w[0] < w[1]),
                 "client {j} saw sender {sender}'s lines out of order or twice: {numbers:?}"
             );
-            let theirs: Vec<usize> = seen[sender]
+            let theirs: Vec<usize> = sender_view
                 .lines
                 .iter()
                 .filter(|(s, _, _)| *s == sender)
@@ -719,7 +725,10 @@ async fn a_nats_restart_under_load_resumes_delivery_at_once() {
             "client {i}: {count} sent, {delivered} delivered, {} refused",
             seen[i].refused
         );
-        assert!(seen[i].refused > 0, "client {i}: nothing was refused while NATS was down");
+        assert!(
+            seen[i].refused > 0,
+            "client {i}: nothing was refused while NATS was down"
+        );
     }
     for server in servers {
         server.shutdown().await;
@@ -780,7 +789,12 @@ async fn a_name_lost_while_cut_off_is_given_up_not_overwritten() {
     a.0.signal(Signal::SIGCONT);
 
     // a finds the name gone to b at its next refresh: its carol is told why, and goes.
-    let told = expect_within(&mut carol, "taken on another server", Duration::from_secs(20)).await;
+    let told = expect_within(
+        &mut carol,
+        "taken on another server",
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(told.contains("another name"), "{told}");
     carol.expect_eof().await;
     // The name stays b's: refused on a, and its holder on b speaks on.

@@ -222,7 +222,10 @@ impl NameClaims {
     async fn release_all(&self) {
         let held: Vec<(String, u64)> = self.held().drain().collect();
         for (key, revision) in held {
-            let _ = self.names.delete_expect_revision(&key, Some(revision)).await;
+            let _ = self
+                .names
+                .delete_expect_revision(&key, Some(revision))
+                .await;
         }
     }
 
@@ -312,7 +315,8 @@ pub fn state_stream(config: &ClusterConfig) -> stream::Config {
 /// How long to wait before reconnection attempt `attempts` (counted from 1): at once, then at
 /// most [`RECONNECT_DELAY_MAX`], so chat resumes soon after NATS is back.
 fn reconnect_delay(attempts: usize) -> Duration {
-    let step = Duration::from_millis(50).saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX));
+    let step =
+        Duration::from_millis(50).saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX));
     step.min(RECONNECT_DELAY_MAX)
 }
 

@@ -682,9 +682,10 @@ mod tests {
         });
         store.write_and_wait(vec![ban]).await.unwrap();
         let (count, newest, pages) = query(&store, |conn| {
-            let (count, newest) = conn.query_row("SELECT count(*), max(text) FROM history", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
+            let (count, newest) =
+                conn.query_row("SELECT count(*), max(text) FROM history", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
             let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             Ok((count, newest, pages))
         })

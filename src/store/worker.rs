@@ -166,9 +166,10 @@ impl Worker {
                 let cutoff = SystemTime::now()
                     .checked_sub(self.bounds.max_age)
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                let gone = self
-                    .conn
-                    .execute("DELETE FROM history WHERE at < ?1", params![to_millis(cutoff)])?;
+                let gone = self.conn.execute(
+                    "DELETE FROM history WHERE at < ?1",
+                    params![to_millis(cutoff)],
+                )?;
                 self.lines = self.lines.saturating_sub(gone);
             }
             if self.bounds.total > 0 && self.lines > self.bounds.total {
