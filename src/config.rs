@@ -148,7 +148,27 @@ pub struct ClusterConfig {
     pub node: String,
     /// Exit at start-up when NATS cannot be reached; `false` runs alone instead.
     pub required: bool,
+    /// How long a claimed name lives in NATS without its server refreshing it (every 2 s): a
+    /// dead server's names are free after this. At least 4 s. Applies when the cluster's names
+    /// bucket is first made.
+    #[serde(with = "humantime_serde")]
+    pub name_ttl: Duration,
+    /// Room events older than this are dropped from the room stream (`CHATPIPE_ROOMS`), which
+    /// every server replays at start.
+    #[serde(with = "humantime_serde")]
+    pub rooms_max_age: Duration,
+    /// The most bytes the room stream keeps; past it, the oldest events are dropped.
+    pub rooms_max_bytes: u64,
+    /// Shared-state changes (accounts, bans, mutes, room settings) older than this are dropped
+    /// from `CHATPIPE_STATE`: a server that joins later starts from a copy of another's database.
+    #[serde(with = "humantime_serde")]
+    pub state_max_age: Duration,
+    /// The most bytes the shared-state stream keeps; past it, the oldest changes are dropped.
+    pub state_max_bytes: u64,
 }
+
+/// The shortest `[cluster] name_ttl`: two of the heartbeats that refresh the names.
+pub const MIN_NAME_TTL: Duration = Duration::from_secs(4);
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -156,6 +176,11 @@ impl Default for ClusterConfig {
             nats: String::new(),
             node: String::new(),
             required: true,
+            name_ttl: Duration::from_secs(15),
+            rooms_max_age: Duration::from_secs(7 * 24 * 3600),
+            rooms_max_bytes: 256 << 20,
+            state_max_age: Duration::from_secs(365 * 24 * 3600),
+            state_max_bytes: 64 << 20,
         }
     }
 }
@@ -187,20 +212,29 @@ pub struct StorageConfig {
     /// The database file, relative to the working directory; `""` keeps everything in memory
     /// (lost at exit).
     pub path: PathBuf,
-    /// The most bytes the database may grow to; `0`: no limit but the disk's. Past it, history
-    /// is not saved and changes are refused with an error (as on a full disk).
+    /// The most bytes the database may grow to (1 GiB by default); `0`: no limit but the
+    /// disk's. At the cap the oldest chat history (across all rooms) is deleted to make room,
+    /// so accounts, bans, mutes and the audit log can always be written.
     pub max_size: u64,
     /// Chat lines kept per room (for `/history` and replay after a restart); older ones are
     /// deleted as new ones are written.
     pub history_keep: usize,
+    /// Chat lines kept in all, across rooms; past it the oldest are deleted (checked every
+    /// minute), so room churn cannot fill the disk.
+    pub history_max_lines: usize,
+    /// Chat lines older than this are deleted (checked every minute).
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("chatpipe.db"),
-            max_size: 0,
+            max_size: 1 << 30,
             history_keep: 1000,
+            history_max_lines: 1_000_000,
+            history_max_age: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -669,6 +703,12 @@ impl Config {
             problems.push(format!(
                 "[cluster] node: `{}` is not a node name (1-32 letters, digits, '_' or '-'), and it must be set with nats",
                 self.cluster.node
+            ));
+        }
+        if self.cluster.name_ttl < MIN_NAME_TTL {
+            problems.push(format!(
+                "[cluster] name_ttl: must be at least {}s (names are refreshed every 2 s)",
+                MIN_NAME_TTL.as_secs()
             ));
         }
         let lists = [
