@@ -236,21 +236,25 @@ pub enum Command {
         /// Why, if given.
         reason: Option<String>,
     },
-    /// `/mute NAME [duration]`.
+    /// `/mute NAME [duration] [reason]`.
     Mute {
         /// Whom.
         name: String,
         /// How long; the default when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/mutes` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unmute NAME`.
     Unmute(String),
-    /// `/ban NAME [duration]`.
+    /// `/ban NAME [duration] [reason]`.
     Ban {
         /// Whom.
         name: String,
         /// How long; until `/unban` when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/bans` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unban NAME`.
     Unban(String),

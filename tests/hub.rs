@@ -76,6 +76,7 @@ async fn mutes_and_bans_expire() {
     let mute = Command::Mute {
         name: "bob".into(),
         duration: Some(Duration::from_secs(60)),
+        reason: None,
     };
     events
         .send(event(&moderator, Body::Command(mute)))
@@ -97,6 +98,7 @@ async fn mutes_and_bans_expire() {
     let ban = Command::Ban {
         name: "bob".into(),
         duration: Some(Duration::from_secs(3600)),
+        reason: None,
     };
     events
         .send(event(&moderator, Body::Command(ban)))

@@ -665,20 +665,10 @@ impl RoomHub {
                     .until
                     .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
                 let until = Until::after(duration);
-                self.mutes.insert(NameKey::new(&mute.name), until);
-                if let Some(target) = self.find(&mute.name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = Some(until);
-                }
+                self.put_mute(mute, until);
             }
             Shared::Unmute { name } => {
-                self.mutes.remove(&NameKey::new(&name));
-                if let Some(target) = self.find(&name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = None;
-                }
+                self.lift_mute(&NameKey::new(&name));
             }
             Shared::Room(stored) => {
                 let name: Arc<str> = Arc::from(stored.name.as_str());

@@ -70,7 +70,7 @@ impl RoomHub {
         }
         for mute in snapshot.mutes {
             if let Some(until) = Until::from_system(mute.until) {
-                self.mutes.insert(NameKey::new(&mute.name), until);
+                self.put_mute(mute, until);
             }
         }
         for stored in snapshot.rooms {
