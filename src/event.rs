@@ -285,8 +285,8 @@ pub enum Command {
     },
     /// `/unregister PASSWORD`.
     Unregister(Secret),
-    /// `/held`: the lines waiting for review.
-    Held,
+    /// `/held [PAGE]`: the lines waiting for review, one page (from 1) at a time.
+    Held(usize),
     /// `/approve ID`.
     Approve(u64),
     /// `/deny ID [reason]`.
@@ -303,8 +303,8 @@ pub enum Command {
         /// Why.
         reason: Option<String>,
     },
-    /// `/reports`: the open reports.
-    Reports,
+    /// `/reports [PAGE]`: the open reports, one page (from 1) at a time.
+    Reports(usize),
     /// `/resolve ID [note]`.
     Resolve {
         /// Which report.

@@ -134,6 +134,7 @@ async fn held_lines_expire_as_denied() {
         moderation: chatpipe::config::ModerationConfig {
             hold_for: Duration::from_secs(3600),
             reports_per_hour: 10,
+            ..Default::default()
         },
         ..HubSettings::default()
     };
@@ -166,7 +167,7 @@ async fn held_lines_expire_as_denied() {
     // Not yet: an hour has not passed.
     tokio::time::advance(Duration::from_secs(1800)).await;
     events
-        .send(event(&moderator, Body::Command(Command::Held)))
+        .send(event(&moderator, Body::Command(Command::Held(1))))
         .await
         .unwrap();
     expect(&moderator, "SERVER: Held lines (1):").await;
@@ -177,7 +178,7 @@ async fn held_lines_expire_as_denied() {
     )
     .await;
     events
-        .send(event(&moderator, Body::Command(Command::Held)))
+        .send(event(&moderator, Body::Command(Command::Held(1))))
         .await
         .unwrap();
     expect(&moderator, "SERVER: No lines are waiting for review.").await;

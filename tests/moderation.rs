@@ -390,3 +390,152 @@ async fn bans_and_mutes_take_a_reason() {
     );
     server.shutdown().await;
 }
+
+/// A config for report floods: a small outbox (the issue's 64 KiB, which 16 whole reports used
+/// to overflow), no exempt addresses, and report bounds of `per_hour`, `per_member`, `total`.
+fn report_config(per_hour: usize, per_member: usize, total: usize) -> Config {
+    let mut config = without_exempt_addresses();
+    config.server.outbox_bytes = 64 * 1024;
+    config.moderation.reports_per_hour = per_hour;
+    config.moderation.open_reports_per_member = per_member;
+    config.moderation.max_open_reports = total;
+    config
+}
+
+/// Item 4: three hundred reports of ~2 KB each with 20 lines of context cannot cut the
+/// moderators off: a text moderator pages through `/reports` and sees every report once; a web
+/// moderator logging in gets a bounded panel and a line saying how to see the rest; both stay
+/// connected.
+#[tokio::test]
+async fn a_report_flood_keeps_moderators_connected() {
+    const REPORTS: usize = 300;
+    let (server, web) =
+        TestServer::start_with_web(Server::new(report_config(1000, 1000, 1000))).await;
+    let mut m = login_with_password_at(server.addr, "mod", "modpass1").await;
+    let mut eve = login_at(server.addr, "eve").await;
+    let mut reporter = login_at(server.addr, "reporter").await;
+    let long = "x".repeat(900);
+    for n in 0..20 {
+        eve.send(&format!("{n} {long}")).await;
+    }
+    eve.send("done").await;
+    reporter.expect_contains("eve: done").await;
+    let reason = "r".repeat(1900);
+    for _ in 0..REPORTS {
+        reporter.send(&format!("/report eve {reason}")).await;
+    }
+    for n in 1..=REPORTS {
+        reporter
+            .expect_contains(&format!("the moderators have your report (#{n})."))
+            .await;
+    }
+
+    // Every report is on exactly one page, and the moderator is still here afterwards.
+    let mut seen = Vec::new();
+    let mut page = 1;
+    loop {
+        let lines = listing(&mut m, &format!("/reports {page}"), "SERVER: Open reports").await;
+        assert!(
+            lines[0].starts_with(&format!(
+                "SERVER: Open reports ({REPORTS}), page {page} of "
+            )),
+            "{}",
+            lines[0]
+        );
+        for line in &lines {
+            if let Some(rest) = line.strip_prefix("SERVER: #") {
+                seen.push(rest.split(' ').next().unwrap().parse::<usize>().unwrap());
+            }
+        }
+        if lines.last().unwrap() != &format!("SERVER: More: /reports {}", page + 1) {
+            break;
+        }
+        page += 1;
+    }
+    assert!(page > 1, "{REPORTS} reports take several pages");
+    assert_eq!(seen, (1..=REPORTS).collect::<Vec<_>>());
+    let past = answer_of(&mut m, &format!("/reports {}", page + 1)).await;
+    assert_eq!(
+        past,
+        vec![format!(
+            "SERVER: Open reports: there are {page} pages; /reports {page} is the last."
+        )]
+    );
+
+    // A web moderator logs in: a bounded panel, a line about the rest, still connected.
+    let mut panel = WebClient::connect(web).await;
+    panel.expect_type("notice").await;
+    panel
+        .send(json!({"type": "hello", "name": "root", "password": "rootpass1"}))
+        .await;
+    panel.expect_type("welcome").await;
+    let queue = panel.expect_type("queue").await;
+    let shown = queue["reports"].as_array().unwrap().len();
+    assert!(shown > 0 && shown < REPORTS, "{shown}");
+    panel
+        .expect_notice(&format!("{} more reports (/reports) wait", REPORTS - shown))
+        .await;
+    panel.say(None, "/reports 2").await;
+    panel.expect_notice("page 2 of").await;
+    m.send("still connected").await;
+    panel.expect_message("mod", "still connected").await;
+    server.shutdown().await;
+}
+
+/// Item 4: the hourly limit counts the person (a guest's address, an account), so neither
+/// `/nick` nor a reconnect under a new name starts a new count; open reports are bounded per
+/// member and in all, with a clear line to the reporter at each bound; resolving one makes room.
+#[tokio::test]
+async fn report_limits_follow_the_person_and_bound_the_queue() {
+    let server = TestServer::with_config(report_config(2, 10, 10)).await;
+    let mut m = login_with_password_at(server.addr, "mod", "modpass1").await;
+    let _eve = login_at(server.addr, "eve").await;
+    let mut guest = login_at(server.addr, "guest").await;
+    guest.send("/report eve one").await;
+    guest.expect_contains("have your report (#1)").await;
+    guest.send("/nick guest2").await;
+    guest.expect("guest is now known as guest2").await;
+    guest.send("/report eve two").await;
+    guest.expect_contains("have your report (#2)").await;
+    guest.send("/nick guest3").await;
+    guest.expect("guest2 is now known as guest3").await;
+    guest.send("/report eve three").await;
+    guest
+        .expect("SERVER: You have made 2 reports in the last hour, the most allowed; the moderators have them.")
+        .await;
+    let mut again = login_at(server.addr, "someone_else").await;
+    again.send("/report eve four").await;
+    again
+        .expect("SERVER: You have made 2 reports in the last hour, the most allowed; the moderators have them.")
+        .await;
+    server.shutdown().await;
+
+    // Open reports: at most 2 per member, 3 in all.
+    let server = TestServer::with_config(report_config(100, 2, 3)).await;
+    let mut m2 = login_with_password_at(server.addr, "mod", "modpass1").await;
+    drop(m);
+    let _eve = login_at(server.addr, "eve").await;
+    let mut guest = login_at(server.addr, "guest").await;
+    for n in 1..=2 {
+        guest.send(&format!("/report eve {n}")).await;
+        guest
+            .expect_contains(&format!("have your report (#{n})"))
+            .await;
+    }
+    guest.send("/report eve 3").await;
+    guest
+        .expect("SERVER: You have 2 open reports, the most allowed; your report was not taken. Wait until a moderator has dealt with them.")
+        .await;
+    let mut alice = login_with_password_at(server.addr, "alice", "alicepass").await;
+    alice.send("/report eve a").await;
+    alice.expect_contains("have your report (#3)").await;
+    alice.send("/report eve b").await;
+    alice
+        .expect("SERVER: The moderators' queue is full (3 open reports); your report was not taken. Try again once they have worked through it.")
+        .await;
+    m2.send("/resolve 1").await;
+    m2.expect_contains("SERVER: Report #1 resolved.").await;
+    guest.send("/report eve 4").await;
+    guest.expect_contains("have your report (#4)").await;
+    server.shutdown().await;
+}

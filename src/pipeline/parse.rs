@@ -49,8 +49,8 @@ pub const MODERATOR_HELP: &str = "Moderator commands:
 /voice NAME - let a user speak in this moderated room
 /topic TEXT - set this room's topic
 /room keep|drop - keep this room when it is empty, or not
-/held - lines waiting for review; /approve ID, /deny ID [reason]
-/reports - open reports; /resolve ID [note]
+/held [PAGE] - lines waiting for review, a page at a time; /approve ID, /deny ID [reason]
+/reports [PAGE] - open reports, a page at a time; /resolve ID [note]
 /reload - reload the filters";
 
 /// The further line only admins see: `/help` lists only what the asker may use.
@@ -195,8 +195,20 @@ pub fn parse_line(line: &str) -> Option<Body> {
             _ => usage("/moderated on|off"),
         },
         ("voice", [name]) => command(Command::Voice((*name).to_owned())),
-        ("held", []) => command(Command::Held),
-        ("reports", []) => command(Command::Reports),
+        ("held", []) => command(Command::Held(1)),
+        ("reports", []) => command(Command::Reports(1)),
+        ("held" | "reports", [page]) => match page.parse::<usize>() {
+            Ok(page) if page > 0 => command(if word == "held" {
+                Command::Held(page)
+            } else {
+                Command::Reports(page)
+            }),
+            _ => usage(if word == "held" {
+                "/held [PAGE]"
+            } else {
+                "/reports [PAGE]"
+            }),
+        },
         ("approve", [id]) => match id.trim_start_matches('#').parse() {
             Ok(id) => command(Command::Approve(id)),
             Err(_) => usage("/approve ID"),
@@ -304,8 +316,8 @@ const USAGES: &[(&str, &str)] = &[
     ("bans", "/bans"),
     ("mutes", "/mutes"),
     ("room", "/room keep|drop"),
-    ("held", "/held"),
-    ("reports", "/reports"),
+    ("held", "/held [PAGE]"),
+    ("reports", "/reports [PAGE]"),
     ("approve", "/approve ID"),
     ("deny", "/deny ID [reason]"),
     ("resolve", "/resolve ID [note]"),

@@ -74,10 +74,10 @@ impl RoomHub {
                 }
             }
             Command::Reload => self.reload(id, actor_role, &actor_name),
-            Command::Held => self.list_held(id),
+            Command::Held(page) => self.list_held(id, page),
             Command::Approve(number) => self.approve(id, &actor_name, number),
             Command::Deny { id: number, reason } => self.deny(id, &actor_name, number, reason),
-            Command::Reports => self.list_reports(id),
+            Command::Reports(page) => self.list_reports(id, page),
             Command::Resolve { id: number, note } => self.resolve(id, &actor_name, number, note),
             Command::Bans => self.list_bans(id),
             Command::Mutes => self.list_mutes(id),
