@@ -191,12 +191,9 @@ async fn a_mute_follows_the_person() {
     let mut m = login_with_password_at(server.addr, "mod", "modpass1").await;
     let mut troll = login_at(server.addr, "troll").await;
     m.expect("troll has joined the chat").await;
-    m.send("/mute troll 1h spamming").await;
-    m.expect("SERVER: troll was muted by mod for 1h: spamming")
-        .await;
-    troll
-        .expect("SERVER: troll was muted by mod for 1h: spamming")
-        .await;
+    m.send("/mute troll 1h").await;
+    m.expect("SERVER: troll was muted by mod for 1h").await;
+    troll.expect("SERVER: troll was muted by mod for 1h").await;
 
     // A rename keeps the mute.
     troll.send("/nick troll_x").await;
@@ -234,7 +231,6 @@ async fn a_mute_follows_the_person() {
         mutes[1].starts_with("SERVER: troll (also troll_x, newface) for "),
         "{mutes:?}"
     );
-    assert!(mutes[1].ends_with(": spamming"), "{mutes:?}");
 
     // Lifted under any of its names, for every name.
     m.send("/unmute troll_x").await;
@@ -291,18 +287,21 @@ async fn a_mute_with_its_names_survives_a_restart() {
     m.expect("SERVER: troll was muted by mod for 1h").await;
     troll.send("/nick troll_x").await;
     m.expect("troll is now known as troll_x").await;
-    let mutes = listing(&mut m, "/mutes", "SERVER: Mutes (").await;
-    assert!(
-        mutes[1].starts_with("SERVER: troll (also troll_x) for "),
-        "{mutes:?}"
-    );
     drop(troll);
     // Shutting down waits for the store to write what it was given.
     server.shutdown().await;
 
     let server = TestServer::with_config(config).await;
-    let mut troll = login_at(server.addr, "troll_x").await;
+    // Under the name muted, which the rename did not free of the mute,
+    let mut troll = login_at(server.addr, "troll").await;
     troll.send("after the restart").await;
+    troll
+        .expect_contains("SERVER: You are muted for another")
+        .await;
+    // and under the name taken since.
+    troll.send("/nick troll_x").await;
+    troll.expect("troll is now known as troll_x").await;
+    troll.send("still muted").await;
     troll
         .expect_contains("SERVER: You are muted for another")
         .await;
@@ -420,21 +419,32 @@ async fn a_report_flood_keeps_moderators_connected() {
     }
     eve.send("done").await;
     reporter.expect_contains("eve: done").await;
+    // In batches, the moderator reading the alerts as they come (as a client does).
     let reason = "r".repeat(1900);
-    for _ in 0..REPORTS {
-        reporter.send(&format!("/report eve {reason}")).await;
-    }
-    for n in 1..=REPORTS {
-        reporter
-            .expect_contains(&format!("the moderators have your report (#{n})."))
-            .await;
+    for batch in 0..REPORTS / 20 {
+        for _ in 0..20 {
+            reporter.send(&format!("/report eve {reason}")).await;
+        }
+        for n in batch * 20 + 1..=batch * 20 + 20 {
+            reporter
+                .expect_contains(&format!("the moderators have your report (#{n})."))
+                .await;
+            m.expect_contains(&format!("SERVER: [report #{n}] reporter reported eve"))
+                .await;
+        }
     }
 
     // Every report is on exactly one page, and the moderator is still here afterwards.
     let mut seen = Vec::new();
     let mut page = 1;
     loop {
-        let lines = listing(&mut m, &format!("/reports {page}"), "SERVER: Open reports").await;
+        // The first page as `/reports` alone asks for it (which sent every report at once).
+        let command = if page == 1 {
+            "/reports".to_owned()
+        } else {
+            format!("/reports {page}")
+        };
+        let lines = listing(&mut m, &command, "SERVER: Open reports").await;
         assert!(
             lines[0].starts_with(&format!(
                 "SERVER: Open reports ({REPORTS}), page {page} of "
