@@ -498,7 +498,6 @@ async fn a_report_flood_keeps_moderators_connected() {
 #[tokio::test]
 async fn report_limits_follow_the_person_and_bound_the_queue() {
     let server = TestServer::with_config(report_config(2, 10, 10)).await;
-    let mut m = login_with_password_at(server.addr, "mod", "modpass1").await;
     let _eve = login_at(server.addr, "eve").await;
     let mut guest = login_at(server.addr, "guest").await;
     guest.send("/report eve one").await;
@@ -523,7 +522,6 @@ async fn report_limits_follow_the_person_and_bound_the_queue() {
     // Open reports: at most 2 per member, 3 in all.
     let server = TestServer::with_config(report_config(100, 2, 3)).await;
     let mut m2 = login_with_password_at(server.addr, "mod", "modpass1").await;
-    drop(m);
     let _eve = login_at(server.addr, "eve").await;
     let mut guest = login_at(server.addr, "guest").await;
     for n in 1..=2 {

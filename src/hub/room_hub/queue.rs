@@ -732,3 +732,41 @@ impl RoomHub {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every entry lands on exactly one page, in order; no page passes its budget or
+    /// [`PAGE_ENTRIES`]; an entry too large alone is cut and says so.
+    #[test]
+    fn pages_keep_within_their_budget() {
+        let entries: Vec<Vec<String>> = (0..100)
+            .map(|n| {
+                let lines = if n == 7 { 500 } else { 1 + n % 5 };
+                (0..lines)
+                    .map(|l| format!("#{n} line {l} {}", "x".repeat(80)))
+                    .collect()
+            })
+            .collect();
+        let budget = 8 * 1024;
+        let pages = paginate(entries, budget);
+        let mut firsts = Vec::new();
+        for page in &pages {
+            assert!(cost(page) <= budget, "{} > {budget}", cost(page));
+            let starts = page.iter().filter(|l| l.contains(" line 0 ")).count();
+            assert!((1..=PAGE_ENTRIES).contains(&starts));
+            firsts.extend(
+                page.iter()
+                    .filter(|l| l.contains(" line 0 "))
+                    .map(|l| l[1..l.find(' ').unwrap()].parse::<usize>().unwrap()),
+            );
+        }
+        assert_eq!(firsts, (0..100).collect::<Vec<_>>());
+        let cut = pages
+            .iter()
+            .flatten()
+            .find(|l| l.contains("more lines not shown"));
+        assert!(cut.is_some(), "the 500-line entry is cut");
+    }
+}
