@@ -75,8 +75,16 @@ pub struct ModerationConfig {
     /// How long a held line waits for a moderator before it expires (as denied).
     #[serde(with = "humantime_serde")]
     pub hold_for: Duration,
-    /// Reports one member may make in an hour.
+    /// Reports one member may make in an hour. A member is their account if they logged in to
+    /// one, else their address (so neither `/nick` nor a reconnect starts a new count); guests
+    /// at an address in `[admission] exempt` count by name.
     pub reports_per_hour: usize,
+    /// Reports one member (counted as for `reports_per_hour`) may have open at once; past it a
+    /// report is refused with a line saying so until a moderator resolves one.
+    pub open_reports_per_member: usize,
+    /// Reports open at once, from everyone; past it a report is refused with a line saying the
+    /// queue is full, until a moderator resolves one.
+    pub max_open_reports: usize,
 }
 
 impl Default for ModerationConfig {
@@ -84,6 +92,8 @@ impl Default for ModerationConfig {
         ModerationConfig {
             hold_for: Duration::from_secs(24 * 3600),
             reports_per_hour: 10,
+            open_reports_per_member: 5,
+            max_open_reports: 500,
         }
     }
 }

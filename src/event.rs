@@ -274,21 +274,25 @@ pub enum Command {
         /// Why, if given.
         reason: Option<String>,
     },
-    /// `/mute NAME [duration]`.
+    /// `/mute NAME [duration] [reason]`.
     Mute {
         /// Whom.
         name: String,
         /// How long; the default when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/mutes` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unmute NAME`.
     Unmute(String),
-    /// `/ban NAME [duration]`.
+    /// `/ban NAME [duration] [reason]`.
     Ban {
         /// Whom.
         name: String,
         /// How long; until `/unban` when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/bans` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unban NAME`.
     Unban(String),
@@ -319,8 +323,8 @@ pub enum Command {
     },
     /// `/unregister PASSWORD`.
     Unregister(Secret),
-    /// `/held`: the lines waiting for review.
-    Held,
+    /// `/held [PAGE]`: the lines waiting for review, one page (from 1) at a time.
+    Held(usize),
     /// `/approve ID`.
     Approve(u64),
     /// `/deny ID [reason]`.
@@ -337,8 +341,8 @@ pub enum Command {
         /// Why.
         reason: Option<String>,
     },
-    /// `/reports`: the open reports.
-    Reports,
+    /// `/reports [PAGE]`: the open reports, one page (from 1) at a time.
+    Reports(usize),
     /// `/resolve ID [note]`.
     Resolve {
         /// Which report.

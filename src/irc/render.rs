@@ -405,6 +405,13 @@ mod tests {
         String::from_utf8(bytes.unwrap().to_vec()).unwrap()
     }
 
+    /// The names the server speaks under on IRC cannot be taken by a user.
+    #[test]
+    fn the_servers_irc_names_are_reserved() {
+        assert!(crate::names::validate_username(SERVER).is_err());
+        assert!(crate::names::validate_username(HOST).is_err());
+    }
+
     #[test]
     fn room_lines_carry_time_and_the_reviewed_mark() {
         let render = IrcRender::new(20, 400);

@@ -1142,8 +1142,8 @@ impl Session {
             return;
         };
         self.reply(|out, me| {
-            for name in &banned {
-                out.numeric("367", me, &[target, &format!("{name}!*@*")], "");
+            for (name, reason) in &banned {
+                out.numeric("367", me, &[target, &format!("{name}!*@*")], reason);
             }
             out.numeric("368", me, &[target], "End of channel ban list");
         });
@@ -1153,11 +1153,15 @@ impl Session {
         match text.filter(|t| !t.is_empty()) {
             Some(text) => {
                 let text: String = clean_text(text).chars().take(MAX_AWAY).collect();
-                self.door.set_away(self.id, self.nick(), Some(text));
+                if let Some(client) = self.sent.client() {
+                    self.door.set_away(client, Some(text));
+                }
                 self.numeric("306", &[], "You have been marked as being away");
             }
             None => {
-                self.door.set_away(self.id, self.nick(), None);
+                if let Some(client) = self.sent.client() {
+                    self.door.set_away(client, None);
+                }
                 self.numeric("305", &[], "You are no longer marked as being away");
             }
         }

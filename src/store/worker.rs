@@ -403,8 +403,16 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Resul
         }
         Change::Mute(mute) => {
             tx.execute(
-                "INSERT OR REPLACE INTO mutes (name_key, name, until, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![key(&mute.name), mute.name, until(mute.until), mute.reason],
+                "INSERT OR REPLACE INTO mutes (name_key, name, until, reason, addr, also) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key(&mute.name),
+                    mute.name,
+                    until(mute.until),
+                    mute.reason,
+                    mute.addr.map(|a| a.to_string()),
+                    mute.also.join(" ")
+                ],
             )?;
         }
         Change::Unmute { name } => {
@@ -550,12 +558,20 @@ pub(super) fn load_snapshot(conn: &Connection, history: usize) -> rusqlite::Resu
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mutes = conn
-        .prepare("SELECT name, until, reason FROM mutes")?
+        .prepare("SELECT name, until, reason, addr, also FROM mutes")?
         .query_map([], |row| {
             Ok(StoredMute {
                 name: row.get(0)?,
                 until: row.get::<_, Option<i64>>(1)?.map(from_millis),
                 reason: row.get(2)?,
+                addr: row
+                    .get::<_, Option<String>>(3)?
+                    .and_then(|a| a.parse::<IpAddr>().ok()),
+                also: row
+                    .get::<_, String>(4)?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;

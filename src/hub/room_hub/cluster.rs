@@ -706,32 +706,14 @@ impl RoomHub {
                     .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
                 // A mute with an end that has passed (replayed by a server that started later)
                 // is over, not "until lifted": like a lifted mute, it replaces any earlier one.
-                let until = match (mute.until, duration) {
-                    (Some(_), None) => None,
-                    _ => Some(Until::after(duration)),
-                };
-                let key = NameKey::new(&mute.name);
-                match until {
-                    Some(until) => {
-                        self.mutes.insert(key, until);
-                    }
-                    None => {
-                        self.mutes.remove(&key);
-                    }
-                }
-                if let Some(target) = self.find(&mute.name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = until;
+                if mute.until.is_some() && duration.is_none() {
+                    self.lift_mute(&NameKey::new(&mute.name));
+                } else {
+                    self.put_mute(mute, Until::after(duration));
                 }
             }
             Shared::Unmute { name } => {
-                self.mutes.remove(&NameKey::new(&name));
-                if let Some(target) = self.find(&name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = None;
-                }
+                self.lift_mute(&NameKey::new(&name));
             }
             Shared::Room(stored) => {
                 let name: Arc<str> = Arc::from(stored.name.as_str());
