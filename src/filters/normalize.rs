@@ -619,7 +619,9 @@ fn first_letter(units: &[Unit], word: &Range<usize>) -> usize {
 
 /// Whether a word is one letter, edge marks aside.
 fn is_single_letter(units: &[Unit], word: &Range<usize>) -> bool {
-    let mut core = units[word.clone()].iter().filter(|u| u.class != Class::Edge);
+    let mut core = units[word.clone()]
+        .iter()
+        .filter(|u| u.class != Class::Edge);
     matches!(core.next(), Some(u) if u.class == Class::Letter) && core.next().is_none()
 }
 

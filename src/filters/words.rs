@@ -20,9 +20,7 @@ use std::ops::Range;
 
 use regex::{Regex, RegexBuilder};
 
-use super::normalize::{
-    EDGE_C, EDGE_I_L, EDGE_T, EITHER_B_G, EITHER_G_Q, EITHER_I_L, normalize,
-};
+use super::normalize::{EDGE_C, EDGE_I_L, EDGE_T, EITHER_B_G, EITHER_G_Q, EITHER_I_L, normalize};
 
 /// Size cap for the compiled word and allow-list automata; a 10,000-word list fits well within it.
 const MATCHER_SIZE_LIMIT: usize = 64 * 1024 * 1024;
@@ -113,10 +111,7 @@ fn word_pattern(word: &str) -> Option<String> {
         if i > 0 {
             // Any further letters, including placeholders (not edge marks: `shit*` in `shit!`
             // leaves the `!` as punctuation).
-            let _ = write!(
-                pattern,
-                "[a-z0-9{EITHER_I_L}{EITHER_B_G}{EITHER_G_Q}]*"
-            );
+            let _ = write!(pattern, "[a-z0-9{EITHER_I_L}{EITHER_B_G}{EITHER_G_Q}]*");
         }
         let normalized = normalize(piece).text;
         for (j, token) in normalized.split(' ').filter(|t| !t.is_empty()).enumerate() {
