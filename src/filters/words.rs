@@ -20,7 +20,9 @@ use std::ops::Range;
 
 use regex::{Regex, RegexBuilder};
 
-use super::normalize::{EDGE_C, EDGE_I_L, EDGE_T, EITHER_B_G, EITHER_G_Q, EITHER_I_L, normalize};
+use super::normalize::{
+    EDGE_C, EDGE_I_L, EDGE_T, EITHER_B_G, EITHER_G_Q, EITHER_I_L, is_edge_mark, normalize,
+};
 
 /// Size cap for the compiled word and allow-list automata; a 10,000-word list fits well within it.
 const MATCHER_SIZE_LIMIT: usize = 64 * 1024 * 1024;
@@ -90,11 +92,22 @@ impl WordMatcher {
     /// The byte ranges of `normalized` text that match a word (without the edge marks read as
     /// punctuation around it).
     pub fn find_iter<'a>(&'a self, normalized: &'a str) -> impl Iterator<Item = Range<usize>> + 'a {
-        // Group 1 is the word; the regex engine only works out where it lies for a line that
-        // matches at all, so clean lines cost one pass as before.
-        self.regex
-            .captures_iter(normalized)
-            .filter_map(|c| c.get(1).map(|m| m.range()))
+        self.regex.find_iter(normalized).map(move |m| {
+            let range = m.range();
+            let bytes = normalized.as_bytes();
+            if !is_edge_mark(bytes[range.start]) && !is_edge_mark(bytes[range.end - 1]) {
+                return range;
+            }
+            // Only a match with an edge mark at its ends needs group 1 (the word) worked out,
+            // which costs more than finding the match. The match alone is a whole word, so it
+            // matches the same way on its own.
+            self.regex
+                .captures(&normalized[range.clone()])
+                .and_then(|c| c.get(1))
+                .map_or(range.clone(), |word| {
+                    range.start + word.start()..range.start + word.end()
+                })
+        })
     }
 
     /// True if any word matches `normalized` text.
