@@ -382,8 +382,11 @@ fn run_loadgen(
         .map_err(|e| Failure(format!("loadgen printed no JSON result ({e}): {last}")))
 }
 
+/// Reads one figure from loadgen's JSON result.
+type ReadFigure = fn(&serde_json::Value) -> Option<f64>;
+
 /// The figures of a scenario, read from loadgen's JSON.
-fn figures(scenario: Scenario) -> Vec<(Figure, fn(&serde_json::Value) -> Option<f64>)> {
+fn figures(scenario: Scenario) -> Vec<(Figure, ReadFigure)> {
     let figure = |name, unit, lower_is_better| Figure {
         name,
         unit,
