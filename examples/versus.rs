@@ -227,7 +227,7 @@ fn drive(cli: &Cli) -> Result<(), Failure> {
 /// The chatpipe configuration for a run: the defaults but for what the load needs (the rate
 /// limit off) and the doors the load does not use (off, so nothing listens on a fixed port).
 /// `bench` adds `examples/bench.toml`'s history off and store off.
-fn chatpipe_config(bench: bool) -> String {
+pub fn chatpipe_config(bench: bool) -> String {
     let mut config = String::from(
         "# Written by examples/versus.rs: the defaults, but the rate limit off (the load needs\n\
          # it) and the doors the load does not use off.\n\
@@ -245,7 +245,15 @@ fn build_seed(seed: &Path, into: &Path) -> Result<PathBuf, Failure> {
         return Err(Failure(format!("no Go sources at {}", seed.display())));
     }
     let binary = into.join("seed-go-server");
-    let output = Command::new("go")
+    let mut go = Command::new("go");
+    // go needs a build cache; with no home (some CI containers) it gets one in `into`.
+    if ["GOCACHE", "XDG_CACHE_HOME", "HOME"]
+        .iter()
+        .all(|name| std::env::var_os(name).is_none())
+    {
+        go.env("GOCACHE", into.join("go-cache"));
+    }
+    let output = go
         .args(["build", "-o"])
         .arg(&binary)
         .arg(".")
