@@ -33,7 +33,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -462,16 +462,19 @@ impl Cluster {
             hub.clone(),
             stop.clone(),
         ));
+        let beat_now = Arc::new(Notify::new());
         tasks.spawn(listen(
             self.client.clone(),
             self.node.clone(),
             hub.clone(),
+            beat_now.clone(),
             stop.clone(),
         ));
         tasks.spawn(heartbeat(
             self.client.clone(),
             self.claims,
             hub.clone(),
+            beat_now,
             stop.clone(),
         ));
         tasks.spawn(watch_link(self.link_state, hub, stop));
@@ -842,11 +845,13 @@ async fn consume_state(
 }
 
 /// Hears node events (for this server, and for all), and ticks for the hub's check on servers
-/// gone silent.
+/// gone silent. Once subscribed, says [`NodeEvent::Hello`] so the others beat at once; another
+/// server's hello wakes this server's heartbeat (`beat_now`).
 async fn listen(
     client: async_nats::Client,
     node: Arc<str>,
     hub: HubHandle,
+    beat_now: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let subscribe = async {
@@ -861,6 +866,12 @@ async fn listen(
             return;
         }
     };
+    let hello = NodeEvent::Hello {
+        node: node.to_string(),
+    };
+    if let Ok(payload) = serde_json::to_vec(&hello) {
+        let _ = client.publish("chatpipe.all", Bytes::from(payload)).await;
+    }
     let mut check = tokio::time::interval(HEARTBEAT);
     loop {
         let message = tokio::select! {
@@ -878,10 +889,15 @@ async fn listen(
         let Ok(event) = serde_json::from_slice::<NodeEvent>(&message.payload) else {
             continue;
         };
-        if let NodeEvent::Heartbeat { node: from, .. } = &event
-            && **from == *node
-        {
-            continue;
+        match &event {
+            NodeEvent::Heartbeat { node: from, .. } if **from == *node => continue,
+            NodeEvent::Hello { node: from } => {
+                if **from != *node {
+                    beat_now.notify_one();
+                }
+                continue;
+            }
+            _ => {}
         }
         if !hub.cluster_input(ClusterInput::Node(event)).await {
             return;
@@ -894,11 +910,14 @@ async fn heartbeat(
     client: async_nats::Client,
     claims: NameClaims,
     hub: HubHandle,
+    beat_now: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
+            // A server just started: it hears this server's members now, not at the next tick.
+            _ = beat_now.notified() => {}
             _ = stop.cancelled() => {
                 // Shutting down: give the names back now rather than let them expire, so the
                 // members can come back at once through another server (or this one, restarted).

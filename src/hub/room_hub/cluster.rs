@@ -583,6 +583,8 @@ impl RoomHub {
                     );
                 }
             }
+            // Answered by the cluster's heartbeat task, never handed to the hub.
+            NodeEvent::Hello { .. } => {}
             NodeEvent::Heartbeat { node, members } => {
                 self.cluster
                     .last_heard
