@@ -377,6 +377,45 @@ async fn half_sent_http_requests_count_against_the_per_address_limits() {
     server.shutdown().await;
 }
 
+/// A page load's HTTP connections count against the per-address limits only while open: ten page
+/// loads from one address, with an allowance of three new connections per window, are all
+/// answered, and it is the WebSocket sessions that the allowance counts (the fourth is refused).
+#[tokio::test]
+async fn page_loads_do_not_use_up_the_new_connection_allowance() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    config.admission.per_address_new_per_10m = 3;
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    for _ in 0..10 {
+        let mut socket = connect_from("127.0.0.2", web).await;
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until_closed(&mut socket).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let socket = connect_from("127.0.0.2", web).await;
+        let (session, _) = tokio_tungstenite::client_async(format!("ws://{web}/ws"), socket)
+            .await
+            .expect("a session within the allowance is opened");
+        sessions.push(session);
+    }
+    let socket = connect_from("127.0.0.2", web).await;
+    match tokio_tungstenite::client_async(format!("ws://{web}/ws"), socket).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        Err(other) => panic!("the fourth session failed otherwise: {other}"),
+        Ok(_) => panic!("a fourth session within the window was opened"),
+    }
+    drop(sessions);
+    server.shutdown().await;
+}
+
 /// A web connection holds a `max_connections` permit from accept, as the other doors' do: with
 /// two places, both held by idle keep-alive HTTP connections (from an exempt address, so no
 /// per-address limit), a text client waits until one of them goes.

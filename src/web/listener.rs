@@ -82,7 +82,9 @@ pub(crate) async fn accept_loop(
         let address = if shared.trusted_proxies.contains(peer.ip()) {
             None
         } else {
-            match shared.address_limits.admit(peer.ip()) {
+            // Open connections only: the WebSocket session it may become is counted against the
+            // new-connection limit when it upgrades (a page load opens several connections).
+            match shared.address_limits.admit_open(peer.ip()) {
                 Ok(guard) => guard,
                 Err(refusal) => {
                     tracing::info!(%peer, %refusal, "web connection refused");

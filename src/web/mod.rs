@@ -118,6 +118,12 @@ async fn upgrade(
             }
         }
     } else {
+        // A direct peer's connection holds its open place since accept; the session it becomes
+        // is a new connection for the per-address window.
+        if let Err(refusal) = shared.address_limits.count_new(addr.ip()) {
+            tracing::info!(peer = %addr, %refusal, "connection refused");
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{refusal}\n")).into_response();
+        }
         None
     };
     let Some(admission) = accepted.take_admission(forwarded_count) else {
