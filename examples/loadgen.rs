@@ -56,6 +56,9 @@ pub struct Options {
     pub more: Vec<SocketAddr>,
     /// When set, every client connects over TLS to `addr`, trusting this certificate (PEM).
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Wait for the server's `username` prompt before sending the name. Off for servers of the
+    /// same text protocol that send nothing first (the Go seed design, `examples/versus.rs`).
+    pub username_prompt: bool,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             irc: None,
             more: Vec::new(),
             tls_ca: None,
+            username_prompt: true,
         }
     }
 }
@@ -252,7 +256,9 @@ async fn connect(opts: &Options, i: usize) -> std::io::Result<(Reader, Writer)> 
                     }
                 };
                 let mut line = Vec::new();
-                read_line_until(&mut reader, &mut line, b"username").await?;
+                if opts.username_prompt {
+                    read_line_until(&mut reader, &mut line, b"username").await?;
+                }
                 writer
                     .write_all(format!("{}{i}\n", opts.prefix).as_bytes())
                     .await?;
@@ -812,6 +818,10 @@ pub struct Cli {
     /// Connect every client over TLS (to --addr, a TLS listener), trusting this certificate.
     #[arg(long, alias = "tls")]
     tls_ca: Option<std::path::PathBuf>,
+    /// Send the username at once instead of waiting for the server's prompt (for a server of
+    /// the same text protocol that prompts for nothing, such as the Go seed design).
+    #[arg(long)]
+    no_username_prompt: bool,
     /// Connect idle clients and report the server's memory per client.
     #[arg(long, conflicts_with = "step")]
     idle: bool,
@@ -843,6 +853,7 @@ impl Cli {
             irc: self.irc,
             more: self.also.clone(),
             tls_ca: self.tls_ca.clone(),
+            username_prompt: !self.no_username_prompt,
         }
     }
 }

@@ -73,8 +73,16 @@ pub struct ModerationConfig {
     /// How long a held line waits for a moderator before it expires (as denied).
     #[serde(with = "humantime_serde")]
     pub hold_for: Duration,
-    /// Reports one member may make in an hour.
+    /// Reports one member may make in an hour. A member is their account if they logged in to
+    /// one, else their address (so neither `/nick` nor a reconnect starts a new count); guests
+    /// at an address in `[admission] exempt` count by name.
     pub reports_per_hour: usize,
+    /// Reports one member (counted as for `reports_per_hour`) may have open at once; past it a
+    /// report is refused with a line saying so until a moderator resolves one.
+    pub open_reports_per_member: usize,
+    /// Reports open at once, from everyone; past it a report is refused with a line saying the
+    /// queue is full, until a moderator resolves one.
+    pub max_open_reports: usize,
 }
 
 impl Default for ModerationConfig {
@@ -82,6 +90,8 @@ impl Default for ModerationConfig {
         ModerationConfig {
             hold_for: Duration::from_secs(24 * 3600),
             reports_per_hour: 10,
+            open_reports_per_member: 5,
+            max_open_reports: 500,
         }
     }
 }
@@ -97,6 +107,31 @@ pub struct WebConfig {
     pub origins: Vec<String>,
     /// Serve the page over HTTPS and the WebSocket as WSS, with `[tls] cert` and `key`.
     pub tls: bool,
+    /// The one header a trusted proxy (`[admission] trusted_proxies`) names the client in; any
+    /// other such header is the client's own writing and is ignored.
+    pub client_address_header: ClientAddressHeader,
+}
+
+/// Which request header carries the client's address from a trusted proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ClientAddressHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (what nginx's `$proxy_add_x_forwarded_for` sends).
+    #[default]
+    #[serde(rename = "x-forwarded-for", alias = "X-Forwarded-For")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`.
+    #[serde(rename = "forwarded", alias = "Forwarded")]
+    Forwarded,
+}
+
+impl ClientAddressHeader {
+    /// The header's name, lower case as `http` keeps names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAddressHeader::XForwardedFor => "x-forwarded-for",
+            ClientAddressHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 impl Default for WebConfig {
@@ -105,6 +140,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:8081".to_owned(),
             origins: Vec::new(),
             tls: false,
+            client_address_header: ClientAddressHeader::default(),
         }
     }
 }
@@ -120,7 +156,27 @@ pub struct ClusterConfig {
     pub node: String,
     /// Exit at start-up when NATS cannot be reached; `false` runs alone instead.
     pub required: bool,
+    /// How long a claimed name lives in NATS without its server refreshing it (every 2 s): a
+    /// dead server's names are free after this. At least 4 s. Applies when the cluster's names
+    /// bucket is first made.
+    #[serde(with = "humantime_serde")]
+    pub name_ttl: Duration,
+    /// Room events older than this are dropped from the room stream (`CHATPIPE_ROOMS`), which
+    /// every server replays at start.
+    #[serde(with = "humantime_serde")]
+    pub rooms_max_age: Duration,
+    /// The most bytes the room stream keeps; past it, the oldest events are dropped.
+    pub rooms_max_bytes: u64,
+    /// Shared-state changes (accounts, bans, mutes, room settings) older than this are dropped
+    /// from `CHATPIPE_STATE`: a server that joins later starts from a copy of another's database.
+    #[serde(with = "humantime_serde")]
+    pub state_max_age: Duration,
+    /// The most bytes the shared-state stream keeps; past it, the oldest changes are dropped.
+    pub state_max_bytes: u64,
 }
+
+/// The shortest `[cluster] name_ttl`: two of the heartbeats that refresh the names.
+pub const MIN_NAME_TTL: Duration = Duration::from_secs(4);
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -128,6 +184,11 @@ impl Default for ClusterConfig {
             nats: String::new(),
             node: String::new(),
             required: true,
+            name_ttl: Duration::from_secs(15),
+            rooms_max_age: Duration::from_secs(7 * 24 * 3600),
+            rooms_max_bytes: 256 << 20,
+            state_max_age: Duration::from_secs(365 * 24 * 3600),
+            state_max_bytes: 64 << 20,
         }
     }
 }
@@ -159,20 +220,29 @@ pub struct StorageConfig {
     /// The database file, relative to the working directory; `""` keeps everything in memory
     /// (lost at exit).
     pub path: PathBuf,
-    /// The most bytes the database may grow to; `0`: no limit but the disk's. Past it, history
-    /// is not saved and changes are refused with an error (as on a full disk).
+    /// The most bytes the database may grow to (1 GiB by default); `0`: no limit but the
+    /// disk's. At the cap the oldest chat history (across all rooms) is deleted to make room,
+    /// so accounts, bans, mutes and the audit log can always be written.
     pub max_size: u64,
     /// Chat lines kept per room (for `/history` and replay after a restart); older ones are
     /// deleted as new ones are written.
     pub history_keep: usize,
+    /// Chat lines kept in all, across rooms; past it the oldest are deleted (checked every
+    /// minute), so room churn cannot fill the disk.
+    pub history_max_lines: usize,
+    /// Chat lines older than this are deleted (checked every minute).
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("chatpipe.db"),
-            max_size: 0,
+            max_size: 1 << 30,
             history_keep: 1000,
+            history_max_lines: 1_000_000,
+            history_max_age: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -215,7 +285,7 @@ pub struct AdmissionConfig {
     #[serde(with = "humantime_serde")]
     pub login_lockout: Duration,
     /// Proxies (addresses or CIDR blocks) whose word on a client's address is taken: the PROXY
-    /// header on the text and IRC doors, `X-Forwarded-For` / `Forwarded` on the web door.
+    /// header on the text and IRC doors, `[web] client_address_header` on the web door.
     pub trusted_proxies: Vec<String>,
     /// Refuse a connection from a trusted proxy that sends no PROXY header.
     pub require_proxy_header: bool,
@@ -643,6 +713,12 @@ impl Config {
                 self.cluster.node
             ));
         }
+        if self.cluster.name_ttl < MIN_NAME_TTL {
+            problems.push(format!(
+                "[cluster] name_ttl: must be at least {}s (names are refreshed every 2 s)",
+                MIN_NAME_TTL.as_secs()
+            ));
+        }
         let lists = [
             ("exempt", &self.admission.exempt),
             ("trusted_proxies", &self.admission.trusted_proxies),
@@ -769,6 +845,23 @@ mod tests {
             parse("[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"2m\"\n").unwrap();
         assert_eq!(c.server.handshake_timeout, Duration::from_millis(500));
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_client_address_header_is_one_of_two() {
+        assert_eq!(
+            parse("").unwrap().web.client_address_header,
+            ClientAddressHeader::XForwardedFor
+        );
+        let c = parse("[web]\nclient_address_header = \"forwarded\"\n").unwrap();
+        assert_eq!(c.web.client_address_header, ClientAddressHeader::Forwarded);
+        let err = parse("[web]\nclient_address_header = \"x-real-ip\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("chatpipe.toml:2:"), "{text}");
+        assert!(
+            text.contains("x-forwarded-for") && text.contains("forwarded"),
+            "{text}"
+        );
     }
 
     #[test]

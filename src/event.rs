@@ -214,6 +214,10 @@ pub enum Body {
     Sanction(Sanction),
     /// A `SERVER:` line for the moderators online (a filter's warning).
     Alert(String),
+    /// A question a front door asks the hub for the client (IRC's `WHOIS`, `WHO`, `NAMES`…):
+    /// it goes the way of the client's lines, so it costs against the client's rate limit and
+    /// the hub answers it in its turn among the chat events, never ahead of them.
+    Query(Query),
     /// A filter held the line for a moderator's review.
     Held {
         /// The filter that held it.
@@ -270,21 +274,25 @@ pub enum Command {
         /// Why, if given.
         reason: Option<String>,
     },
-    /// `/mute NAME [duration]`.
+    /// `/mute NAME [duration] [reason]`.
     Mute {
         /// Whom.
         name: String,
         /// How long; the default when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/mutes` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unmute NAME`.
     Unmute(String),
-    /// `/ban NAME [duration]`.
+    /// `/ban NAME [duration] [reason]`.
     Ban {
         /// Whom.
         name: String,
         /// How long; until `/unban` when `None`.
         duration: Option<std::time::Duration>,
+        /// Why, if given: shown to the person, in `/bans` and in the audit log.
+        reason: Option<String>,
     },
     /// `/unban NAME`.
     Unban(String),
@@ -315,8 +323,8 @@ pub enum Command {
     },
     /// `/unregister PASSWORD`.
     Unregister(Secret),
-    /// `/held`: the lines waiting for review.
-    Held,
+    /// `/held [PAGE]`: the lines waiting for review, one page (from 1) at a time.
+    Held(usize),
     /// `/approve ID`.
     Approve(u64),
     /// `/deny ID [reason]`.
@@ -333,8 +341,8 @@ pub enum Command {
         /// Why.
         reason: Option<String>,
     },
-    /// `/reports`: the open reports.
-    Reports,
+    /// `/reports [PAGE]`: the open reports, one page (from 1) at a time.
+    Reports(usize),
     /// `/resolve ID [note]`.
     Resolve {
         /// Which report.
@@ -349,6 +357,59 @@ pub enum Command {
         /// The new role.
         role: Role,
     },
+}
+
+/// What [`Query`] runs on the hub's task.
+type Ask = Box<dyn FnOnce(&crate::hub::RoomHub) + Send>;
+
+/// A read-only question for the hub, carried by [`Body::Query`].
+///
+/// The question runs at most once, when the hub reaches it; a query the pipeline drops (over the
+/// rate limit) or the hub skips (its client has gone) is never run, and whoever waits for its
+/// answer sees its reply channel close. Clones share the one question (events are cloned for
+/// alerts), and two queries are equal only when they are the same question.
+#[derive(Clone)]
+pub struct Query {
+    ask: Arc<Mutex<Option<Ask>>>,
+    cost: u32,
+}
+
+impl Query {
+    /// A question costing `cost` lines of the client's rate limit (at least one).
+    pub(crate) fn new(cost: u32, ask: impl FnOnce(&crate::hub::RoomHub) + Send + 'static) -> Query {
+        Query {
+            ask: Arc::new(Mutex::new(Some(Box::new(ask)))),
+            cost: cost.max(1),
+        }
+    }
+
+    /// How many lines of the client's rate limit it costs.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// Runs the question on `hub`, the first time only.
+    pub(crate) fn answer(&self, hub: &crate::hub::RoomHub) {
+        // The lock is held only to take the question out, never while it runs.
+        let ask = self.ask.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(ask) = ask {
+            ask(hub);
+        }
+    }
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Query) -> bool {
+        Arc::ptr_eq(&self.ask, &other.ask)
+    }
+}
+
+impl Eq for Query {}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Query(cost {})", self.cost)
+    }
 }
 
 /// A password on its way to being hashed or checked. Its `Debug` shows nothing, so it cannot

@@ -49,12 +49,16 @@ enum Cmd {
     },
     /// Write a self-signed certificate and key (cert.pem, key.pem) for trying TLS locally.
     GenCert {
-        /// The host name the certificate is for.
-        #[arg(long, default_value = "localhost")]
-        name: String,
+        /// A host name or IP address the certificate is for; repeat for more. Default:
+        /// localhost, 127.0.0.1 and ::1.
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
         /// The directory to write them to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Replace cert.pem and key.pem if they exist (otherwise nothing is written).
+        #[arg(long)]
+        force: bool,
     },
     /// Copy the database, consistently, even while a server runs on it (SQLite's online backup).
     Backup {
@@ -152,15 +156,7 @@ fn main() -> ExitCode {
             json,
         }) => audit(db, since, who.as_deref(), json),
         Some(Cmd::Backup { file, db }) => backup(db, &file),
-        Some(Cmd::GenCert { name, out }) => {
-            chatpipe::net::tls::generate_self_signed(&name, &out).map(|(cert, key)| {
-                say(format_args!(
-                    "chatpipe: wrote {} and {} for {name} (self-signed: for trying TLS, not for the internet)",
-                    cert.display(),
-                    key.display()
-                ))
-            })
-        }
+        Some(Cmd::GenCert { names, out, force }) => gen_cert(names, &out, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -230,6 +226,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// `chatpipe gen-cert`.
+fn gen_cert(mut names: Vec<String>, out: &Path, force: bool) -> Result<(), String> {
+    use chatpipe::net::tls::{DEFAULT_CERT_NAMES, write_self_signed};
+    if names.is_empty() {
+        names = DEFAULT_CERT_NAMES.map(str::to_owned).to_vec();
+    }
+    let (cert, key) = write_self_signed(&names, out, force).map_err(|e| e.to_string())?;
+    say(format_args!(
+        "chatpipe: wrote {} and {} for {} (self-signed: for trying TLS, not for the internet)",
+        cert.display(),
+        key.display(),
+        names.join(", ")
+    ));
+    Ok(())
 }
 
 /// Runs the fixture tests of every filter file in `dir`; fails if any fails or a file is bad.

@@ -1,7 +1,8 @@
 //! The rules for usernames and room names (wire protocol §2).
 //!
-//! Usernames are 1–32 characters of `A–Z a–z 0–9 _ -`, compared without regard to case; `server`
-//! is reserved so nobody can pass for the server. Because only ASCII letters and digits are allowed,
+//! Usernames are 1–32 characters of `A–Z a–z 0–9 _ -`, compared without regard to case; the
+//! server's own names ([`RESERVED_NAMES`]: `server`, which prefixes its lines, and `chatpipe`, its
+//! name in IRC prefixes) are reserved so nobody can pass for the server. Because only ASCII letters and digits are allowed,
 //! look-alike letters from other scripts cannot be used to impersonate another user.
 
 use std::fmt;
@@ -24,7 +25,7 @@ pub enum NameError {
     /// Room names are lower case.
     #[error("room names use only a-z, digits, '_' and '-'")]
     BadRoomCharacter,
-    /// `server` in any case.
+    /// One of the server's own names ([`RESERVED_NAMES`]) in any case.
     #[error("that name is reserved")]
     Reserved,
 }
@@ -47,8 +48,15 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// `server` in any case, and its look-alikes: digits read as letters (`5erv3r`) and `_`/`-`
-/// ignored (`s_e_r_v_e_r`), so nobody can pass for the server in a participant list.
+/// The names the server goes by, which nobody may take: `server` (its lines are `SERVER: …`)
+/// and `chatpipe` (its name as IRC clients see it, `:chatpipe NOTICE …`, and the host in every
+/// user's prefix). A user called `chatpipe` would appear to IRC clients as
+/// `:chatpipe!chatpipe@chatpipe`, the server speaking.
+pub const RESERVED_NAMES: &[&str] = &["server", "chatpipe"];
+
+/// A reserved name in any case, and its look-alikes: digits read as letters (`5erv3r`,
+/// `chatp1pe`) and `_`/`-` ignored (`s_e_r_v_e_r`), so nobody can pass for the server in a
+/// participant list.
 fn looks_like_server(name: &str) -> bool {
     let skeleton: String = name
         .bytes()
@@ -61,7 +69,7 @@ fn looks_like_server(name: &str) -> bool {
             other => char::from(other),
         })
         .collect();
-    skeleton == "server"
+    RESERVED_NAMES.contains(&skeleton.as_str())
 }
 
 /// Checks a room name's form; callers fold case first where the protocol allows it.
@@ -124,6 +132,10 @@ mod tests {
         assert_eq!(validate_username("5erv3r"), Err(NameError::Reserved));
         assert_eq!(validate_username("S_E-R_V-E_R"), Err(NameError::Reserved));
         assert_eq!(validate_username("server2"), Ok(()));
+        assert_eq!(validate_username("chatpipe"), Err(NameError::Reserved));
+        assert_eq!(validate_username("ChatPipe"), Err(NameError::Reserved));
+        assert_eq!(validate_username("CHAT_P1PE"), Err(NameError::Reserved));
+        assert_eq!(validate_username("chatpiper"), Ok(()));
         assert_eq!(validate_username("nul\0"), Err(NameError::BadCharacter));
         assert_eq!(NameKey::new("Alice"), NameKey::new("aLICE"));
     }

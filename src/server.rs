@@ -49,8 +49,10 @@ use crate::store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen for {door} on {addr}: {source}")]
     Bind {
+        /// Which listener: `the text door`, `the web door`, `the admin endpoints`, …
+        door: &'static str,
         /// The address asked for.
         addr: String,
         /// Why.
@@ -151,7 +153,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_admin(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.admin.listen).await
+        bind_unless_off(&self.config.admin.listen, "the admin endpoints").await
     }
 
     /// Binds the configured web listener (`[web] listen`), unless it is `""`.
@@ -159,7 +161,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_web(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.web.listen).await
+        bind_unless_off(&self.config.web.listen, "the web door").await
     }
 
     /// Binds the configured IRC listener (`[irc] listen`), unless it is `""`.
@@ -167,7 +169,7 @@ impl Server {
     /// # Errors
     /// [`ServerError::Bind`] when the address is bad or in use.
     pub async fn bind_irc(&self) -> Result<Option<TcpListener>, ServerError> {
-        bind_unless_off(&self.config.irc.listen).await
+        bind_unless_off(&self.config.irc.listen, "the IRC door").await
     }
 
     /// Binds the TLS listeners (`[server] listen_tls`, `[irc] listen_tls`) and loads the
@@ -185,8 +187,8 @@ impl Server {
         }
         let certificates = tls::TlsCertificates::load(&self.config.tls.cert, &self.config.tls.key)
             .map_err(ServerError::Tls)?;
-        self.text_tls = bind_unless_off(&text).await?;
-        self.irc_tls = bind_unless_off(&irc).await?;
+        self.text_tls = bind_unless_off(&text, "the text door over TLS").await?;
+        self.irc_tls = bind_unless_off(&irc, "the IRC door over TLS").await?;
         self.certificates = Some(certificates);
         Ok(self)
     }
@@ -283,6 +285,7 @@ impl Server {
     pub async fn bind(&self) -> Result<TcpListener, ServerError> {
         let addr = self.config.listen_addr()?;
         listen(addr).map_err(|source| ServerError::Bind {
+            door: "the text door",
             addr: self.config.server.listen.clone(),
             source,
         })
@@ -431,6 +434,7 @@ impl Server {
                 shared: shared.clone(),
                 door,
                 origins: Arc::new(self.config.web.origins.clone()),
+                client_address_header: self.config.web.client_address_header,
             };
             let certificates = self.certificates.clone().filter(|_| self.config.web.tls);
             tasks.spawn(crate::doors::web::serve(web, state, certificates));
@@ -568,12 +572,16 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Binds `addr`, unless it is `""` (the listener is off).
-async fn bind_unless_off(addr: &str) -> Result<Option<TcpListener>, ServerError> {
+/// Binds `addr` for `door` (named in the error), unless it is `""` (the listener is off).
+async fn bind_unless_off(
+    addr: &str,
+    door: &'static str,
+) -> Result<Option<TcpListener>, ServerError> {
     if addr.is_empty() {
         return Ok(None);
     }
     let bind_error = |source| ServerError::Bind {
+        door,
         addr: addr.to_owned(),
         source,
     };

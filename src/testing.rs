@@ -254,5 +254,6 @@ pub fn describe(event: &Event) -> String {
         },
         Body::Alert(text) => format!("moderators <- SERVER: {text}"),
         Body::Held { filter, text, .. } => format!("{name} held by {filter}: {text}"),
+        Body::Query(query) => format!("{name} asks (cost {})", query.cost()),
     }
 }

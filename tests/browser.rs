@@ -1,52 +1,42 @@
 //! The web page in a real browser: Debian's Chromium driven through chromedriver (WebDriver),
-//! headless, a fresh profile per test. Without chromium and chromedriver these tests are skipped
-//! with a message, unless `CHATPIPE_REQUIRE_BROWSER=1` (set by `.ci/run`) makes that a failure.
+//! headless, a fresh profile per test. Without chromium and chromedriver these tests are listed as
+//! `ignored` (build.rs sets `has_browser` when it finds both), unless `CHATPIPE_REQUIRE_BROWSER=1`
+//! (set by `.ci/run`) makes that a build failure.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chatpipe::Server;
+use common::process::Killed;
 use common::{TestClient, TestServer, WAIT, config_with_moderator, test_config};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// A chromedriver process, killed when dropped, and a browser session on it.
+/// A chromedriver process and a browser session on it.
 struct Browser {
     client: Client,
-    driver: Child,
+    /// chromedriver runs in a process group of its own with the browser it started: dropping
+    /// this ends them all, even when a test fails before closing its session.
+    _driver: Killed,
     _profile: tempfile::TempDir,
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // chromedriver runs in a process group of its own with the browser it started: ending
-        // the group ends them all, even when a test fails before closing its session.
-        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.driver.wait();
-    }
-}
-
-/// Where chromedriver is, or `None` (the test is then skipped, or fails in CI).
+/// Where chromedriver is. Only called by tests marked
+/// `#[cfg_attr(not(has_browser), ignore = ...)]`, so a missing one is a defect of the test.
 fn chromedriver() -> Option<String> {
     let found = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .filter(|_| std::path::Path::new(CHROMIUM).exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("CHATPIPE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "CHATPIPE_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-        );
-        eprintln!(
-            "skipping browser test: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-        );
-    }
+    assert!(
+        found.is_some(),
+        "chromium or chromedriver is missing (apt-get install chromium chromium-driver); build.rs found them on the PATH, but not at {CHROMIUM} and /usr/bin/chromedriver"
+    );
     found.map(str::to_owned)
 }
 
@@ -64,13 +54,15 @@ impl Browser {
         // compiled in (ring for chatpipe's TLS), so name it.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
-        let driver = Command::new(driver_path)
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Killed::group(
+            Command::new(driver_path)
+                .arg(format!("--port={port}"))
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
         let profile = tempfile::tempdir().unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -104,7 +96,7 @@ impl Browser {
             .expect("a browser session");
         Browser {
             client,
-            driver,
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -258,8 +250,12 @@ impl Browser {
 }
 
 /// Two browser users and one `nc` user in one room see each other's lines, in the same order.
-/// Saves a screenshot of the page (target/screenshots/web-page.png).
+/// Saves a screenshot of the page (target/tmp/screenshots/web-page.png).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_browser),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn two_browsers_and_nc_share_a_room_in_one_order() {
     let Some(driver) = chromedriver() else { return };
     let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
@@ -291,7 +287,7 @@ async fn two_browsers_and_nc_share_a_room_in_one_order() {
         assert_eq!(shown, seen_by_nc, "the browser and nc saw different orders");
     }
     let png = ann.client.screenshot().await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("web-page.png"), png).unwrap();
     ann.quit().await;
@@ -301,6 +297,10 @@ async fn two_browsers_and_nc_share_a_room_in_one_order() {
 
 /// A line that looks like HTML is shown as text and runs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_browser),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn html_in_a_line_stays_text() {
     let Some(driver) = chromedriver() else { return };
     let (server, web) = TestServer::start_with_web(Server::new(test_config())).await;
@@ -335,6 +335,10 @@ async fn html_in_a_line_stays_text() {
 /// A moderator in a browser kicks a browser user from the member menu; the kicked page says why
 /// and does not reconnect by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_browser),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn a_moderator_kicks_from_the_member_menu() {
     let Some(driver) = chromedriver() else { return };
     let config = config_with_moderator();
@@ -378,6 +382,10 @@ async fn a_moderator_kicks_from_the_member_menu() {
 
 /// The server restarts: the page reconnects by itself, says so, and chat works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_browser),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn the_page_reconnects_after_a_restart() {
     let Some(driver) = chromedriver() else { return };
     let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -400,8 +408,12 @@ async fn the_page_reconnects_after_a_restart() {
 
 /// A moderator works the queue from the page's panel: a held line appears live, Approve
 /// delivers it to the room, Deny drops the next one and tells its sender; the audit log in the
-/// panel shows both. Saves a screenshot of the panel (target/screenshots/moderator-panel.png).
+/// panel shows both. Saves a screenshot of the panel (target/tmp/screenshots/moderator-panel.png).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_browser),
+    ignore = "needs chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
 async fn a_moderator_approves_and_denies_from_the_panel() {
     let Some(driver) = chromedriver() else { return };
     let config = config_with_moderator();
@@ -440,7 +452,7 @@ async fn a_moderator_approves_and_denies_from_the_panel() {
     bob.send("/report alice swearing").await;
     moderator.wait_for_text("#report-list", "swearing").await;
     let png = moderator.client.screenshot().await.unwrap();
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join("moderator-panel.png"), png).unwrap();
     moderator

@@ -10,17 +10,12 @@ use common::binary::start;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatpipe");
 
+/// Runs `chatpipe ARGS` to its end in a temporary directory of its own (with a `chatpipe.toml`
+/// that puts every door on port 0); its exit code and stderr.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _stdout, stderr) = common::binary::output(common::binary::command(dir.path(), args));
+    (code, stderr)
 }
 
 /// A port in use is a one-line error and exit code 1.
@@ -36,10 +31,40 @@ fn port_in_use_is_a_clear_error() {
         .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
-        errors[0].contains(&addr) && errors[0].contains("in use"),
+        errors[0].contains(&format!("for the text door on {addr}")) && errors[0].contains("in use"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The web door's port in use: the error says it was the web door's.
+#[test]
+fn a_web_port_in_use_names_the_web_door() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("test.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"{addr}\"\n[irc]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "chatpipe: cannot listen for the web door on {addr}: "
+        )) && stderr.contains("in use"),
+        "{stderr}"
+    );
 }
 
 /// A listen address that does not parse is a clear error.
@@ -210,22 +235,24 @@ fn filter_decisions_are_logged_with_name_and_room() {
 
 /// `hash-password` at a terminal asks twice without echoing and prints a hash; two different
 /// answers hash nothing. The terminal is a pseudo-terminal from `script` (util-linux); the test
-/// is skipped, saying so, where there is none.
+/// is listed as `ignored` where there is none.
 #[test]
+#[cfg_attr(not(has_script), ignore = "needs script: apt-get install bsdutils")]
 fn hash_password_at_a_terminal_does_not_echo() {
-    if !std::path::Path::new("/usr/bin/script").exists() {
-        eprintln!("skipping: /usr/bin/script (util-linux) is not installed");
-        return;
-    }
+    let dir = tempfile::tempdir().unwrap();
     let run = |input: &str| {
-        let mut child = Command::new("/usr/bin/script")
-            .args(["-qec", &format!("{BIN} hash-password"), "/dev/null"])
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        // Killed when dropped: `script` closes the terminal, which hangs up its command.
+        let mut child = common::process::Killed::new(
+            Command::new("/usr/bin/script")
+                .args(["-qec", &format!("{BIN} hash-password"), "/dev/null"])
+                .current_dir(dir.path())
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         // Each answer goes in once its prompt is on the terminal: typed before the prompt, the
         // terminal would still echo it.
         let mut stdout = child.stdout.take().unwrap();

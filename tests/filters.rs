@@ -556,8 +556,10 @@ fn test_filters_command_passes_on_shipped_filters() {
 
 /// Runs `chatpipe test-filters DIR`; its exit status and standard output.
 fn test_filters_command(dir: &Path) -> (std::process::ExitStatus, String) {
+    let cwd = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
         .args(["test-filters", dir.to_str().unwrap()])
+        .current_dir(cwd.path())
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -725,7 +727,8 @@ async fn watch_reloads_on_change() {
     server.shutdown().await;
 }
 
-/// SIGHUP makes the real binary reload its filters directory.
+/// SIGHUP makes the real binary reload its filters directory (`./filters` of the temporary
+/// directory it runs in).
 #[test]
 fn sighup_reloads_the_binary() {
     use std::io::{BufRead, BufReader, Write};
@@ -737,38 +740,8 @@ fn sighup_reloads_the_binary() {
         "action = \"mask\"\nwords = [\"darn\"]\n",
     )
     .unwrap();
-    let config = dir.path().join("chatpipe.toml");
-    std::fs::write(&config, "[admin]\nlisten = \"\"\n[web]\nlisten = \"\"\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatpipe"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .args(["--filters", filters.to_str().unwrap()])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next_log = |want: &str| loop {
-        let line = rx.recv_timeout(common::WAIT).expect("an expected log line");
-        if let Some(at) = line.find(want) {
-            return line[at + want.len()..].trim().to_owned();
-        }
-    };
-    let addr = next_log("listening on ");
-    let stream = std::net::TcpStream::connect(&addr).unwrap();
+    let server = common::binary::start(dir.path(), &[]);
+    let stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(common::WAIT)).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
@@ -788,16 +761,11 @@ fn sighup_reloads_the_binary() {
         "action = \"mask\"\nwords = [\"heck\"]\n",
     )
     .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
-    next_log("filters reloaded");
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.expect_log("filters reloaded");
     writer.write_all(b"darn heck\n").unwrap();
     assert_eq!(read_line(), "alice: darn ****");
-    child.kill().unwrap();
-    let _ = child.wait();
+    // Dropping `server` kills the process and waits for it.
 }
 
 #[path = "../examples/evasion.rs"]

@@ -304,3 +304,192 @@ async fn a_dead_hub_stops_the_server() {
     let error = result.expect_err("run must fail when the hub stops");
     assert!(error.to_string().contains("boom"), "{error}");
 }
+
+/// An HTTP request cut short: the headers never end.
+const HALF_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow";
+
+/// A TCP connection to `to` from the loopback address `local` (any of 127.0.0.0/8 on Linux), so
+/// one test can be several hosts.
+async fn connect_from(local: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Everything `socket` receives until the server closes it (a reset counts as closed); fails
+/// if it stays open for [`common::WAIT`].
+async fn read_until_closed(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(common::WAIT, async {
+        loop {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server did not close the connection");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Half-sent HTTP requests count against the per-address limits from the moment they are
+/// accepted: one host opening more of them than its limit gets the excess answered `429` and
+/// closed (before, every one stayed open, until the process ran out of file descriptors), while
+/// the text door greets a new client and the web door serves another host.
+#[tokio::test]
+async fn half_sent_http_requests_count_against_the_per_address_limits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    config.admission.per_address_connections = 4;
+    config.admission.per_address_new_per_10m = 100;
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    let mut attacker = Vec::new();
+    for _ in 0..12 {
+        let mut socket = connect_from("127.0.0.2", web).await;
+        socket.write_all(HALF_REQUEST).await.unwrap();
+        attacker.push(socket);
+    }
+    // Accepted in the order they connected: the first four are in, the rest refused.
+    for socket in &mut attacker[4..] {
+        let answer = read_until_closed(socket).await;
+        assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+        assert!(
+            answer.contains("Too many connections from your address (the limit is 4)."),
+            "{answer}"
+        );
+    }
+    for socket in &mut attacker[..4] {
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), socket.read(&mut byte))
+                .await
+                .is_err(),
+            "an admitted connection was answered or closed before its request was complete"
+        );
+    }
+    let mut text = server.connect().await;
+    text.expect_contains("Please enter your username").await;
+    let _web_user = common::web::WebClient::login(web, "alice").await;
+    server.shutdown().await;
+}
+
+/// A page load's HTTP connections count against the per-address limits only while open: ten page
+/// loads from one address, with an allowance of three new connections per window, are all
+/// answered, and it is the WebSocket sessions that the allowance counts (the fourth is refused).
+#[tokio::test]
+async fn page_loads_do_not_use_up_the_new_connection_allowance() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = test_config();
+    config.admission.exempt = Vec::new();
+    config.admission.per_address_new_per_10m = 3;
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    for _ in 0..10 {
+        let mut socket = connect_from("127.0.0.2", web).await;
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until_closed(&mut socket).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let socket = connect_from("127.0.0.2", web).await;
+        let (session, _) = tokio_tungstenite::client_async(format!("ws://{web}/ws"), socket)
+            .await
+            .expect("a session within the allowance is opened");
+        sessions.push(session);
+    }
+    let socket = connect_from("127.0.0.2", web).await;
+    match tokio_tungstenite::client_async(format!("ws://{web}/ws"), socket).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        Err(other) => panic!("the fourth session failed otherwise: {other}"),
+        Ok(_) => panic!("a fourth session within the window was opened"),
+    }
+    drop(sessions);
+    server.shutdown().await;
+}
+
+/// A web connection holds a `max_connections` permit from accept, as the other doors' do: with
+/// two places, both held by idle keep-alive HTTP connections (from an exempt address, so no
+/// per-address limit), a text client waits until one of them goes.
+#[tokio::test]
+async fn http_connections_take_a_place_from_accept() {
+    let mut config = test_config();
+    config.server.max_connections = 2;
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    // Each answered, so each was accepted before the text client connects.
+    let first = answered_and_kept_alive(web).await;
+    let second = answered_and_kept_alive(web).await;
+    let mut text = server.connect().await;
+    assert!(
+        text.try_next_line(Duration::from_millis(200))
+            .await
+            .is_none(),
+        "a client over max_connections was served"
+    );
+    drop(first);
+    text.expect_contains("Please enter your username").await;
+    drop(second);
+    server.shutdown().await;
+}
+
+/// A connection to the web door that has had one answer (`HEAD /style.css`) and is kept alive.
+async fn answered_and_kept_alive(web: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(web).await.unwrap();
+    socket
+        .write_all(b"HEAD /style.css HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(common::WAIT, socket.read(&mut chunk))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&head));
+        head.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    socket
+}
+
+/// An HTTP request's headers must arrive within `handshake_timeout`, and a keep-alive
+/// connection left idle after a response is closed after as long; a WebSocket session on the
+/// same door is not affected (its upgrade ended the HTTP part). Real time: half a second.
+#[tokio::test]
+async fn slow_and_idle_http_connections_are_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = test_config();
+    config.server.handshake_timeout = Duration::from_millis(500);
+    let (server, web) = common::TestServer::start_with_web(chatpipe::Server::new(config)).await;
+    let mut alice = common::web::WebClient::login(web, "alice").await;
+
+    let mut slow = tokio::net::TcpStream::connect(web).await.unwrap();
+    slow.write_all(HALF_REQUEST).await.unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(!answer.contains(" 200 "), "{answer}");
+
+    let mut idle = tokio::net::TcpStream::connect(web).await.unwrap();
+    idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    alice.say(None, "still here").await;
+    alice.expect_message("alice", "still here").await;
+    server.shutdown().await;
+}

@@ -76,6 +76,7 @@ async fn mutes_and_bans_expire() {
     let mute = Command::Mute {
         name: "bob".into(),
         duration: Some(Duration::from_secs(60)),
+        reason: None,
     };
     events
         .send(event(&moderator, Body::Command(mute)))
@@ -97,6 +98,7 @@ async fn mutes_and_bans_expire() {
     let ban = Command::Ban {
         name: "bob".into(),
         duration: Some(Duration::from_secs(3600)),
+        reason: None,
     };
     events
         .send(event(&moderator, Body::Command(ban)))
@@ -132,6 +134,7 @@ async fn held_lines_expire_as_denied() {
         moderation: chatpipe::config::ModerationConfig {
             hold_for: Duration::from_secs(3600),
             reports_per_hour: 10,
+            ..Default::default()
         },
         ..HubSettings::default()
     };
@@ -164,7 +167,7 @@ async fn held_lines_expire_as_denied() {
     // Not yet: an hour has not passed.
     tokio::time::advance(Duration::from_secs(1800)).await;
     events
-        .send(event(&moderator, Body::Command(Command::Held)))
+        .send(event(&moderator, Body::Command(Command::Held(1))))
         .await
         .unwrap();
     expect(&moderator, "SERVER: Held lines (1):").await;
@@ -175,7 +178,7 @@ async fn held_lines_expire_as_denied() {
     )
     .await;
     events
-        .send(event(&moderator, Body::Command(Command::Held)))
+        .send(event(&moderator, Body::Command(Command::Held(1))))
         .await
         .unwrap();
     expect(&moderator, "SERVER: No lines are waiting for review.").await;

@@ -583,8 +583,9 @@ async fn moderators_approve_and_deny_over_irc() {
 }
 
 /// A real IRC client from Debian, `ii`, joins a room and exchanges lines with a text client and
-/// a web client. Skipped (saying so) without it, unless `CHATPIPE_REQUIRE_CLIENTS=1`.
+/// a web client. Listed as `ignored` without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(has_ii), ignore = "needs the IRC client ii: apt-get install ii")]
 async fn a_real_irc_client_chats_with_text_and_web_clients() {
     let Some(ii) = common::required_tool("ii", "CHATPIPE_REQUIRE_CLIENTS", "apt-get install ii")
     else {
@@ -661,4 +662,115 @@ async fn write_fifo(path: &std::path::Path, line: &str) {
     })
     .await
     .unwrap();
+}
+
+/// Lines until (and with) the first that contains `needle`.
+async fn lines_until(client: &mut IrcClient, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = client
+            .next_line()
+            .await
+            .unwrap_or_else(|| panic!("closed before {needle:?}; got {lines:#?}"));
+        let done = line.contains(needle);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// A flood of queries is rate limited like a flood of lines: 500 `WHOIS` sent at once with a
+/// burst of 5 get a few answers and the rate limit notice, not 500 answers.
+#[tokio::test]
+async fn a_whois_flood_is_rate_limited() {
+    let mut config = test_config();
+    config.rate_limit.per_second = 1;
+    config.rate_limit.burst = 5;
+    let (server, irc) = TestServer::start_with_irc(Server::new(config)).await;
+    let _bob = IrcClient::register(irc, "bob").await;
+    let mut eve = IrcClient::register(irc, "eve").await;
+    let flood: String = (0..500).map(|_| "WHOIS bob\r\n").collect();
+    eve.send_raw(flood.as_bytes()).await;
+    // PING is free and answered in order after every WHOIS before it.
+    eve.send("PING :flood-done").await;
+    let lines = lines_until(&mut eve, "flood-done").await;
+    let answered = lines.iter().filter(|l| l.contains(" 318 eve bob ")).count();
+    assert!(
+        lines.iter().any(|l| l.contains("Rate limit exceeded")),
+        "no rate limit notice in {} lines",
+        lines.len()
+    );
+    // The burst, and one more for each second the flood took to read.
+    assert!(
+        (1..250).contains(&answered),
+        "{answered} of 500 WHOIS answered"
+    );
+    server.shutdown().await;
+}
+
+/// Queries wait their turn among the chat lines: while four clients flood `WHO #lobby` (no rate
+/// limit), a line said in another room reaches its other member before the flooders are done.
+#[tokio::test]
+async fn a_who_flood_does_not_hold_up_chat() {
+    const FLOOD: usize = 1000;
+    let (server, irc) = TestServer::start_with_irc(Server::new(test_config())).await;
+    let mut ann = IrcClient::register(irc, "ann").await;
+    let mut ben = IrcClient::register(irc, "ben").await;
+    ann.join("games").await;
+    ben.join("games").await;
+    ann.expect_contains(":ben!ben@chatpipe JOIN #games").await;
+    let mut flooders = Vec::new();
+    for n in 0..4 {
+        flooders.push(IrcClient::register(irc, &format!("who{n}")).await);
+    }
+    let flood: String = (0..FLOOD).map(|_| "WHO #lobby\r\n").collect();
+    for flooder in &mut flooders {
+        flooder.send_raw(flood.as_bytes()).await;
+    }
+    // Mid-flood: the first answers are in.
+    flooders[0].expect_contains(" 315 who0 #lobby ").await;
+    ann.send("PRIVMSG #games :still here").await;
+    ben.expect_contains(":ann!ann@chatpipe PRIVMSG #games :still here")
+        .await;
+    // Only now count the flood's answers: the line came before the last of them.
+    let mut answers = 1;
+    while answers < FLOOD {
+        flooders[0].expect_contains(" 315 who0 #lobby ").await;
+        answers += 1;
+    }
+    server.shutdown().await;
+}
+
+/// Without `echo-message` a client does not see its own lines come back live, but a room's
+/// replayed history is news to it: on rejoining it gets its own lines with the others'.
+#[tokio::test]
+async fn history_replay_includes_the_clients_own_lines() {
+    let (server, irc) = TestServer::start_with_irc(Server::new(test_config())).await;
+    let mut alice = IrcClient::register(irc, "alice").await;
+    let mut bob = IrcClient::register(irc, "bob").await;
+    alice.join("games").await;
+    bob.join("games").await;
+    alice.expect_contains(":bob!bob@chatpipe JOIN #games").await;
+    alice.send("PRIVMSG #games :mine").await;
+    bob.expect(":alice!alice@chatpipe PRIVMSG #games :mine")
+        .await;
+    bob.send("PRIVMSG #games :theirs").await;
+    alice
+        .expect(":bob!bob@chatpipe PRIVMSG #games :theirs")
+        .await;
+    alice.send("PART #games").await;
+    alice.expect(":alice!alice@chatpipe PART #games").await;
+    alice.send("JOIN #games").await;
+    let lines = lines_until(&mut alice, "End of history").await;
+    let said: Vec<&String> = lines.iter().filter(|l| l.contains(" PRIVMSG ")).collect();
+    assert_eq!(
+        said,
+        [
+            ":alice!alice@chatpipe PRIVMSG #games :mine",
+            ":bob!bob@chatpipe PRIVMSG #games :theirs"
+        ],
+        "{lines:#?}"
+    );
+    server.shutdown().await;
 }

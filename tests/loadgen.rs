@@ -102,6 +102,7 @@ fn loadgen_options_are_checked() {
         "--seconds",
         "--idle",
         "--step",
+        "--no-username-prompt",
         "--p99-ms",
     ] {
         assert!(help.contains(option), "{option} missing from {help}");
@@ -135,4 +136,70 @@ async fn loadgen_names_the_address_it_cannot_reach() {
     };
     let error = loadgen::run(&options).await.unwrap_err().to_string();
     assert!(error.contains(&addr.to_string()), "{error}");
+}
+
+/// A server of the seed's Go design's protocol, in miniature: no prompt, the first line is the
+/// name, then `NAME has joined the chat` and every `NAME: text` go to everyone. Its tasks are
+/// owned by the returned set and end when it is dropped.
+async fn seed_protocol_server() -> (std::net::SocketAddr, tokio::task::JoinSet<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (room, _) = tokio::sync::broadcast::channel::<String>(4096);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let room = room.clone();
+            connections.spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let Ok(Some(name)) = lines.next_line().await else {
+                    return;
+                };
+                let mut heard = room.subscribe();
+                let _ = room.send(format!("{name} has joined the chat\n"));
+                loop {
+                    tokio::select! {
+                        line = lines.next_line() => {
+                            let Ok(Some(line)) = line else { return };
+                            let _ = room.send(format!("{name}: {line}\n"));
+                        }
+                        said = heard.recv() => {
+                            let Ok(said) = said else { return };
+                            if write.write_all(said.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, tasks)
+}
+
+/// Against a server of the same text protocol that prompts for nothing (the Go seed design that
+/// `examples/versus.rs` compares with), `username_prompt: false` sends the name at once and
+/// every line is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_drives_a_server_without_a_username_prompt() {
+    let (addr, _server) = seed_protocol_server().await;
+    let options = loadgen::Options {
+        addr,
+        clients: 4,
+        senders: 2,
+        rate: 10.0,
+        seconds: 1.0,
+        progress: false,
+        username_prompt: false,
+        ..loadgen::Options::default()
+    };
+    let report = tokio::time::timeout(std::time::Duration::from_secs(20), loadgen::run(&options))
+        .await
+        .expect("loadgen waited for a prompt that never comes")
+        .unwrap();
+    assert!(report.sent > 0);
+    assert_eq!(report.delivered, report.sent * 4, "{}", report.json());
+    assert_eq!((report.lost, report.reordered), (0, 0));
 }

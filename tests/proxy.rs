@@ -1,6 +1,6 @@
 //! Behind a proxy: PROXY protocol v1 and v2 headers from a trusted and an untrusted address on
-//! the text and IRC doors, `X-Forwarded-For` on the web door, and per-address limits and an
-//! address ban applied to the forwarded address.
+//! the text and IRC doors, `X-Forwarded-For` or `Forwarded` (one, as configured) on the web door,
+//! and per-address limits and an address ban applied to the forwarded address.
 
 mod common;
 
@@ -140,13 +140,11 @@ async fn untrusted_malformed_and_missing_headers_close_the_connection() {
     server.shutdown().await;
 }
 
-/// Opens `/ws` with `forwarded` as `X-Forwarded-For`: the HTTP status of the upgrade.
-async fn ws_status(web: SocketAddr, forwarded: Option<&str>) -> u16 {
+/// Opens `/ws` with `headers` (name, value) added: the HTTP status of the upgrade.
+async fn ws_status(web: SocketAddr, headers: &[(&'static str, &str)]) -> u16 {
     let mut request = format!("ws://{web}/ws").into_client_request().unwrap();
-    if let Some(forwarded) = forwarded {
-        request
-            .headers_mut()
-            .insert("x-forwarded-for", forwarded.parse().unwrap());
+    for (name, value) in headers {
+        request.headers_mut().append(*name, value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, response)) => {
@@ -160,21 +158,77 @@ async fn ws_status(web: SocketAddr, forwarded: Option<&str>) -> u16 {
 }
 
 /// `X-Forwarded-For` from a trusted proxy: the per-address limit applies to the proxy's entry
-/// (the last), not to what the client wrote before it; without the header, when one is
-/// required, the upgrade is refused.
+/// (the last), not to what the client wrote before it, nor to a `Forwarded` header the client
+/// wrote itself (the README's nginx passes it through untouched); without the header, when one
+/// is required, the upgrade is refused.
 #[tokio::test]
 async fn x_forwarded_for_on_the_web_door() {
     let mut config = behind_proxy(common::test_config());
     config.admission.require_proxy_header = true;
     let (server, web) = TestServer::start_with_web(Server::new(config)).await;
-    assert_eq!(ws_status(web, Some("203.0.113.20")).await, 101);
-    assert_eq!(ws_status(web, Some("203.0.113.20")).await, 429);
-    // A client cannot get round the limit by writing its own entry first.
-    assert_eq!(ws_status(web, Some("1.2.3.4, 203.0.113.20")).await, 429);
+    let xff = |value| [("x-forwarded-for", value)];
+    assert_eq!(ws_status(web, &xff("203.0.113.20")).await, 101);
+    assert_eq!(ws_status(web, &xff("203.0.113.20")).await, 429);
+    // A client cannot get round the limit by writing its own entry first…
+    assert_eq!(ws_status(web, &xff("1.2.3.4, 203.0.113.20")).await, 429);
+    // …nor by writing a `Forwarded` header, which is not the configured one.
+    for forged in ["for=198.51.100.1", "for=198.51.100.2", "for=127.0.0.1"] {
+        let headers = [("forwarded", forged), ("x-forwarded-for", "203.0.113.20")];
+        assert_eq!(ws_status(web, &headers).await, 429, "{forged}");
+    }
     assert_eq!(
-        ws_status(web, Some("203.0.113.20, 203.0.113.21")).await,
+        ws_status(web, &xff("203.0.113.20, 203.0.113.21")).await,
         101
     );
-    assert_eq!(ws_status(web, None).await, 400);
+    // `Forwarded` alone is no client address here.
+    assert_eq!(
+        ws_status(web, &[("forwarded", "for=203.0.113.22")]).await,
+        400
+    );
+    assert_eq!(ws_status(web, &[]).await, 400);
+    server.shutdown().await;
+}
+
+/// With `[web] client_address_header = "forwarded"`, the other way round: `Forwarded` names the
+/// client and a client-written `X-Forwarded-For` is ignored, whatever it says.
+#[tokio::test]
+async fn forwarded_when_configured_and_x_forwarded_for_ignored() {
+    let mut config = behind_proxy(common::test_config());
+    config.admission.require_proxy_header = true;
+    config.web.client_address_header = chatpipe::config::ClientAddressHeader::Forwarded;
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    let both = |xff| [("x-forwarded-for", xff), ("forwarded", "for=203.0.113.30")];
+    assert_eq!(ws_status(web, &both("198.51.100.1")).await, 101);
+    assert_eq!(ws_status(web, &both("198.51.100.2")).await, 429);
+    assert_eq!(ws_status(web, &both("203.0.113.31")).await, 429);
+    assert_eq!(
+        ws_status(
+            web,
+            &[("forwarded", "for=6.6.6.6, for=\"203.0.113.31:4711\"")]
+        )
+        .await,
+        101
+    );
+    assert_eq!(
+        ws_status(web, &[("x-forwarded-for", "203.0.113.32")]).await,
+        400
+    );
+    server.shutdown().await;
+}
+
+/// Behind two trusted proxies, the first one's entry (the client) is counted: the nearer
+/// proxy's entry is skipped, and what the client wrote further left is not read.
+#[tokio::test]
+async fn a_chain_of_trusted_proxies_on_the_web_door() {
+    let mut config = behind_proxy(common::test_config());
+    config.admission.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    let xff = |value| [("x-forwarded-for", value)];
+    assert_eq!(ws_status(web, &xff("203.0.113.40, 10.0.0.7")).await, 101);
+    assert_eq!(
+        ws_status(web, &xff("6.6.6.6, 203.0.113.40, 10.0.0.8")).await,
+        429
+    );
+    assert_eq!(ws_status(web, &xff("203.0.113.41, 10.0.0.7")).await, 101);
     server.shutdown().await;
 }

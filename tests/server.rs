@@ -307,3 +307,49 @@ async fn write_deadline_drops_a_stuck_client() {
     flood_until_gone(&mut sender, &mut watcher, "stuck", 1500).await;
     server.shutdown().await;
 }
+
+/// A port already in use says which door it was for, and where: every listener's bind error
+/// names its door and the address.
+#[tokio::test]
+async fn a_port_in_use_names_its_door() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = chatpipe::net::tls::generate_self_signed("localhost", dir.path()).unwrap();
+    let expect = |door: &str, error: chatpipe::ServerError| {
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("cannot listen for {door} on {addr}: ")),
+            "{message}"
+        );
+        assert!(message.to_lowercase().contains("in use"), "{message}");
+    };
+    let config = |change: &dyn Fn(&mut chatpipe::Config)| {
+        let mut config = test_config();
+        config.tls.cert = cert.clone();
+        config.tls.key = key.clone();
+        change(&mut config);
+        chatpipe::Server::new(config)
+    };
+    let server = config(&|c| c.server.listen = addr.clone());
+    expect("the text door", server.bind().await.unwrap_err());
+    let server = config(&|c| c.web.listen = addr.clone());
+    expect("the web door", server.bind_web().await.unwrap_err());
+    let server = config(&|c| c.irc.listen = addr.clone());
+    expect("the IRC door", server.bind_irc().await.unwrap_err());
+    let server = config(&|c| c.admin.listen = addr.clone());
+    expect(
+        "the admin endpoints",
+        server.bind_admin().await.unwrap_err(),
+    );
+    let server = config(&|c| c.server.listen_tls = addr.clone());
+    let Err(error) = server.bind_tls().await else {
+        panic!("bound a port in use")
+    };
+    expect("the text door over TLS", error);
+    let server = config(&|c| c.irc.listen_tls = addr.clone());
+    let Err(error) = server.bind_tls().await else {
+        panic!("bound a port in use")
+    };
+    expect("the IRC door over TLS", error);
+}

@@ -223,6 +223,10 @@ async fn kill_9_keeps_every_confirmed_ban() {
         writer
     });
     let reader = tokio::spawn(async move { while flooder.next_line().await.is_some() {} });
+    // The flood's first line has reached the hub before the first ban; the store writes in the
+    // order it is given work, so once a ban is confirmed that line is on disk too, and the
+    // history after the restart cannot be empty.
+    root.expect_contains("flooder: flood 0").await;
     for n in 0..BANS {
         root.send(&format!("/ban troll{n} 1d")).await;
         root.expect_contains(&format!("SERVER: troll{n} is banned by root for 1d."))
@@ -241,29 +245,30 @@ async fn kill_9_keeps_every_confirmed_ban() {
         .expect_contains(&format!("SERVER: Bans ({BANS}):"))
         .await;
     for _ in 0..BANS {
-        check.expect_contains("(name) for 1d: banned by root").await;
+        // `1d`, or `23h 59m 59s` once a second has passed since the ban on a slow machine.
+        let line = check.expect_contains(": banned by root").await;
+        assert!(line.contains("(name) for "), "{line}");
     }
     check.send("/history 200").await;
     let first = check.next_line().await.unwrap();
-    if first != "SERVER: No history in lobby." {
-        assert!(first.starts_with("SERVER: History of lobby ("), "{first}");
-        let mut last: Option<usize> = None;
-        loop {
-            let line = check.next_line().await.unwrap();
-            if line == "SERVER: End of history" {
-                break;
-            }
-            let n: usize = line
-                .strip_prefix("[history] flooder: flood ")
-                .unwrap_or_else(|| panic!("{line}"))
-                .parse()
-                .unwrap();
-            if let Some(last) = last {
-                assert_eq!(n, last + 1, "a gap in the kept history");
-            }
-            last = Some(n);
+    assert!(first.starts_with("SERVER: History of lobby ("), "{first}");
+    let mut last: Option<usize> = None;
+    loop {
+        let line = check.next_line().await.unwrap();
+        if line == "SERVER: End of history" {
+            break;
         }
+        let n: usize = line
+            .strip_prefix("[history] flooder: flood ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .parse()
+            .unwrap();
+        if let Some(last) = last {
+            assert_eq!(n, last + 1, "a gap in the kept history");
+        }
+        last = Some(n);
     }
+    assert!(last.is_some(), "no line of the flood was kept");
     drop(check);
     stop(server);
 }
@@ -366,12 +371,13 @@ async fn backup_of_a_running_server() {
     assert!(audit.contains("root ban eve"), "{audit}");
 }
 
-/// A full database (here: `[storage] max_size`) is logged with its cause and counted; chat goes
-/// on; a ban that cannot be saved is answered with an error, not a false confirmation.
+/// At `[storage] max_size` the oldest history is deleted to make room (logged), and chat and
+/// its history go on; once no history is left to give up, a ban that cannot be saved is
+/// answered with an error, not a false confirmation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_database_is_an_error_not_a_false_confirmation() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with("max_size = 262144\nhistory_keep = 1000000\n");
+    let config = config_with("max_size = 131072\nhistory_keep = 1000000\n");
     let server = start_with(dir.path(), &config, &["--listen", "127.0.0.1:0"]);
     let mut root = login_with_password_at(server.addr, "root", ROOT_PASSWORD).await;
     let filler = "x".repeat(400);
@@ -383,10 +389,14 @@ async fn a_full_database_is_an_error_not_a_false_confirmation() {
         root.expect_contains(&format!("root: {batch}-49 ")).await;
         root.send("/history 1").await;
         root.expect_contains("History of lobby").await;
-        if drain(&server)
-            .iter()
-            .any(|l| l.contains("chat history could not be saved"))
-        {
+        let logged = drain(&server);
+        assert!(
+            !logged
+                .iter()
+                .any(|l| l.contains("chat history could not be saved")),
+            "{logged:#?}"
+        );
+        if logged.iter().any(|l| l.contains("deleted to make room")) {
             full = true;
             break;
         }
@@ -398,7 +408,7 @@ async fn a_full_database_is_an_error_not_a_false_confirmation() {
     // answered with the error, never both, and after a restart exactly the confirmed ones hold.
     let mut confirmed = 0;
     let mut refused = false;
-    for n in 0..500 {
+    for n in 0..5000 {
         root.send(&format!("/ban troll{n} 1d")).await;
         let answer = loop {
             let line = root.next_line().await.expect("still connected");

@@ -26,14 +26,14 @@
 
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,7 +51,8 @@ const STATE_STREAM: &str = "CHATPIPE_STATE";
 /// The bucket of claimed names.
 const NAMES_BUCKET: &str = "chatpipe_names";
 
-/// How long a claimed name lives without a refresh: a dead server's names are free after this.
+/// How long a claimed name lives without a refresh, by default (`[cluster] name_ttl`): a dead
+/// server's names are free after this.
 pub const NAME_TTL: Duration = Duration::from_secs(15);
 
 /// How often a server says it is alive (and refreshes its names).
@@ -65,6 +66,9 @@ const OUTGOING_CAPACITY: usize = 4096;
 
 /// How long a publish may wait for the stream's acknowledgement, per attempt.
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The pause before a publish is tried again.
+const PUBLISH_RETRY: Duration = Duration::from_millis(250);
 
 /// Why the cluster could not be joined.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +141,9 @@ pub enum ClusterInput {
     NotSent(ClientId),
     /// Shared state changed on another server.
     Shared(wire::Shared),
+    /// A name this server's member holds was claimed by another server while this one was cut
+    /// off from NATS (its entry expired): the member must give it up.
+    NameLost(String),
 }
 
 /// The hub's side of the cluster: its name, the queue to the publisher, the name claims.
@@ -151,11 +158,18 @@ pub struct ClusterLink {
 }
 
 /// Names claimed cluster-wide; shared by the sessions (claiming) and the heartbeat (refreshing).
+///
+/// Every write is compare-and-set on the entry's revision: a claim creates the entry only if
+/// it is absent, and a refresh updates it only if it is still the revision this server wrote.
+/// So a server cut off from NATS for longer than the name's lifetime, whose entry expired and
+/// was claimed by another server meanwhile, finds out on its next refresh (the name is lost:
+/// [`ClusterInput::NameLost`]) instead of overwriting the other's claim.
 #[derive(Clone)]
 pub struct NameClaims {
     node: Arc<str>,
     names: kv::Store,
-    held: Arc<Mutex<HashSet<String>>>,
+    /// The names held (lower case), with the revision of the entry this server last wrote.
+    held: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl std::fmt::Debug for NameClaims {
@@ -167,7 +181,7 @@ impl std::fmt::Debug for NameClaims {
 }
 
 impl NameClaims {
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -179,8 +193,8 @@ impl NameClaims {
         let key = name.to_ascii_lowercase();
         let value = Bytes::copy_from_slice(self.node.as_bytes());
         match self.names.create(&key, value).await {
-            Ok(_) => {
-                self.held().insert(key);
+            Ok(revision) => {
+                self.held().insert(key, revision);
                 Ok(true)
             }
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
@@ -191,37 +205,123 @@ impl NameClaims {
     /// Gives `name` up (in the background).
     pub fn release(&self, name: &str) {
         let key = name.to_ascii_lowercase();
-        if !self.held().remove(&key) {
+        let Some(revision) = self.held().remove(&key) else {
             return;
-        }
+        };
         let names = self.names.clone();
         tokio::spawn(async move {
-            if let Err(error) = names.delete(&key).await {
-                tracing::warn!(%error, name = %key, "cannot release a name in the cluster; it expires on its own");
+            // Only the entry this server wrote: if the name went to another server meanwhile,
+            // it stays theirs.
+            if let Err(error) = names.delete_expect_revision(&key, Some(revision)).await {
+                tracing::debug!(%error, name = %key, "cannot release a name in the cluster; it expires on its own");
             }
         });
     }
 
     /// Gives up every name held.
     async fn release_all(&self) {
-        let held: Vec<String> = self.held().drain().collect();
-        for key in held {
-            let _ = self.names.delete(&key).await;
+        let held: Vec<(String, u64)> = self.held().drain().collect();
+        for (key, revision) in held {
+            let _ = self
+                .names
+                .delete_expect_revision(&key, Some(revision))
+                .await;
         }
     }
 
-    /// Writes every held name again, so none expires while held.
-    async fn refresh(&self) {
-        let held: Vec<String> = self.held().iter().cloned().collect();
+    /// Writes every held name again, so none expires while held; returns the names found lost
+    /// to another server (no longer held here). Stops at the first failure to reach NATS (the
+    /// next heartbeat tries again).
+    async fn refresh(&self) -> Vec<String> {
+        let held: Vec<(String, u64)> = self.held().iter().map(|(k, r)| (k.clone(), *r)).collect();
         let value = Bytes::copy_from_slice(self.node.as_bytes());
-        for key in held {
-            if let Err(error) = self.names.put(&key, value.clone()).await {
-                tracing::debug!(%error, name = %key, "cannot refresh a name");
-                return;
+        let mut lost = Vec::new();
+        for (key, revision) in held {
+            let written = match self.names.update(&key, value.clone(), revision).await {
+                Ok(revision) => revision,
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    // Not our entry any more: it expired (NATS was out of reach, or restarted),
+                    // and perhaps another server claimed the name since.
+                    match self.names.create(&key, value.clone()).await {
+                        Ok(revision) => revision,
+                        Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
+                            if self.held().get(&key) == Some(&revision) {
+                                self.held().remove(&key);
+                                tracing::warn!(name = %key, "a name held here was claimed by another server while this one was cut off");
+                                lost.push(key);
+                            }
+                            continue;
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, name = %key, "cannot claim a name again");
+                            return lost;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, name = %key, "cannot refresh a name");
+                    return lost;
+                }
+            };
+            // Record the new revision, unless the name was given up meanwhile: then give up
+            // what was just written too.
+            let still_held = match self.held().get_mut(&key) {
+                Some(held) if *held == revision => {
+                    *held = written;
+                    true
+                }
+                _ => false,
+            };
+            if !still_held {
+                let _ = self.names.delete_expect_revision(&key, Some(written)).await;
             }
         }
+        lost
     }
 }
+
+/// The room stream's configuration: `history` events per room, and in all no older than
+/// `[cluster] rooms_max_age` and no more than `rooms_max_bytes` (the oldest go first), so room
+/// churn cannot grow it (nor the replay every server makes at start) without bound.
+pub fn room_stream(config: &ClusterConfig, history: usize) -> stream::Config {
+    stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec!["chatpipe.room.>".to_owned()],
+        max_messages_per_subject: history.max(1) as i64,
+        max_age: config.rooms_max_age,
+        max_bytes: i64::try_from(config.rooms_max_bytes).unwrap_or(i64::MAX),
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+/// The shared-state stream's configuration: no older than `[cluster] state_max_age` and no more
+/// than `state_max_bytes` (the oldest go first). Each server keeps what it read in its own
+/// database, so a bound only matters to a server that joins (or returns) after the changes it
+/// misses were dropped.
+pub fn state_stream(config: &ClusterConfig) -> stream::Config {
+    stream::Config {
+        name: STATE_STREAM.to_owned(),
+        subjects: vec!["chatpipe.state".to_owned()],
+        max_age: config.state_max_age,
+        max_bytes: i64::try_from(config.state_max_bytes).unwrap_or(i64::MAX),
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+/// How long to wait before reconnection attempt `attempts` (counted from 1): at once, then at
+/// most [`RECONNECT_DELAY_MAX`], so chat resumes soon after NATS is back.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let step =
+        Duration::from_millis(50).saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX));
+    step.min(RECONNECT_DELAY_MAX)
+}
+
+/// The longest wait between attempts to reconnect to NATS.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(250);
 
 /// A connection to the cluster, before and after [`Cluster::start`].
 pub struct Cluster {
@@ -246,6 +346,10 @@ impl Cluster {
         let options = async_nats::ConnectOptions::new()
             .name(format!("chatpipe {}", config.node))
             .connection_timeout(Duration::from_secs(3))
+            // The client's default waits up to 4 s between attempts: a NATS restarted in 3 s
+            // would leave chat paused for seconds more. Trying every fraction of a second costs
+            // a refused connection each time, nothing more.
+            .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
                 let state = state.clone();
                 async move {
@@ -272,23 +376,14 @@ impl Cluster {
             url: url.clone(),
             cause: e.to_string(),
         };
+        // Made, or brought to this configuration's bounds (a stream made by an older version
+        // had none but the per-room one). Past a bound the oldest events go first.
         jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.to_owned(),
-                subjects: vec!["chatpipe.room.>".to_owned()],
-                max_messages_per_subject: history.max(1) as i64,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+            .create_or_update_stream(room_stream(config, history))
             .await
             .map_err(|e| setup(&e))?;
         jetstream
-            .get_or_create_stream(stream::Config {
-                name: STATE_STREAM.to_owned(),
-                subjects: vec!["chatpipe.state".to_owned()],
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+            .create_or_update_stream(state_stream(config))
             .await
             .map_err(|e| setup(&e))?;
         let names = match jetstream.get_key_value(NAMES_BUCKET).await {
@@ -297,7 +392,7 @@ impl Cluster {
                 .create_key_value(kv::Config {
                     bucket: NAMES_BUCKET.to_owned(),
                     history: 1,
-                    max_age: NAME_TTL,
+                    max_age: config.name_ttl,
                     ..Default::default()
                 })
                 .await
@@ -306,7 +401,7 @@ impl Cluster {
         let node: Arc<str> = Arc::from(config.node.as_str());
         let config_node = node.clone();
         let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING_CAPACITY);
-        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let held: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let names_for_link = names.clone();
         Ok(Cluster {
             url,
@@ -354,23 +449,32 @@ impl Cluster {
             hub.clone(),
             stop.clone(),
         ));
-        tasks.spawn(consume(self.jetstream.clone(), hub.clone(), stop.clone()));
+        tasks.spawn(consume(
+            self.jetstream.clone(),
+            self.link_state.clone(),
+            hub.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(consume_state(
             self.jetstream.clone(),
+            self.link_state.clone(),
             self.node.clone(),
             hub.clone(),
             stop.clone(),
         ));
+        let beat_now = Arc::new(Notify::new());
         tasks.spawn(listen(
             self.client.clone(),
             self.node.clone(),
             hub.clone(),
+            beat_now.clone(),
             stop.clone(),
         ));
         tasks.spawn(heartbeat(
             self.client.clone(),
             self.claims,
             hub.clone(),
+            beat_now,
             stop.clone(),
         ));
         tasks.spawn(watch_link(self.link_state, hub, stop));
@@ -436,7 +540,7 @@ async fn publish(
                 let Ok(payload) = serde_json::to_vec(&event) else {
                     continue;
                 };
-                if !publish_once(&jetstream, subject, &id, Bytes::from(payload)).await
+                if !publish_once(&jetstream, &client, subject, &id, Bytes::from(payload)).await
                     && let Some(sender) = sender
                 {
                     hub.cluster_input(ClusterInput::NotSent(sender)).await;
@@ -465,6 +569,7 @@ async fn publish(
                     let id = format!("{}-state-{}", claims.node, unique());
                     if !publish_once(
                         &jetstream,
+                        &client,
                         "chatpipe.state".to_owned(),
                         &id,
                         Bytes::from(payload),
@@ -484,13 +589,26 @@ async fn publish(
 
 /// Publishes one room event with its message id, retrying a few times (the id makes a retry
 /// harmless); false when it could not be stored.
+///
+/// Nothing is handed to the client while it is not connected: it would keep the message and
+/// send it after reconnecting, perhaps after this has given up and the sender has been told
+/// the line was not sent. A line is refused or delivered, never both.
 async fn publish_once(
     jetstream: &jetstream::Context,
+    client: &async_nats::Client,
     subject: String,
     id: &str,
     payload: Bytes,
 ) -> bool {
     for attempt in 0..3u32 {
+        if attempt > 0 {
+            // JetStream may be recovering its streams just after NATS restarted.
+            tokio::time::sleep(PUBLISH_RETRY).await;
+        }
+        if client.connection_state() != async_nats::connection::State::Connected {
+            tracing::debug!(attempt, "not connected; not publishing");
+            continue;
+        }
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         let acked = async {
@@ -512,7 +630,18 @@ async fn publish_once(
 
 /// Reads the room stream with an ordered consumer and hands every event to the hub, until
 /// `stop`. Events stored before this server started are marked as replay.
-async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: CancellationToken) {
+///
+/// When the link to NATS comes back, the consumer is made again at once from the sequence after
+/// the last event handed over: a restarted NATS has forgotten the consumer's pending pull (and
+/// an in-memory consumer), and the client would only notice after two missed idle heartbeats
+/// (30 s), all that time storing lines nobody receives. Starting from the next sequence means
+/// nothing is handed over twice or skipped.
+async fn consume(
+    jetstream: jetstream::Context,
+    mut link: watch::Receiver<bool>,
+    hub: HubHandle,
+    stop: CancellationToken,
+) {
     let mut started_after: Option<u64> = None;
     let mut next_sequence = 1;
     loop {
@@ -555,7 +684,7 @@ async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: Cancellati
         };
         let replay_until = *started_after.get_or_insert(last);
         loop {
-            let message = match next_message(&mut messages, &stop, "room").await {
+            let message = match next_message(&mut messages, &mut link, &stop, "room").await {
                 Next::Message(message) => message,
                 Next::BrokeOff => break,
                 Next::Stop => return,
@@ -591,15 +720,20 @@ async fn consume(jetstream: jetstream::Context, hub: HubHandle, stop: Cancellati
 async fn retry_pause(stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = stop.cancelled() => false,
-        _ = tokio::time::sleep(Duration::from_millis(500)) => true,
+        _ = tokio::time::sleep(CONSUMER_RETRY) => true,
     }
 }
+
+/// The pause before making a consumer again after NATS refused (JetStream may still be
+/// recovering its streams after a restart).
+const CONSUMER_RETRY: Duration = Duration::from_millis(200);
 
 /// What a consumer's stream gave next.
 enum Next<M> {
     /// A message.
     Message(M),
-    /// The stream broke off (NATS went away, say): make the consumer again.
+    /// The stream broke off (NATS went away, say), or the link came back (and the consumer is
+    /// not to be trusted): make the consumer again.
     BrokeOff,
     /// `stop` came first.
     Stop,
@@ -608,12 +742,26 @@ enum Next<M> {
 /// The next message of a consumer's stream, or why there is none.
 async fn next_message<M, E: std::fmt::Display>(
     messages: &mut (impl futures::Stream<Item = Result<M, E>> + Unpin),
+    link: &mut watch::Receiver<bool>,
     stop: &CancellationToken,
     what: &str,
 ) -> Next<M> {
-    let message = tokio::select! {
-        _ = stop.cancelled() => return Next::Stop,
-        message = messages.next() => message,
+    let message = loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Next::Stop,
+            changed = link.changed() => {
+                if changed.is_err() {
+                    // The client is gone for good (only at shutdown): wait for `stop`.
+                    stop.cancelled().await;
+                    return Next::Stop;
+                }
+                if *link.borrow_and_update() {
+                    tracing::debug!("the link to NATS is back; making the {what} consumer again");
+                    return Next::BrokeOff;
+                }
+            }
+            message = messages.next() => break message,
+        }
     };
     match message {
         Some(Ok(message)) => Next::Message(message),
@@ -639,6 +787,7 @@ fn unique() -> String {
 /// catches up from where it stopped) and hands the other servers' changes to the hub.
 async fn consume_state(
     jetstream: jetstream::Context,
+    mut link: watch::Receiver<bool>,
     node: Arc<str>,
     hub: HubHandle,
     stop: CancellationToken,
@@ -673,7 +822,8 @@ async fn consume_state(
             },
         };
         loop {
-            let message = match next_message(&mut messages, &stop, "shared-state").await {
+            let message = match next_message(&mut messages, &mut link, &stop, "shared-state").await
+            {
                 Next::Message(message) => message,
                 Next::BrokeOff => break,
                 Next::Stop => return,
@@ -695,11 +845,13 @@ async fn consume_state(
 }
 
 /// Hears node events (for this server, and for all), and ticks for the hub's check on servers
-/// gone silent.
+/// gone silent. Once subscribed, says [`NodeEvent::Hello`] so the others beat at once; another
+/// server's hello wakes this server's heartbeat (`beat_now`).
 async fn listen(
     client: async_nats::Client,
     node: Arc<str>,
     hub: HubHandle,
+    beat_now: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let subscribe = async {
@@ -714,6 +866,12 @@ async fn listen(
             return;
         }
     };
+    let hello = NodeEvent::Hello {
+        node: node.to_string(),
+    };
+    if let Ok(payload) = serde_json::to_vec(&hello) {
+        let _ = client.publish("chatpipe.all", Bytes::from(payload)).await;
+    }
     let mut check = tokio::time::interval(HEARTBEAT);
     loop {
         let message = tokio::select! {
@@ -731,10 +889,15 @@ async fn listen(
         let Ok(event) = serde_json::from_slice::<NodeEvent>(&message.payload) else {
             continue;
         };
-        if let NodeEvent::Heartbeat { node: from, .. } = &event
-            && **from == *node
-        {
-            continue;
+        match &event {
+            NodeEvent::Heartbeat { node: from, .. } if **from == *node => continue,
+            NodeEvent::Hello { node: from } => {
+                if **from != *node {
+                    beat_now.notify_one();
+                }
+                continue;
+            }
+            _ => {}
         }
         if !hub.cluster_input(ClusterInput::Node(event)).await {
             return;
@@ -747,11 +910,14 @@ async fn heartbeat(
     client: async_nats::Client,
     claims: NameClaims,
     hub: HubHandle,
+    beat_now: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
+            // A server just started: it hears this server's members now, not at the next tick.
+            _ = beat_now.notified() => {}
             _ = stop.cancelled() => {
                 // Shutting down: give the names back now rather than let them expire, so the
                 // members can come back at once through another server (or this one, restarted).
@@ -770,7 +936,11 @@ async fn heartbeat(
         if let Ok(payload) = serde_json::to_vec(&beat) {
             let _ = client.publish("chatpipe.all", Bytes::from(payload)).await;
         }
-        claims.refresh().await;
+        for name in claims.refresh().await {
+            if !hub.cluster_input(ClusterInput::NameLost(name)).await {
+                return;
+            }
+        }
     }
 }
 

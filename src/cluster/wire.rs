@@ -108,6 +108,15 @@ pub enum NodeEvent {
         /// Everyone connected to it.
         members: Vec<RemoteMember>,
     },
+    /// A server that has just started and subscribed: the others send their heartbeat at once
+    /// rather than at their next tick. Presence events stored before a server started are
+    /// replay to it and taken from heartbeats, so without this a member who joined elsewhere
+    /// just before would be unknown there (no private messages, no `/who`) for up to a heartbeat
+    /// interval.
+    Hello {
+        /// The server.
+        node: String,
+    },
 }
 
 /// A durable change every server of a cluster makes to its own store (its cache of the shared

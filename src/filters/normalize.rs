@@ -7,10 +7,16 @@
 //! - case is folded, and compatibility forms and accents are removed (Unicode NFKD without
 //!   combining marks: `Ｆ`, `é`, `𝐟` become `f`, `e`, `f`);
 //! - confusable letters from other scripts become their Latin look-alikes (Cyrillic `а`, Greek `ο`);
-//! - inside a word that has letters, `0 1 3 4 5 @ $` read as `o i e a s a s` (`h3ll0`), while a
-//!   number alone stays a number; `€` reads as `e`;
-//! - between two letters (or letter-like characters), `! |` read as `i`, `+` as `t` and `(` as
-//!   `c` (`sh!t`, `f+ck`), while at the end of a word they stay punctuation (`what!`);
+//! - inside a word that has letters, digits and `@ $` read as letters (`h3ll0`, `8itch`,
+//!   `shi7`), while a number alone stays a number (`7 days`, `B2B` keeps its `2`); `€` reads as
+//!   `e`;
+//! - between two letter-ish characters, `! | + (` read as letters too (`sh!t`, `bi+ch`, `di(k`);
+//! - a character that may stand for more than one letter is written as a capital placeholder the
+//!   word matcher reads either way: [`EITHER_I_L`] for `1 | !` (`sh1t`, `s|ut`), [`EITHER_B_G`]
+//!   for `6`, [`EITHER_G_Q`] for `9`;
+//! - `! | + (` at the start or end of a word with letters may be punctuation (`what!`) or a
+//!   letter (`(unt`, `5h1+`): they become [edge marks](is_edge_mark), which the word matcher
+//!   reads as the letter or as nothing, whichever makes a listed word;
 //! - zero-width characters and soft hyphens vanish (`f\u{200b}uck` is `fuck`);
 //! - three or more single letters separated by spaces or symbols are joined (`b.a.d`, `b a d`);
 //!   when such a run starts with `a` or `i`, which are words of their own, an alternative form
@@ -29,7 +35,9 @@ use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 /// A canonical form of a line and the way back to the original.
 #[derive(Debug, Clone, Default)]
 pub struct Normalized {
-    /// The canonical text: lower-case letters, digits, and single spaces between words.
+    /// The canonical text: lower-case letters, digits, single spaces between words, and the
+    /// capital placeholders and edge marks for characters with more than one reading
+    /// ([`EITHER_I_L`] and the rest).
     pub text: String,
     /// The way back from `text` to the original.
     origin: Origin,
@@ -77,16 +85,40 @@ impl Normalized {
     }
 }
 
+/// Placeholder in the canonical text for a character that reads as `i` or `l` (`1`, and `|` or
+/// `!` inside a word). Capitals never occur in the canonical text otherwise.
+pub const EITHER_I_L: char = 'L';
+/// Placeholder for a character that reads as `b` or `g` (`6`).
+pub const EITHER_B_G: char = 'G';
+/// Placeholder for a character that reads as `g` or `q` (`9`).
+pub const EITHER_G_Q: char = 'Q';
+/// Edge mark for `(` at a word's edge: `c` or nothing.
+pub const EDGE_C: char = 'C';
+/// Edge mark for `+` at a word's edge: `t` or nothing.
+pub const EDGE_T: char = 'T';
+/// Edge mark for `!` or `|` at a word's edge: `i`, `l` or nothing.
+pub const EDGE_I_L: char = 'I';
+
+/// Whether `b`, a byte of canonical text, is an edge mark: a symbol at a word's start or end
+/// that may be punctuation (`what!`) or a letter (`(unt`). Whoever compares lines by their
+/// canonical text and wants `what!` to be `what` skips these.
+pub fn is_edge_mark(b: u8) -> bool {
+    matches!(char::from(b), EDGE_C | EDGE_T | EDGE_I_L)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Letter,
-    /// A digit or symbol that reads as a letter inside a word.
+    /// A digit or symbol that reads as a letter anywhere in a word with letters.
     LetterLike,
-    /// A symbol that reads as a letter only between two letter-ish characters (`sh!t`), and is
-    /// punctuation elsewhere (`what!`).
+    /// A symbol (`! | + (`) that reads as a letter between two letter-ish characters (`sh!t`),
+    /// is an edge mark at the start or end of a word with letters (`what!`, `(unt`), and a
+    /// separator anywhere else.
     Inner,
     /// A digit that is not letter-like.
     Digit,
+    /// An [`Class::Inner`] symbol settled at a word's edge: emitted as an edge mark.
+    Edge,
     Separator,
 }
 
@@ -98,6 +130,21 @@ struct Unit {
     class: Class,
 }
 
+/// One word of an ASCII line: `span` is what the canonical text holds of it (edge marks
+/// included), `core` runs from its first to its last letter-ish byte.
+#[derive(Debug, Clone)]
+struct AsciiWord {
+    span: Range<usize>,
+    core: Range<usize>,
+    has_letter: bool,
+}
+
+impl AsciiWord {
+    fn is_single_letter(&self) -> bool {
+        self.has_letter && self.core.len() == 1
+    }
+}
+
 /// Working buffers reused across calls on one thread: normalisation runs for every message, and
 /// three allocations per message were a measurable share of a filter's cost.
 #[derive(Default)]
@@ -105,8 +152,8 @@ struct Scratch {
     units: Vec<Unit>,
     words: Vec<Range<usize>>,
     joined: Vec<bool>,
-    /// ASCII path: whether each word has a letter.
-    letters_in: Vec<bool>,
+    /// ASCII path: the words.
+    ascii_words: Vec<AsciiWord>,
 }
 
 thread_local! {
@@ -193,41 +240,38 @@ fn emit(units: &[Unit], joined: &[bool]) -> Normalized {
 }
 
 /// The same result as the general path for ASCII input, in two passes over the bytes and without
-/// per-byte bookkeeping. `None` for the rare input it leaves to the general path (a word of only
-/// digits and `@`/`$`, where those symbols split the word).
+/// per-byte bookkeeping. `None` for the rare input it leaves to the general path (see
+/// [`next_ascii_word`], and a run of spaced letters starting with `a` or `i`).
 fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
     let Scratch {
-        words,
+        ascii_words: words,
         joined,
-        letters_in,
         ..
     } = scratch;
     words.clear();
-    letters_in.clear();
     let mut single_letters = 0;
     let mut i = 0;
-    while let Some((word, has_letter)) = next_ascii_word(bytes, &mut i)? {
-        single_letters += usize::from(word.len() == 1 && has_letter);
+    while let Some(word) = next_ascii_word(bytes, &mut i)? {
+        single_letters += usize::from(word.is_single_letter());
         words.push(word);
-        letters_in.push(has_letter);
     }
     // Gaps between words that are dropped (`b.a.d`); gap k lies between word k and k + 1.
     joined.clear();
     joined.resize(words.len(), false);
     if single_letters >= 3 {
-        let single = |k: usize| words[k].len() == 1 && letters_in[k];
+        let single = |k: usize| words[k].is_single_letter();
         let mut k = 0;
         while k < words.len() {
             let mut j = k;
             while j + 1 < words.len()
                 && single(j)
                 && single(j + 1)
-                && words[j + 1].start - words[j].end <= MAX_GAP
+                && words[j + 1].span.start - words[j].span.end <= MAX_GAP
             {
                 j += 1;
             }
             if j - k + 1 >= 3 {
-                if j - k + 1 >= 4 && matches!(bytes[words[k].start] | 0x20, b'a' | b'i') {
+                if j - k + 1 >= 4 && matches!(bytes[words[k].core.start] | 0x20, b'a' | b'i') {
                     // A one-letter word may start the run: the general path reads it both ways.
                     return None;
                 }
@@ -250,12 +294,11 @@ fn normalize_ascii(bytes: &[u8], scratch: &mut Scratch) -> Option<Normalized> {
     for (k, word) in words.iter().enumerate() {
         if k > 0 && !joined[k - 1] {
             // The space stands for the first separator after the previous word.
-            jump_check(&text, words[k - 1].end, 1);
+            jump_check(&text, words[k - 1].span.end, 1);
             text.push(b' ');
         }
-        jump_check(&text, word.start, word.len());
-        let table = if letters_in[k] { &AS_LETTERS } else { &LOWER };
-        text.extend(bytes[word.clone()].iter().map(|&b| table[usize::from(b)]));
+        jump_check(&text, word.span.start, word.span.len());
+        push_ascii_word(&mut text, bytes, word);
     }
     // Only ASCII bytes were written, so this cannot fail.
     let text = String::from_utf8(text).unwrap_or_default();
@@ -283,9 +326,8 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
     let mut single_letters = 0;
     let mut previous_end = None;
     let mut i = 0;
-    while let Some((word, has_letter)) = next_ascii_word(bytes, &mut i)? {
-        let (start, end) = (word.start, word.end);
-        if word.len() == 1 && has_letter {
+    while let Some(word) = next_ascii_word(bytes, &mut i)? {
+        if word.is_single_letter() {
             single_letters += 1;
             if single_letters >= 3 {
                 return None;
@@ -296,10 +338,9 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
             jump_check(text.len(), end, 1);
             text.push(b' ');
         }
-        jump_check(text.len(), start, end - start);
-        let table = if has_letter { &AS_LETTERS } else { &LOWER };
-        text.extend(bytes[start..end].iter().map(|&b| table[usize::from(b)]));
-        previous_end = Some(end);
+        jump_check(text.len(), word.span.start, word.span.len());
+        push_ascii_word(&mut text, bytes, &word);
+        previous_end = Some(word.span.end);
     }
     // Only ASCII bytes were written, so this cannot fail.
     let text = String::from_utf8(text).unwrap_or_default();
@@ -310,46 +351,74 @@ fn normalize_plain_ascii(bytes: &[u8]) -> Option<Normalized> {
     })
 }
 
-/// The next word of ASCII `bytes` at or after `*at` (moving `*at` past it), and whether it has
-/// a letter; `Some(None)` when there are no more words. `None` for what only the general path
-/// reads: punctuation between two letter-ish bytes (`sh!t`; elsewhere, as in `what!`, it is a
-/// separator like any other), or a word of only digits and `@`/`$`.
-fn next_ascii_word(bytes: &[u8], at: &mut usize) -> Option<Option<(Range<usize>, bool)>> {
-    let wordish = |b: u8| {
-        matches!(
-            ascii_class(b),
-            Class::Letter | Class::LetterLike | Class::Digit
-        )
-    };
-    let is_separator = |i: usize| match ascii_class(bytes[i]) {
-        Class::Separator => Some(true),
-        Class::Inner => {
-            let inside =
-                i > 0 && wordish(bytes[i - 1]) && bytes.get(i + 1).is_some_and(|&b| wordish(b));
-            if inside { None } else { Some(true) }
-        }
-        _ => Some(false),
-    };
+/// Appends the canonical form of one ASCII word: edge marks, then its core read as letters (or,
+/// in a number, lower-cased: a number's core holds only digits).
+fn push_ascii_word(text: &mut Vec<u8>, bytes: &[u8], word: &AsciiWord) {
+    if !word.has_letter {
+        text.extend_from_slice(&bytes[word.span.clone()]);
+        return;
+    }
+    let edge = |b: &u8| EDGE_MARKS[usize::from(*b)];
+    text.extend(bytes[word.span.start..word.core.start].iter().map(edge));
+    text.extend(
+        bytes[word.core.clone()]
+            .iter()
+            .map(|&b| AS_LETTERS[usize::from(b)]),
+    );
+    text.extend(bytes[word.core.end..word.span.end].iter().map(edge));
+}
+
+/// The next word of ASCII `bytes` at or after `*at` (moving `*at` past it); `Some(None)` when
+/// there are no more words. A word is a run of letters, digits and the symbols `@ $ ! | + (`
+/// with at least one letter or digit; in a number (no letter) the symbols at its edges are
+/// separators and it is the digits between. `None` for what only the general path reads: a
+/// number with a symbol inside (`1+1`, `10|20`, `5$5`), which the symbols split.
+fn next_ascii_word(bytes: &[u8], at: &mut usize) -> Option<Option<AsciiWord>> {
     let mut i = *at;
-    while i < bytes.len() && is_separator(i)? {
-        i += 1;
-    }
-    if i == bytes.len() {
+    loop {
+        while i < bytes.len() && ascii_class(bytes[i]) == Class::Separator {
+            i += 1;
+        }
+        if i == bytes.len() {
+            *at = i;
+            return Some(None);
+        }
+        let start = i;
+        let mut core: Option<Range<usize>> = None;
+        let mut has_letter = false;
+        while i < bytes.len() {
+            match ascii_class(bytes[i]) {
+                Class::Separator => break,
+                Class::Inner => {}
+                class => {
+                    has_letter |= class == Class::Letter;
+                    match &mut core {
+                        Some(core) => core.end = i + 1,
+                        None => core = Some(i..i + 1),
+                    }
+                }
+            }
+            i += 1;
+        }
+        // A run of symbols alone (`!!!`, ` + `) is separators: look further.
+        let Some(core) = core else { continue };
         *at = i;
-        return Some(None);
+        if has_letter {
+            return Some(Some(AsciiWord {
+                span: start..i,
+                core,
+                has_letter,
+            }));
+        }
+        if !bytes[core.clone()].iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        return Some(Some(AsciiWord {
+            span: core.clone(),
+            core,
+            has_letter,
+        }));
     }
-    let start = i;
-    let (mut has_letter, mut has_symbol) = (false, false);
-    while i < bytes.len() && !is_separator(i)? {
-        has_letter |= bytes[i].is_ascii_alphabetic();
-        has_symbol |= matches!(bytes[i], b'@' | b'$');
-        i += 1;
-    }
-    *at = i;
-    if has_symbol && !has_letter {
-        return None;
-    }
-    Some(Some((start..i, has_letter)))
 }
 
 /// ASCII lower-casing as a table, for the byte loops above.
@@ -363,24 +432,40 @@ const LOWER: [u8; 128] = {
     table
 };
 
-/// Lower-casing plus reading letter-like characters as letters, for words with letters.
+/// Lower-casing plus reading letter-like characters as letters (or as placeholders for two
+/// letters), for the core of a word with letters.
 const AS_LETTERS: [u8; 128] = {
     let mut table = LOWER;
     table[b'0' as usize] = b'o';
-    table[b'1' as usize] = b'i';
+    table[b'1' as usize] = EITHER_I_L as u8;
     table[b'3' as usize] = b'e';
     table[b'4' as usize] = b'a';
     table[b'@' as usize] = b'a';
     table[b'5' as usize] = b's';
     table[b'$' as usize] = b's';
-    table[b'!' as usize] = b'i';
-    table[b'|' as usize] = b'i';
+    table[b'6' as usize] = EITHER_B_G as u8;
+    table[b'7' as usize] = b't';
+    table[b'8' as usize] = b'b';
+    table[b'9' as usize] = EITHER_G_Q as u8;
+    table[b'!' as usize] = EITHER_I_L as u8;
+    table[b'|' as usize] = EITHER_I_L as u8;
     table[b'+' as usize] = b't';
     table[b'(' as usize] = b'c';
     table
 };
 
-/// The class of each ASCII byte (case does not matter).
+/// The edge mark of each [`Class::Inner`] symbol.
+const EDGE_MARKS: [u8; 128] = {
+    let mut table = [b' '; 128];
+    table[b'!' as usize] = EDGE_I_L as u8;
+    table[b'|' as usize] = EDGE_I_L as u8;
+    table[b'+' as usize] = EDGE_T as u8;
+    table[b'(' as usize] = EDGE_C as u8;
+    table
+};
+
+/// The class of each ASCII byte (case does not matter). `2` alone of the digits stands for no
+/// letter (`B2B`).
 const ASCII_CLASS: [Class; 128] = {
     let mut table = [Class::Separator; 128];
     let mut b = 0;
@@ -388,9 +473,9 @@ const ASCII_CLASS: [Class; 128] = {
         let c = (b as u8).to_ascii_lowercase();
         table[b] = match c {
             b'a'..=b'z' => Class::Letter,
-            b'0' | b'1' | b'3' | b'4' | b'5' | b'@' | b'$' => Class::LetterLike,
+            b'2' => Class::Digit,
+            b'0'..=b'9' | b'@' | b'$' => Class::LetterLike,
             b'!' | b'|' | b'+' | b'(' => Class::Inner,
-            b'0'..=b'9' => Class::Digit,
             _ => Class::Separator,
         };
         b += 1;
@@ -419,7 +504,6 @@ fn collect_units(text: &str, units: &mut Vec<Unit>) {
                 class: classify(c),
             }
         }));
-        settle_inner(units);
         return;
     }
     for (offset, c) in text.char_indices() {
@@ -443,7 +527,6 @@ fn collect_units(text: &str, units: &mut Vec<Unit>) {
             }
         });
     }
-    settle_inner(units);
 }
 
 /// Characters that show nothing and split nothing: zero-width spaces and joiners, the word
@@ -455,27 +538,6 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// Settles each [`Class::Inner`] unit: a letter-like character between two letter-ish ones, a
-/// separator elsewhere.
-fn settle_inner(units: &mut [Unit]) {
-    let wordish = |u: &Unit| matches!(u.class, Class::Letter | Class::LetterLike | Class::Digit);
-    for i in 0..units.len() {
-        if units[i].class != Class::Inner {
-            continue;
-        }
-        let inside = i > 0
-            && wordish(&units[i - 1])
-            && units
-                .get(i + 1)
-                .is_some_and(|next| wordish(next) || next.class == Class::Inner);
-        units[i].class = if inside {
-            Class::LetterLike
-        } else {
-            Class::Separator
-        };
-    }
-}
-
 fn classify(c: char) -> Class {
     match c {
         c if c.is_ascii() => ascii_class(c as u8),
@@ -484,9 +546,11 @@ fn classify(c: char) -> Class {
     }
 }
 
-/// Finds the words (runs of non-separators) and settles their letter-like characters: in a word
-/// with a letter they become letters (`h3ll0`); elsewhere digits stay digits and `@ $` are
-/// separators. Returns how many words are a single letter.
+/// Finds the words (runs of non-separators with a letter-ish character) and settles their
+/// characters. In a word with a letter, letter-like characters and symbols inside become
+/// letters (`h3ll0`, `sh!t`) and symbols at its edges become edge marks (`what!`, `(unt`); in a
+/// number, digits stay digits and symbols are separators. Returns how many words are a single
+/// letter (edge marks aside: `t!` is one).
 fn split_words(units: &mut [Unit], words: &mut Vec<Range<usize>>) -> usize {
     words.clear();
     let mut single_letters = 0;
@@ -498,38 +562,67 @@ fn split_words(units: &mut [Unit], words: &mut Vec<Range<usize>>) -> usize {
         }
         let start = i;
         let mut has_letter = false;
+        let mut core: Option<Range<usize>> = None;
         while i < units.len() && units[i].class != Class::Separator {
-            has_letter |= units[i].class == Class::Letter;
+            if units[i].class != Class::Inner {
+                has_letter |= units[i].class == Class::Letter;
+                match &mut core {
+                    Some(core) => core.end = i + 1,
+                    None => core = Some(i..i + 1),
+                }
+            }
             i += 1;
         }
-        for unit in &mut units[start..i] {
-            if unit.class != Class::LetterLike {
-                continue;
-            }
-            if has_letter {
-                // Letter-like characters are ASCII, so the table covers them.
-                unit.c = char::from(AS_LETTERS[usize::from(unit.c as u8 & 0x7f)]);
-                unit.class = Class::Letter;
-            } else if unit.c.is_ascii_digit() {
-                unit.class = Class::Digit;
-            } else {
-                unit.c = ' ';
+        let Some(core) = core else {
+            // Symbols alone are separators.
+            for unit in &mut units[start..i] {
                 unit.class = Class::Separator;
             }
-        }
-        // A word of only `@`/`$` turned into separators is no word.
-        let span = start..i;
-        if units[span.clone()]
-            .iter()
-            .any(|u| u.class != Class::Separator)
-        {
-            if span.len() == 1 && units[start].class == Class::Letter {
-                single_letters += 1;
+            continue;
+        };
+        for (k, unit) in units[start..i].iter_mut().enumerate() {
+            let at_edge = !core.contains(&(start + k));
+            match unit.class {
+                Class::Inner if has_letter && at_edge => {
+                    unit.c = char::from(EDGE_MARKS[usize::from(unit.c as u8 & 0x7f)]);
+                    unit.class = Class::Edge;
+                }
+                Class::LetterLike | Class::Inner if has_letter => {
+                    // Letter-like characters are ASCII, so the table covers them.
+                    unit.c = char::from(AS_LETTERS[usize::from(unit.c as u8 & 0x7f)]);
+                    unit.class = Class::Letter;
+                }
+                Class::LetterLike if unit.c.is_ascii_digit() => unit.class = Class::Digit,
+                Class::LetterLike | Class::Inner => {
+                    unit.c = ' ';
+                    unit.class = Class::Separator;
+                }
+                _ => {}
             }
-            words.push(span);
         }
+        if core.len() == 1 && units[core.start].class == Class::Letter {
+            single_letters += 1;
+        }
+        // A number's word is its digits; the symbols at its edges are separators now.
+        words.push(if has_letter { start..i } else { core });
     }
     single_letters
+}
+
+/// The unit a word's letters start at: past its leading edge marks.
+fn first_letter(units: &[Unit], word: &Range<usize>) -> usize {
+    units[word.clone()]
+        .iter()
+        .position(|u| u.class != Class::Edge)
+        .map_or(word.start, |k| word.start + k)
+}
+
+/// Whether a word is one letter, edge marks aside.
+fn is_single_letter(units: &[Unit], word: &Range<usize>) -> bool {
+    let mut core = units[word.clone()]
+        .iter()
+        .filter(|u| u.class != Class::Edge);
+    matches!(core.next(), Some(u) if u.class == Class::Letter) && core.next().is_none()
 }
 
 /// Marks the separators between three or more single-letter words (`b.a.d`) to be dropped, and
@@ -541,7 +634,7 @@ fn join_single_letters(
     joined: &mut [bool],
     kept_apart: &mut Vec<Range<usize>>,
 ) {
-    let single = |w: &Range<usize>| w.len() == 1 && units[w.start].class == Class::Letter;
+    let single = |w: &Range<usize>| is_single_letter(units, w);
     let mut i = 0;
     while i < words.len() {
         let mut j = i;
@@ -558,7 +651,7 @@ fn join_single_letters(
                     *flag = true;
                 }
             }
-            if j - i + 1 >= 4 && matches!(units[words[i].start].c, 'a' | 'i') {
+            if j - i + 1 >= 4 && matches!(units[first_letter(units, &words[i])].c, 'a' | 'i') {
                 kept_apart.push(words[i].end..words[i + 1].start);
             }
         }
@@ -666,7 +759,7 @@ mod tests {
     #[test]
     fn substitutions_only_inside_words_with_letters() {
         assert_eq!(n("h3ll0 w0rld"), "hello world");
-        assert_eq!(n("$h1t"), "shit");
+        assert_eq!(n("$h1t"), "shLt");
         assert_eq!(n("in 2024 at 5"), "in 2024 at 5");
         assert_eq!(n("me @ home"), "me home");
     }
@@ -675,21 +768,65 @@ mod tests {
     fn single_letters_are_joined() {
         assert_eq!(n("b.a.d"), "bad");
         assert_eq!(n("b a d idea"), "bad idea");
-        assert_eq!(n("s-h-i-t!"), "shit");
+        assert_eq!(n("s-h-i-t!"), "shitI", "the `!` is an edge mark");
         assert_eq!(n("a b"), "a b", "two letters are not a word");
     }
 
     #[test]
     fn symbols_between_letters_read_as_letters() {
-        assert_eq!(n("sh!t"), "shit");
-        assert_eq!(n("sh|t"), "shit");
+        assert_eq!(n("sh!t"), "shLt", "i or l");
+        assert_eq!(n("sh|t"), "shLt");
+        assert_eq!(n("sh!!t"), "shLLt", "a run of symbols between letters");
         assert_eq!(n("f+ck"), "ftck");
-        assert_eq!(n("(ool"), "ool", "a leading bracket is punctuation");
-        assert_eq!(n("what! no|yes"), "what noiyes");
-        assert_eq!(n("what!"), "what");
-        assert_eq!(n("1+1 (two)"), "1 1 two");
+        assert_eq!(n("(ool"), "Cool", "a leading bracket: c or punctuation");
+        assert_eq!(n("what! no|yes"), "whatI noLyes");
+        assert_eq!(n("what!"), "whatI");
+        assert_eq!(n("1+1 (two)"), "1 1 Ctwo");
         assert_eq!(n("€vil"), "evil");
         assert_eq!(n("һell"), "hell", "Cyrillic shha");
+    }
+
+    #[test]
+    fn more_digits_read_as_letters_inside_words() {
+        assert_eq!(n("8itch"), "bitch", "8 for b");
+        assert_eq!(n("shi7"), "shit", "7 for t");
+        assert_eq!(n("ni99er"), "niQQer", "9 for g or q");
+        assert_eq!(n("s1ut"), "sLut", "1 for i or l");
+        assert_eq!(n("s|ut"), "sLut", "| for i or l");
+        assert_eq!(n("6itch"), "Gitch", "6 for b or g");
+    }
+
+    #[test]
+    fn symbols_at_a_word_edge_become_edge_marks() {
+        assert_eq!(n("(unt"), "Cunt");
+        assert_eq!(n("5h1+"), "shLT");
+        assert_eq!(n("!diot"), "Idiot");
+        assert_eq!(n("|ame"), "Iame");
+        let norm = normalize("so (unt!");
+        assert_eq!(norm.text, "so CuntI");
+        assert_eq!(&"so (unt!"[norm.original_range(3..8)], "(unt!");
+        assert!(is_edge_mark(b'C') && is_edge_mark(b'T') && is_edge_mark(b'I'));
+        assert!(!is_edge_mark(b'L') && !is_edge_mark(b'c'));
+    }
+
+    #[test]
+    fn every_letter_doubled() {
+        assert_eq!(n("88!!77cchh"), "bbLLttcchh");
+        assert_eq!(n("((uunntt"), "CCuunntt");
+        assert_eq!(n("55hh11++"), "sshhLLTT");
+    }
+
+    #[test]
+    fn numbers_and_symbols_alone_stay_what_they_are() {
+        assert_eq!(n("1+1=2"), "1 1 2");
+        assert_eq!(n("5 + 5 = 10"), "5 5 10");
+        assert_eq!(n("7 days"), "7 days");
+        assert_eq!(n("route 66"), "route 66");
+        assert_eq!(n("B2B"), "b2b", "2 stands for no letter");
+        assert_eq!(n("10|20"), "10 20");
+        assert_eq!(n("$5.99 or 5$"), "5 99 or 5");
+        assert_eq!(n("!!! + ((("), "");
+        assert_eq!(n(":( :-) <3"), "3");
     }
 
     #[test]
@@ -745,6 +882,30 @@ mod tests {
             "so i said: a x",
             "Hello, World! How are you?",
             "x",
+            "sh!!t",
+            "(unt",
+            "5h1+",
+            "88!!77cchh",
+            "((uunntt",
+            "55hh11++",
+            "s|ut bu||sh|t",
+            "what! hello!!! (see above)",
+            "1+1=2",
+            "10|20",
+            "5 + 5 = 10",
+            "C++ (and C)",
+            "it+ a+b",
+            "$5.99 5$ $5",
+            "!!! ((( +++",
+            "s-h-i-t!",
+            "(f u c k",
+            "f! u! c! k!",
+            "7 days, route 66, B2B",
+            "v1.2 v2.0.1-beta x86_64",
+            ":( :-) (y) <3 8) o7 :| |:",
+            "7:30pm 9am",
+            "a! s h i t",
+            "(a s h i t",
         ];
         let fast_paths = samples.iter().flat_map(|&sample| {
             let two_pass = normalize_ascii(sample.as_bytes(), &mut Scratch::default());

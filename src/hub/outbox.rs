@@ -280,6 +280,13 @@ impl Outbox {
         Poll::Pending
     }
 
+    /// The bytes this outbox may hold while its socket is stuck (`[server] outbox_bytes`): a
+    /// long answer (a page of `/reports`) is kept well inside it, so it never reads as a client
+    /// too slow to keep up.
+    pub fn byte_bound(&self) -> usize {
+        self.shared.max_bytes()
+    }
+
     /// Lines queued now (for tests and metrics).
     pub fn len(&self) -> usize {
         self.lock().queue.len()

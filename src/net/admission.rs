@@ -124,6 +124,51 @@ impl AddressLimits {
         }))
     }
 
+    /// Admits a connection from `ip` against the open-connection limit only: for a plain HTTP
+    /// connection, which holds a socket (and so counts while open) but is not yet a session. A
+    /// page load opens several such connections, so counting them against `max_new` would lock
+    /// out a person who reloads the page; the session it upgrades to is counted with
+    /// [`AddressLimits::count_new`].
+    ///
+    /// # Errors
+    /// [`Refusal::TooManyOpen`] when the address holds its most connections already.
+    pub fn admit_open(self: &Arc<Self>, ip: IpAddr) -> Result<Option<AddressGuard>, Refusal> {
+        if self.exempt.contains(ip) {
+            return Ok(None);
+        }
+        let mut state = self.lock();
+        let entry = state.by_address.entry(ip).or_default();
+        if entry.open >= self.max_open {
+            return Err(Refusal::TooManyOpen(self.max_open));
+        }
+        entry.open += 1;
+        Ok(Some(AddressGuard {
+            limits: self.clone(),
+            ip,
+        }))
+    }
+
+    /// Counts a new session from `ip` (already holding its open connection through
+    /// [`AddressLimits::admit_open`]) against the new-connection limit.
+    ///
+    /// # Errors
+    /// [`Refusal::TooManyNew`] when the address opened its most sessions within the window;
+    /// nothing is counted then.
+    pub fn count_new(&self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.exempt.contains(ip) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut state = self.lock();
+        let entry = state.by_address.entry(ip).or_default();
+        forget_old(&mut entry.recent, now);
+        if entry.recent.len() >= self.max_new {
+            return Err(Refusal::TooManyNew(self.max_new));
+        }
+        entry.recent.push_back(now);
+        Ok(())
+    }
+
     /// Whether a connection from `ip` would be admitted now, without counting it: for a door
     /// that must refuse before expensive work (a TLS handshake) and admits later.
     ///

@@ -1,8 +1,10 @@
 //! The accept loop: admission, then one session per connection.
 //!
-//! A connection permit is taken *before* `accept`, so at `max_connections` the server stops
-//! accepting (clients wait in the kernel's backlog) instead of accepting and failing, and never
-//! spins on `EMFILE`. Accept errors are retried with a growing pause, never fatal.
+//! Every door (text, IRC, each over TLS, and the web door) accepts with [`accept_next`]: a
+//! connection waits for its `max_connections` permit right after `accept`, and its loop accepts
+//! no other meanwhile, so at the limit the server stops accepting (clients wait in the kernel's
+//! backlog) instead of accepting and failing, and never spins on `EMFILE`. Accept errors are
+//! retried with a growing pause, never fatal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use std::net::SocketAddr;
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// First pause after a failed accept; doubled on each further failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Keepalive probes find peers that vanished without a FIN (a pulled cable, a dead NAT entry).
@@ -64,36 +66,8 @@ pub(crate) async fn accept_loop<D: Door>(
     protocol: D,
     tls: Option<TlsCertificates>,
 ) {
-    let permits = shared.permits.clone();
     let mut backoff = FIRST_BACKOFF;
-    loop {
-        let permit = tokio::select! {
-            _ = shared.stop_reading.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // never closed; here for completeness
-            },
-        };
-        let accepted = tokio::select! {
-            _ = shared.stop_reading.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, addr) = match accepted {
-            Ok(accepted) => {
-                backoff = FIRST_BACKOFF;
-                accepted
-            }
-            Err(error) => {
-                tracing::warn!(%error, pause = ?backoff, "accept failed; retrying");
-                tokio::select! {
-                    _ = shared.stop_reading.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        configure(&socket);
+    while let Some((socket, addr, permit)) = accept_next(&listener, &shared, &mut backoff).await {
         if shared.trusted_proxies.contains(addr.ip()) {
             // The client's address is in the proxy's header: admission waits for it.
             let from_proxy = from_proxy(
@@ -110,6 +84,49 @@ pub(crate) async fn accept_loop<D: Door>(
         }
     }
     tracing::info!("listener closed");
+}
+
+/// The next connection on `listener`, configured, with its `max_connections` permit; `None`
+/// once shutdown begins. Every door accepts through this, so every connection holds a permit
+/// from the moment it is accepted.
+///
+/// The permit is taken right *after* `accept`: a loop whose connection waits for one accepts no
+/// other, so at the limit the server stops accepting (clients wait in the kernel's backlog, one
+/// per door waits accepted) instead of accepting and failing. Taking it before `accept` would
+/// have each door's idle loop hold a place, and with a small `max_connections` one door could
+/// hold the last place while another door's clients waited. Accept errors (`EMFILE`, say) are
+/// logged and retried after `backoff`, which grows up to [`MAX_BACKOFF`].
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    shared: &SessionShared,
+    backoff: &mut Duration,
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let (socket, addr) = loop {
+        let accepted = tokio::select! {
+            _ = shared.stop_reading.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => {
+                *backoff = FIRST_BACKOFF;
+                break accepted;
+            }
+            Err(error) => {
+                tracing::warn!(%error, pause = ?*backoff, "accept failed; retrying");
+                tokio::select! {
+                    _ = shared.stop_reading.cancelled() => return None,
+                    _ = tokio::time::sleep(*backoff) => {}
+                }
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    let permit = tokio::select! {
+        _ = shared.stop_reading.cancelled() => return None,
+        permit = shared.permits.clone().acquire_owned() => permit.ok()?, // never closed
+    };
+    configure(&socket);
+    Some((socket, addr, permit))
 }
 
 /// Reads a trusted proxy's PROXY header (within the handshake timeout when one is required, a
@@ -227,7 +244,7 @@ async fn tls_session<D: Door>(
 }
 
 /// Tells a refused client why, briefly, and closes.
-async fn refuse(mut socket: TcpStream, line: bytes::Bytes) {
+pub(crate) async fn refuse(mut socket: TcpStream, line: bytes::Bytes) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
         socket.write_all(&line).await?;
         socket.shutdown().await

@@ -148,23 +148,108 @@ fn check_validity(path: &Path, cert: &CertificateDer<'_>) -> Result<(), TlsError
     Ok(())
 }
 
+/// The names `chatpipe gen-cert` puts in a certificate by default: what a person trying TLS on
+/// one machine connects to (`localhost`, `127.0.0.1`, `::1`). An address becomes an IP address
+/// name, which is what clients connecting to an address check.
+pub const DEFAULT_CERT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Why `chatpipe gen-cert` wrote nothing (or not everything).
+#[derive(Debug, thiserror::Error)]
+pub enum GenCertError {
+    /// A file is there already, and replacing it was not asked for.
+    #[error("{0} already exists; nothing was written (add --force to replace it)")]
+    Exists(PathBuf),
+    /// rcgen refused the names (a name that is neither a DNS name nor an address).
+    #[error("cannot make a certificate for {names}: {reason}")]
+    Make {
+        /// The names asked for, comma-separated.
+        names: String,
+        /// rcgen's reason.
+        reason: String,
+    },
+    /// The directory or a file could not be written.
+    #[error("{path}: {source}")]
+    Write {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
 /// Writes a self-signed certificate for `name` and its key to `dir` (`cert.pem`, `key.pem`),
-/// for trying TLS out. Returns the two paths.
+/// replacing them if they exist, for trying TLS out (and for tests). Returns the two paths.
 ///
 /// # Errors
 /// When the pair cannot be made or written.
 pub fn generate_self_signed(name: &str, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let certified = rcgen::generate_simple_self_signed(vec![name.to_owned()])
-        .map_err(|e| format!("cannot make a certificate for {name}: {e}"))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write_self_signed(&[name.to_owned()], dir, true).map_err(|e| e.to_string())
+}
+
+/// Writes a self-signed certificate for `names` (DNS names or IP addresses; see
+/// [`DEFAULT_CERT_NAMES`]) and its key to `dir` as `cert.pem` and `key.pem`. Without `replace`
+/// it refuses, writing nothing, when either file exists: a certificate in use is not lost to a
+/// command retyped from the README. The key is readable by its owner only. Returns the paths.
+///
+/// # Errors
+/// [`GenCertError`]: a file exists, a name is refused, or a write fails.
+pub fn write_self_signed(
+    names: &[String],
+    dir: &Path,
+    replace: bool,
+) -> Result<(PathBuf, PathBuf), GenCertError> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
-    std::fs::write(&key, certified.signing_key.serialize_pem())
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600));
+    if !replace && let Some(existing) = [&cert, &key].into_iter().find(|p| p.exists()) {
+        return Err(GenCertError::Exists(existing.clone()));
     }
+    let certified =
+        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| GenCertError::Make {
+            names: names.join(", "),
+            reason: e.to_string(),
+        })?;
+    std::fs::create_dir_all(dir).map_err(|source| GenCertError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    write_new(
+        &key,
+        certified.signing_key.serialize_pem().as_bytes(),
+        replace,
+        0o600,
+    )?;
+    write_new(&cert, certified.cert.pem().as_bytes(), replace, 0o644)?;
     Ok((cert, key))
+}
+
+/// Writes `bytes` to `path` with permissions `mode`; unless `replace`, only if it does not exist
+/// yet (checked by the create itself, so a file made meanwhile is not overwritten either).
+fn write_new(path: &Path, bytes: &[u8], replace: bool, mode: u32) -> Result<(), GenCertError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options.open(path).and_then(|mut file| {
+        // An existing file keeps its permissions on open: set them (the key's matter).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(bytes)
+    });
+    written.map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => GenCertError::Exists(path.to_owned()),
+        _ => GenCertError::Write {
+            path: path.to_owned(),
+            source,
+        },
+    })
 }

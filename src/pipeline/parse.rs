@@ -39,9 +39,9 @@ pub const HELP: &str = "Commands:
 /// The further lines moderators and admins see.
 pub const MODERATOR_HELP: &str = "Moderator commands:
 /kick NAME [reason] - disconnect a user
-/mute NAME [duration] - silence a user (default 10m)
+/mute NAME [duration] [reason] - silence a user (default 10m), wherever they go
 /unmute NAME - lift a mute
-/ban NAME [duration] - ban a name and its address (default: until /unban)
+/ban NAME [duration] [reason] - ban a name and its address (default: until /unban)
 /unban NAME - lift a ban
 /bans - list the bans in force
 /mutes - list who is muted
@@ -49,10 +49,20 @@ pub const MODERATOR_HELP: &str = "Moderator commands:
 /voice NAME - let a user speak in this moderated room
 /topic TEXT - set this room's topic
 /room keep|drop - keep this room when it is empty, or not
-/held - lines waiting for review; /approve ID, /deny ID [reason]
-/reports - open reports; /resolve ID [note]
-/reload - reload the filters
-/role NAME user|moderator|admin - set a registered user's role (admins)";
+/held [PAGE] - lines waiting for review, a page at a time; /approve ID, /deny ID [reason]
+/reports [PAGE] - open reports, a page at a time; /resolve ID [note]
+/reload - reload the filters";
+
+/// The further line only admins see: `/help` lists only what the asker may use.
+pub const ADMIN_HELP: &str = "Admin commands:
+/role NAME user|moderator|admin - set a registered user's role";
+
+/// The longest reason kept for a mute or a ban, in characters: it is shown in `/bans`, `/mutes`
+/// and to the person, and kept in the store.
+pub const MAX_SANCTION_REASON: usize = 200;
+
+const MUTE_USAGE: &str = "/mute NAME [duration, e.g. 10m] [reason]";
+const BAN_USAGE: &str = "/ban NAME [duration, e.g. 1h] [reason]";
 
 /// The parse stage. See the module documentation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,7 +100,8 @@ pub fn parse_event(mut event: Event) -> Option<Event> {
 pub fn help_for(role: Role) -> String {
     match role {
         Role::User => HELP.to_owned(),
-        Role::Moderator | Role::Admin => format!("{HELP}\n{MODERATOR_HELP}"),
+        Role::Moderator => format!("{HELP}\n{MODERATOR_HELP}"),
+        Role::Admin => format!("{HELP}\n{MODERATOR_HELP}\n{ADMIN_HELP}"),
     }
 }
 
@@ -144,20 +155,36 @@ pub fn parse_line(line: &str) -> Option<Body> {
                 reason: (!reason.is_empty()).then(|| reason.to_owned()),
             })
         }
-        ("mute" | "ban", [name, duration @ ..]) if duration.len() <= 1 => {
-            let name = (*name).to_owned();
-            let duration = match duration.first().map(|d| parse_duration(d)) {
-                None => None,
-                Some(Some(d)) => Some(d),
-                Some(None) if word == "mute" => {
-                    return Some(usage("/mute NAME [duration, e.g. 10m]"));
+        ("mute" | "ban", [name, more @ ..]) => {
+            // `/ban NAME [duration] [reason]`: a second word that starts with a digit is a
+            // duration (a typo in it is a usage error, never a reason and a ban until lifted);
+            // whatever follows the duration, or the name when there is none, is the reason.
+            let after_name = rest[name.len()..].trim_start();
+            let (duration, reason) = match more.first() {
+                Some(first) if first.starts_with(|c: char| c.is_ascii_digit()) => {
+                    match parse_duration(first) {
+                        Some(d) => (Some(d), after_name[first.len()..].trim()),
+                        None if word == "mute" => return Some(usage(MUTE_USAGE)),
+                        None => return Some(usage(BAN_USAGE)),
+                    }
                 }
-                Some(None) => return Some(usage("/ban NAME [duration, e.g. 1h]")),
+                _ => (None, after_name.trim()),
             };
+            let reason =
+                (!reason.is_empty()).then(|| truncate(reason, MAX_SANCTION_REASON).to_owned());
+            let name = (*name).to_owned();
             command(if word == "mute" {
-                Command::Mute { name, duration }
+                Command::Mute {
+                    name,
+                    duration,
+                    reason,
+                }
             } else {
-                Command::Ban { name, duration }
+                Command::Ban {
+                    name,
+                    duration,
+                    reason,
+                }
             })
         }
         ("unmute", [name]) => command(Command::Unmute((*name).to_owned())),
@@ -168,8 +195,20 @@ pub fn parse_line(line: &str) -> Option<Body> {
             _ => usage("/moderated on|off"),
         },
         ("voice", [name]) => command(Command::Voice((*name).to_owned())),
-        ("held", []) => command(Command::Held),
-        ("reports", []) => command(Command::Reports),
+        ("held", []) => command(Command::Held(1)),
+        ("reports", []) => command(Command::Reports(1)),
+        ("held" | "reports", [page]) => match page.parse::<usize>() {
+            Ok(page) if page > 0 => command(if word == "held" {
+                Command::Held(page)
+            } else {
+                Command::Reports(page)
+            }),
+            _ => usage(if word == "held" {
+                "/held [PAGE]"
+            } else {
+                "/reports [PAGE]"
+            }),
+        },
         ("approve", [id]) => match id.trim_start_matches('#').parse() {
             Ok(id) => command(Command::Approve(id)),
             Err(_) => usage("/approve ID"),
@@ -268,17 +307,17 @@ const USAGES: &[(&str, &str)] = &[
     ("join", "/join ROOM"),
     ("msg", "/msg NAME TEXT"),
     ("kick", "/kick NAME [reason]"),
-    ("mute", "/mute NAME [duration]"),
+    ("mute", "/mute NAME [duration] [reason]"),
     ("unmute", "/unmute NAME"),
-    ("ban", "/ban NAME [duration]"),
+    ("ban", "/ban NAME [duration] [reason]"),
     ("unban", "/unban NAME"),
     ("moderated", "/moderated on|off"),
     ("voice", "/voice NAME"),
     ("bans", "/bans"),
     ("mutes", "/mutes"),
     ("room", "/room keep|drop"),
-    ("held", "/held"),
-    ("reports", "/reports"),
+    ("held", "/held [PAGE]"),
+    ("reports", "/reports [PAGE]"),
     ("approve", "/approve ID"),
     ("deny", "/deny ID [reason]"),
     ("resolve", "/resolve ID [note]"),
@@ -383,14 +422,16 @@ mod tests {
             cmd("/mute bob 10m"),
             Command::Mute {
                 name: "bob".into(),
-                duration: Some(Duration::from_secs(600))
+                duration: Some(Duration::from_secs(600)),
+                reason: None
             }
         );
         assert_eq!(
             cmd("/ban bob"),
             Command::Ban {
                 name: "bob".into(),
-                duration: None
+                duration: None,
+                reason: None
             }
         );
         assert_eq!(cmd("/moderated ON"), Command::Moderated(true));
@@ -408,18 +449,65 @@ mod tests {
         assert_eq!(notice("/me"), "Usage: /me ACTION");
         assert_eq!(notice("/msg bob"), "Usage: /msg NAME TEXT");
         assert_eq!(
-            notice("/mute bob forever"),
-            "Usage: /mute NAME [duration, e.g. 10m]"
+            notice("/mute bob 10 minutes"),
+            "Usage: /mute NAME [duration, e.g. 10m] [reason]"
         );
+        assert_eq!(
+            notice("/ban bob 1x spam"),
+            "Usage: /ban NAME [duration, e.g. 1h] [reason]"
+        );
+        assert_eq!(notice("/ban"), "Usage: /ban NAME [duration] [reason]");
         assert_eq!(notice("/moderated maybe"), "Usage: /moderated on|off");
         assert!(notice("/join bad!room").starts_with("Invalid room name"));
         assert!(notice("/nick server").contains("reserved"));
         assert!(notice("/").contains("Unknown command"));
     }
 
+    /// `/ban` and `/mute` take a reason, after the duration or in its place.
+    #[test]
+    fn sanctions_take_a_reason() {
+        assert_eq!(
+            cmd("/ban eve 1d spamming  the lobby"),
+            Command::Ban {
+                name: "eve".into(),
+                duration: Some(Duration::from_secs(86_400)),
+                reason: Some("spamming  the lobby".into())
+            }
+        );
+        assert_eq!(
+            cmd("/ban eve spamming"),
+            Command::Ban {
+                name: "eve".into(),
+                duration: None,
+                reason: Some("spamming".into())
+            }
+        );
+        assert_eq!(
+            cmd("/mute 1eve 1h flooding"),
+            Command::Mute {
+                name: "1eve".into(),
+                duration: Some(Duration::from_secs(3600)),
+                reason: Some("flooding".into())
+            }
+        );
+        let long = format!("/mute eve 5m {}", "x".repeat(1000));
+        match cmd(&long) {
+            Command::Mute {
+                reason: Some(reason),
+                ..
+            } => assert_eq!(reason.chars().count(), MAX_SANCTION_REASON),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `/help` lists only what the asker may use: `/role` is for admins alone.
     #[test]
     fn help_depends_on_role() {
         assert!(!help_for(Role::User).contains("/kick"));
+        assert!(!help_for(Role::User).contains("/role"));
         assert!(help_for(Role::Moderator).contains("/kick"));
+        assert!(!help_for(Role::Moderator).contains("/role"));
+        assert!(help_for(Role::Admin).contains("/kick"));
+        assert!(help_for(Role::Admin).contains("/role NAME"));
     }
 }

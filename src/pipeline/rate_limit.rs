@@ -1,8 +1,10 @@
 //! [`RateLimitStage`]: limits how many lines each client may send.
 //!
 //! Each client gets its own GCRA limiter (governor) with the configured rate and burst. The
-//! limiter reads tokio's clock, so a test on a paused clock is exact and instant. A line over the
-//! limit is handled by the [`RateLimitPolicy`]:
+//! limiter reads tokio's clock, so a test on a paused clock is exact and instant. Every line
+//! costs one (`/quit` and `/ping` nothing); a [`Body::Query`] (a door's question for the hub,
+//! such as IRC's `WHO`) costs what its door says, at most `burst`. Anything over the limit is
+//! handled by the [`RateLimitPolicy`]:
 //! - `reject`: the line is dropped, and the sender is told once per flood (the notice is repeated
 //!   only after one of its lines got through again);
 //! - `delay`: the line is held back and released when the limiter allows it (IRC's "fakelag"),
@@ -143,12 +145,30 @@ fn is_exempt(line: &str) -> bool {
     line.eq_ignore_ascii_case("/quit") || line.eq_ignore_ascii_case("/ping")
 }
 
+/// What `body` costs against the limit, `None` for what it does not count: one for a line, a
+/// query's own cost (capped at `burst`, which a single check can never exceed).
+fn cost_of(body: &Body, burst: usize) -> Option<NonZeroU32> {
+    let cost = match body {
+        Body::Line(line) if !is_exempt(line) => 1,
+        Body::Query(query) => query.cost().min(u32::try_from(burst).unwrap_or(u32::MAX)),
+        _ => return None,
+    };
+    NonZeroU32::new(cost)
+}
+
+/// Takes `cost` cells from `limiter`, or says when it could.
+fn take(limiter: &Limiter, cost: NonZeroU32) -> Result<(), governor::NotUntil<Nanos>> {
+    // `cost` is at most the burst, so the capacity is always there; were it not, one cell.
+    limiter.check_n(cost).unwrap_or_else(|_| limiter.check())
+}
+
 impl RateLimited {
     fn admit(&mut self, event: Event) {
         let id = event.client.id();
         // `/quit` and `/ping` are never limited: a flooder can always leave, and a client can
         // always check its connection. Neither reaches anyone else.
-        let is_line = matches!(&event.body, Body::Line(line) if !is_exempt(line));
+        let cost = cost_of(&event.body, self.stage.max_held);
+        let is_line = cost.is_some();
         let state = match self.clients.get_mut(&id) {
             Some(state) => state,
             None if !is_line => {
@@ -180,14 +200,14 @@ impl RateLimited {
             }
             return;
         }
-        if !is_line {
+        let Some(cost) = cost else {
             if matches!(event.body, Body::Left(_)) {
                 self.clients.remove(&id);
             }
             self.ready.push_back(event);
             return;
-        }
-        match state.limiter.check() {
+        };
+        match take(&state.limiter, cost) {
             Ok(()) => {
                 state.warned = false;
                 self.ready.push_back(event);
@@ -232,15 +252,15 @@ impl RateLimited {
                 continue;
             }
             while let Some(front) = state.held.front() {
-                let allowed = match front.body {
-                    Body::Line(_) => match state.limiter.check() {
+                let allowed = match cost_of(&front.body, self.stage.max_held) {
+                    Some(cost) => match take(&state.limiter, cost) {
                         Ok(()) => true,
                         Err(not_until) => {
                             state.retry_at = self.clock.instant(not_until.earliest_possible());
                             false
                         }
                     },
-                    _ => true,
+                    None => true,
                 };
                 if !allowed {
                     break;
@@ -308,5 +328,53 @@ impl Stream for RateLimited {
             }
             return Poll::Pending;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Query, Role};
+    use crate::testing::{describe, run_stage, test_client};
+
+    /// A query costs what its door says: with a burst of 4, a line and a query of 3 use it up
+    /// and the next line is over the limit; a query dearer than the burst costs the burst.
+    #[tokio::test(start_paused = true)]
+    async fn a_query_costs_its_cost_at_most_the_burst() {
+        let alice = test_client(1, "alice", Role::User);
+        let event = |seq, body| Event::new(alice.clone(), seq, body);
+        let stage = RateLimitStage::new(&RateLimitConfig {
+            per_second: 1,
+            burst: 4,
+            policy: RateLimitPolicy::Reject,
+        });
+        let input = vec![
+            event(0, Body::Line("a".into())),
+            event(1, Body::Query(Query::new(3, |_| ()))),
+            event(2, Body::Line("b".into())),
+        ];
+        let out = run_stage(stage.clone(), Box::pin(futures::stream::iter(input))).await;
+        let shown: Vec<String> = out.iter().map(describe).collect();
+        assert_eq!(
+            shown,
+            [
+                "alice> a",
+                "alice asks (cost 3)",
+                "alice <- SERVER: Rate limit exceeded. Please slow down."
+            ]
+        );
+        let input = vec![
+            event(0, Body::Query(Query::new(100, |_| ()))),
+            event(1, Body::Line("c".into())),
+        ];
+        let out = run_stage(stage, Box::pin(futures::stream::iter(input))).await;
+        let shown: Vec<String> = out.iter().map(describe).collect();
+        assert_eq!(
+            shown,
+            [
+                "alice asks (cost 100)",
+                "alice <- SERVER: Rate limit exceeded. Please slow down."
+            ]
+        );
     }
 }

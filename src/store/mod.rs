@@ -152,7 +152,12 @@ impl Store {
         }
         let snapshot = worker::load_snapshot(&conn, history).map_err(|e| fail(describe(&e)))?;
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
-        let thread = worker::Worker::new(conn, lock, metrics.clone(), config.history_keep);
+        let bounds = worker::HistoryBounds {
+            per_room: config.history_keep,
+            total: config.history_max_lines,
+            max_age: config.history_max_age,
+        };
+        let thread = worker::Worker::new(conn, lock, metrics.clone(), bounds);
         let handle = std::thread::Builder::new()
             .name("chatpipe-store".into())
             .spawn(move || thread.run(queue))
@@ -421,6 +426,7 @@ mod tests {
             path: PathBuf::new(),
             max_size: 0,
             history_keep: keep,
+            ..StorageConfig::default()
         };
         Store::open(&config, history, Metrics::new()).unwrap()
     }
@@ -564,5 +570,129 @@ mod tests {
         tokio::task::spawn_blocking(move || thread.join())
             .await
             .unwrap();
+    }
+
+    /// Runs `query` on the store thread, after everything queued before it.
+    async fn query<T: Send + 'static>(
+        store: &Store,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store
+            .read(
+                query,
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            )
+            .unwrap();
+        rx.await.unwrap().unwrap()
+    }
+
+    /// Queues `line`, waiting while the queue is full.
+    async fn record(store: &Store, line: HistoryLine) {
+        while !store.record_history(line.clone()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn opened(config: StorageConfig) -> (Store, Snapshot, StoreThread) {
+        Store::open(&config, 0, Metrics::new()).unwrap()
+    }
+
+    async fn close(store: Store, thread: StoreThread) {
+        drop(store);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+    }
+
+    /// Room churn cannot grow the history past `history_max_lines`: the oldest lines go first,
+    /// whatever their room (each room alone stays under `history_keep`).
+    #[tokio::test]
+    async fn history_is_bounded_in_all_across_rooms() {
+        let (store, _, thread) = opened(StorageConfig {
+            path: PathBuf::new(),
+            history_max_lines: 100,
+            ..StorageConfig::default()
+        });
+        for n in 0..300 {
+            record(&store, line(&format!("room{}", n / 5), n)).await;
+        }
+        let (count, oldest) = query(&store, |conn| {
+            conn.query_row("SELECT count(*), min(text) FROM history", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+        })
+        .await;
+        assert_eq!(count, 100, "the total bound");
+        assert_eq!(oldest, "line 200", "the oldest went first");
+        close(store, thread).await;
+    }
+
+    /// Lines older than `history_max_age` are deleted (at the latest when the database is
+    /// opened, then every minute).
+    #[tokio::test]
+    async fn history_is_bounded_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig {
+            path: dir.path().join("age.db"),
+            history_max_age: Duration::from_secs(24 * 3600),
+            ..StorageConfig::default()
+        };
+        let (store, _, thread) = opened(config.clone());
+        let mut old = line("lobby", 1);
+        old.at = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        record(&store, old).await;
+        record(&store, line("lobby", 2)).await;
+        close(store, thread).await;
+        let (store, _, thread) = opened(config);
+        let texts = query(&store, |conn| {
+            conn.prepare("SELECT text FROM history")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .await;
+        assert_eq!(texts, ["line 2"]);
+        close(store, thread).await;
+    }
+
+    /// At `max_size`, the oldest history is deleted to make room: history goes on being
+    /// written, and so do moderation changes.
+    #[tokio::test]
+    async fn at_the_size_cap_history_makes_room_for_moderation() {
+        let max_size = 256 * 1024;
+        let (store, _, thread) = opened(StorageConfig {
+            path: PathBuf::new(),
+            max_size,
+            ..StorageConfig::default()
+        });
+        let text = "x".repeat(1000);
+        // Several times what fits, over rooms of their own (as a guest cycling room names).
+        for n in 0..1000 {
+            let mut churn = line(&format!("room{n}"), n);
+            churn.text = format!("{n:04} {text}");
+            record(&store, churn).await;
+        }
+        let ban = Change::Ban(StoredBan {
+            name: "eve".into(),
+            addr: None,
+            until: None,
+            reason: "banned by mod".into(),
+        });
+        store.write_and_wait(vec![ban]).await.unwrap();
+        let (count, newest, pages) = query(&store, |conn| {
+            let (count, newest) =
+                conn.query_row("SELECT count(*), max(text) FROM history", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            Ok((count, newest, pages))
+        })
+        .await;
+        assert!(count > 0 && count < 1000, "{count} lines kept");
+        assert!(newest.starts_with("0999 "), "the newest line was written");
+        assert!(pages * 4096 <= max_size as i64, "{pages} pages");
+        close(store, thread).await;
     }
 }

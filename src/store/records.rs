@@ -42,15 +42,23 @@ pub struct StoredBan {
     pub reason: String,
 }
 
-/// A mute on a name.
+/// A mute on a person: the name it was given to, the other names they have used since, and a
+/// guest's address.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMute {
-    /// The name.
+    /// The name muted.
     pub name: String,
     /// When it ends; `None`: when lifted.
     pub until: Option<SystemTime>,
     /// Why.
     pub reason: String,
+    /// A guest's address when muted (unless exempt): a reconnect from it under any name is
+    /// muted too. `None` for a registered member, whose account carries the mute.
+    #[serde(default)]
+    pub addr: Option<std::net::IpAddr>,
+    /// Other names the person has used while muted (renamed, or reconnected from the address).
+    #[serde(default)]
+    pub also: Vec<String>,
 }
 
 /// A room's settings.

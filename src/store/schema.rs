@@ -88,8 +88,16 @@ CREATE TABLE reports (
 CREATE INDEX audit_by_time ON audit (at);
 ";
 
+/// Version 3: a mute follows the person. Mutes keep a guest's address and the other names the
+/// person has used while muted (space-separated), so neither a rename nor a reconnect sheds it.
+/// Rows from older databases get no address and no other names: they hold by name, as before.
+const V3: &str = "
+ALTER TABLE mutes ADD COLUMN addr TEXT;
+ALTER TABLE mutes ADD COLUMN also TEXT NOT NULL DEFAULT '';
+";
+
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -163,7 +171,52 @@ mod tests {
             .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept, 1);
-        conn.execute("SELECT count(*) FROM held", []).ok();
+        // Every table and index a new database has, defined the same way, and the queue empty.
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(schema(&conn), schema(&fresh));
+        let held: i64 = conn
+            .query_row("SELECT count(*) FROM held", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(held, 0);
+    }
+
+    /// Every table and index of `conn`: (name, the SQL that made it), by name.
+    fn schema(conn: &Connection) -> Vec<(String, String)> {
+        let mut statement = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_master \
+                 WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
+        let schema: Vec<(String, String)> = rows.map(Result::unwrap).collect();
+        assert!(schema.iter().any(|(name, _)| name == "held"), "{schema:?}");
+        schema
+    }
+
+    /// A mute saved by a version-2 database still holds after the upgrade, by its name, with
+    /// no address and no other names.
+    #[test]
+    fn old_mutes_survive_the_upgrade() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create_at_version(&mut conn, 2).unwrap();
+        conn.execute(
+            "INSERT INTO mutes (name_key, name, until, reason) VALUES ('troll', 'Troll', NULL, 'spam')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        let (addr, also): (Option<String>, String) = conn
+            .query_row(
+                "SELECT addr, also FROM mutes WHERE name_key = 'troll'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((addr, also.as_str()), (None, ""));
     }
 
     #[test]

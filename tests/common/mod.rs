@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod irc;
+pub mod process;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -20,10 +21,15 @@ use tokio::task::JoinHandle;
 /// How long a test waits for an expected line before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A config for tests: ephemeral port, no rate limit unless a test sets one.
+/// A config for tests: ephemeral ports, no rate limit unless a test sets one.
 pub fn test_config() -> Config {
     let mut config = Config::default();
+    // Port 0 for every door, so a server that binds from its configuration never takes (or
+    // collides with) a running chatpipe's default ports.
     config.server.listen = "127.0.0.1:0".into();
+    config.web.listen = "127.0.0.1:0".into();
+    config.irc.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
     config.rate_limit.per_second = 0;
     // In memory: tests that check what survives a restart give a file of their own.
     config.storage.path = std::path::PathBuf::new();
@@ -289,21 +295,25 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Where `program` is on the PATH. When it is missing the test is skipped (saying so, with
-/// `install`), unless `require` (a `CHATPIPE_REQUIRE_*` variable, set by `.ci/run`) is `1`:
-/// then the missing program fails the test.
+/// Where `program` is on the PATH.
+///
+/// A test that needs a program from outside the project is marked
+/// `#[cfg_attr(not(has_X), ignore = "needs X: how to install it")]` (build.rs sets `has_X` when
+/// it finds X; see its list), so without X it is listed as `ignored` and never gets here. A
+/// missing program here is therefore a test without that mark (or a PATH changed since the
+/// build): the test fails, naming it, rather than passing without having run. `require` (the
+/// `CHATPIPE_REQUIRE_*` variable that makes build.rs insist on it) and `install` go in the
+/// message.
 pub fn required_tool(program: &str, require: &str, install: &str) -> Option<std::path::PathBuf> {
     let found = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join(program))
         .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var(require).as_deref() != Ok("1"),
-            "{require}=1 but {program} is missing ({install})"
-        );
-        eprintln!("skipping: {program} is not installed ({install})");
-    }
+    assert!(
+        found.is_some(),
+        "{program} is missing ({install}): mark the test #[cfg_attr(not(has_...), ignore = ...)] \
+         (see build.rs) so it is listed as ignored; {require}=1 makes the build insist on it"
+    );
     found
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub use render::IrcRender;
 
-use crate::event::ClientId;
+use crate::event::{Client, ClientId};
 use crate::hub::DoorId;
 use crate::session::SessionShared;
 
@@ -34,8 +34,9 @@ pub(crate) struct IrcDoor {
     away: Mutex<AwayMap>,
 }
 
-/// Who is away: by client, its name and its away message.
-type AwayMap = HashMap<ClientId, (Arc<str>, Arc<str>)>;
+/// Who is away: by client, the client itself (whose name follows every rename, so the away
+/// message moves with the person and never stays with a name they left) and its away message.
+type AwayMap = HashMap<ClientId, (Arc<Client>, Arc<str>)>;
 
 impl IrcDoor {
     pub(crate) fn new(shared: Arc<SessionShared>, door: DoorId, render: Arc<IrcRender>) -> Self {
@@ -51,11 +52,13 @@ impl IrcDoor {
         self.away.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Marks client `id` (called `name`) away with `text`, or back with `None`.
-    pub(crate) fn set_away(&self, id: ClientId, name: Arc<str>, text: Option<String>) {
+    /// Marks `client` away with `text`, or back with `None`.
+    pub(crate) fn set_away(&self, client: &Arc<Client>, text: Option<String>) {
         match text {
-            Some(text) => self.away().insert(id, (name, Arc::from(text))),
-            None => self.away().remove(&id),
+            Some(text) => self
+                .away()
+                .insert(client.id(), (client.clone(), Arc::from(text))),
+            None => self.away().remove(&client.id()),
         };
     }
 
@@ -63,16 +66,19 @@ impl IrcDoor {
         self.away().remove(&id);
     }
 
-    /// The away message of the client called `name`, if it is away.
+    /// The away message of the client called `name` now, if it is away.
     pub(crate) fn away_of(&self, name: &str) -> Option<Arc<str>> {
         self.away()
             .values()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(client, _)| client.name().eq_ignore_ascii_case(name))
             .map(|(_, text)| text.clone())
     }
 
-    /// The names of the clients away.
+    /// The names (as they are now) of the clients away.
     pub(crate) fn away_names(&self) -> Vec<Arc<str>> {
-        self.away().values().map(|(n, _)| n.clone()).collect()
+        self.away()
+            .values()
+            .map(|(client, _)| client.name())
+            .collect()
     }
 }

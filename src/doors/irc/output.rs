@@ -5,7 +5,9 @@
 //! and with the sender's own copy of its lines. Clients differ in what they asked for with
 //! `CAP REQ`, so each client's writer passes every outgoing line through its `ClientOutput`,
 //! which drops the tags it did not ask for (`message-tags` keeps them all, `server-time` only
-//! `time`) and, unless it asked for `echo-message`, its own `PRIVMSG`s coming back. Dropping tags
+//! `time`) and, unless it asked for `echo-message`, its own `PRIVMSG`s coming back (but not its
+//! own lines in a room's replayed history, tagged `chatpipe/history`: those are news to it).
+//! Dropping tags
 //! slices the shared buffer when it can, so most lines are not copied.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -109,7 +111,11 @@ impl ClientOutput {
             },
             _ => (None, 0),
         };
-        if !self.has(Cap::EchoMessage) && self.is_own_message(&entry[body_at..]) {
+        let replayed = tags.is_some_and(|tags| {
+            tags.split(|&b| b == b';')
+                .any(|tag| tag == super::render::HISTORY_TAG.as_bytes())
+        });
+        if !replayed && !self.has(Cap::EchoMessage) && self.is_own_message(&entry[body_at..]) {
             return None;
         }
         let Some(tags) = tags else {
@@ -212,5 +218,19 @@ mod tests {
         // Other things about oneself are always sent.
         assert!(adapt(&output("alice", &[]), ":alice!alice@chatpipe JOIN #a\r\n").is_some());
         assert!(adapt(&output("alice", &[]), ":alice!alice@chatpipe NICK bob\r\n").is_some());
+    }
+
+    #[test]
+    fn own_lines_in_replayed_history_are_kept() {
+        let replayed = "@time=2026-01-01T00:00:00.000Z;chatpipe/history \
+            :alice!alice@chatpipe PRIVMSG #a :hi\r\n";
+        assert_eq!(
+            adapt(&output("alice", &[]), replayed).as_deref(),
+            Some(":alice!alice@chatpipe PRIVMSG #a :hi\r\n")
+        );
+        assert_eq!(
+            adapt(&output("alice", &[Cap::ServerTime]), replayed).as_deref(),
+            Some("@time=2026-01-01T00:00:00.000Z :alice!alice@chatpipe PRIVMSG #a :hi\r\n")
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! addressed to the recipient (`404` for a line refused in a room, `482` for a moderator command
 //! refused, `332`/`353`/`322` for topics, names and lists) or `NOTICE`s, and the end of a
 //! session `ERROR`. What is rendered is shared by every IRC client that receives it, so it
-//! carries every tag (`time`, `chatpipe/reviewed`); each client's writer strips what that
+//! carries every tag (`time`, `chatpipe/reviewed`, `chatpipe/history`); each client's writer strips what that
 //! client did not ask for ([`super::output`]). Tags come first and `time` first among them.
 //!
 //! Every line fits the 512-byte limit except a chat line at the very edge of the pipeline's own
@@ -29,6 +29,10 @@ pub(crate) const HOST: &str = "chatpipe";
 
 /// The tag that marks a line a moderator approved after it was held.
 pub(crate) const REVIEWED_TAG: &str = "chatpipe/reviewed";
+
+/// The tag that marks a line of history replayed on joining: a client gets its own such lines
+/// even without `echo-message` (they are not echoes; it has not seen them in this session).
+pub(crate) const HISTORY_TAG: &str = "chatpipe/history";
 
 /// Codes of notices that end the session: IRC says `ERROR` before closing.
 const FAREWELLS: &[&str] = &[
@@ -132,7 +136,13 @@ impl IrcRender {
                 from,
                 text,
                 reviewed,
-            } => out.said(SystemTime::now(), *reviewed, from, &channel(room), text),
+            } => out.said(
+                SystemTime::now(),
+                tag(*reviewed),
+                from,
+                &channel(room),
+                text,
+            ),
             Delivery::Action {
                 room,
                 from,
@@ -140,7 +150,7 @@ impl IrcRender {
                 reviewed,
             } => out.said(
                 SystemTime::now(),
-                *reviewed,
+                tag(*reviewed),
                 from,
                 &channel(room),
                 &ctcp_action(text),
@@ -148,7 +158,7 @@ impl IrcRender {
             // Both copies read the same: the sender's is what `echo-message` asks for, and the
             // writer drops it for a client that did not ask.
             Delivery::Private { from, to, text, .. } => {
-                out.said(SystemTime::now(), false, from, to, text);
+                out.said(SystemTime::now(), None, from, to, text);
             }
             Delivery::History {
                 room,
@@ -161,7 +171,7 @@ impl IrcRender {
                     LineKind::Chat => text.to_string(),
                     LineKind::Action => ctcp_action(text),
                 };
-                out.said(*at, false, from, &channel(room), &text);
+                out.said(*at, Some(HISTORY_TAG), from, &channel(room), &text);
             }
             Delivery::Joined { room, name, .. } => {
                 out.by_member(name, "JOIN", &[&channel(room)], None);
@@ -282,6 +292,11 @@ impl Render for IrcRender {
     }
 }
 
+/// The tag of a live room line: the reviewed mark, if a moderator approved it.
+fn tag(reviewed: bool) -> Option<&'static str> {
+    reviewed.then_some(REVIEWED_TAG)
+}
+
 /// An action (`/me`) as IRC clients send and show it: CTCP `ACTION`.
 fn ctcp_action(text: &str) -> String {
     format!("\u{1}ACTION {text}\u{1}")
@@ -362,11 +377,12 @@ impl Lines {
         self.0.push_str("\r\n");
     }
 
-    /// A `PRIVMSG` with its tags: the time it was said, and whether a moderator approved it.
-    fn said(&mut self, at: SystemTime, reviewed: bool, from: &str, target: &str, text: &str) {
+    /// A `PRIVMSG` with its tags: the time it was said, and one more (a moderator approved it,
+    /// or it is replayed history).
+    fn said(&mut self, at: SystemTime, tag: Option<&str>, from: &str, target: &str, text: &str) {
         let _ = write!(self.0, "@time={}", humantime::format_rfc3339_millis(at));
-        if reviewed {
-            let _ = write!(self.0, ";{REVIEWED_TAG}");
+        if let Some(tag) = tag {
+            let _ = write!(self.0, ";{tag}");
         }
         let _ = write!(
             self.0,
@@ -387,6 +403,13 @@ mod tests {
 
     fn text(bytes: Option<Bytes>) -> String {
         String::from_utf8(bytes.unwrap().to_vec()).unwrap()
+    }
+
+    /// The names the server speaks under on IRC cannot be taken by a user.
+    #[test]
+    fn the_servers_irc_names_are_reserved() {
+        assert!(crate::names::validate_username(SERVER).is_err());
+        assert!(crate::names::validate_username(HOST).is_err());
     }
 
     #[test]

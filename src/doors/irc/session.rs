@@ -4,8 +4,17 @@
 //! The session never touches room state. `PRIVMSG #games :hi` becomes the line `hi` for the room
 //! `games`, `KICK #games bob :rude` the line `/kick bob rude`, and so on: every line an IRC client
 //! sends passes the same rate limit, parser, filters and moderation as a text or web client's.
-//! Questions the chat commands do not answer (`WHOIS`, `WHO`, `NAMES`, `MODE #room`) are asked of
-//! the hub directly ([`crate::hub::HubHandle::query`]) and answered with numerics.
+//! Questions the chat commands do not answer (`WHOIS`, `WHO`, `NAMES`, `MODE #room`, `ISON`…)
+//! go the same way as a [`Body::Query`]: each costs against the client's rate limit and the hub
+//! answers it in its turn among the chat events, so a flood of them is limited like any flood
+//! and cannot hold up anyone's chat. The answer is written here, in numerics.
+//!
+//! What a command costs, in lines of the rate limit: one for each chat line it becomes
+//! (`PRIVMSG #a,#b` two), one for a question or an answer given here (`WHO`, `MOTD`, `AWAY`…),
+//! two for `NICK` (the question whether the nick is free, then the rename); and an answer costs
+//! one more for every [`LINES_PER_COST`] lines it ran to, charged with the client's next
+//! question (a single charge is at most the burst). `PING`, `PONG` and `QUIT` are free, and so
+//! is a command refused at once for its form (a missing parameter, a bad target).
 //!
 //! Limits: a line is at most 512 bytes after its tags and 8,191 bytes of tags (`417` beyond);
 //! the connection limits, handshake timeout, idle timeout (the server pings a quiet client
@@ -14,6 +23,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use base64::Engine as _;
 use futures::StreamExt;
@@ -23,8 +33,8 @@ use super::IrcDoor;
 use super::message::{MAX_FRAME, Malformed, Message};
 use super::output::{Cap, ClientOutput};
 use super::render::{HOST, Lines, SERVER, channel, names_reply, prefix_of};
-use crate::event::{Body, Client, ClientId, ClientInfo, Role};
-use crate::hub::{Outbox, RegisterError};
+use crate::event::{Body, Client, ClientId, ClientInfo, Query, Role};
+use crate::hub::{Outbox, RegisterError, RoomHub};
 use crate::metrics::DropReason;
 use crate::names::{validate_room_name, validate_username};
 use crate::session::Sent;
@@ -46,6 +56,9 @@ const MAX_SASL: usize = 1200;
 
 /// The longest away message kept (`AWAYLEN`).
 const MAX_AWAY: usize = 200;
+
+/// Lines of an answer that cost one more line of the rate limit (see the module documentation).
+pub(crate) const LINES_PER_COST: u32 = 10;
 
 /// chatpipe commands an IRC client may send as they are (`/quote APPROVE 17`): each becomes the
 /// chat command of the same name.
@@ -104,6 +117,7 @@ where
                 outbox,
                 output,
                 sent,
+                owed: AtomicU32::new(0),
             };
             session.read_side(frames)
         },
@@ -168,6 +182,8 @@ struct Session {
     output: Arc<ClientOutput>,
     /// The client, once registered with the hub, and what it has sent.
     sent: Arc<Sent>,
+    /// What the answers written since the last question cost beyond it, charged with the next.
+    owed: AtomicU32,
 }
 
 impl Drop for Session {
@@ -213,11 +229,43 @@ impl Session {
             .map_or_else(|| Arc::from("*"), |c| c.name())
     }
 
-    /// Queues IRC lines for this client.
+    /// Queues IRC lines for this client; a long answer costs more (see the module docs).
     fn reply(&self, build: impl FnOnce(&mut Lines, &str)) {
         let mut lines = Lines::default();
         build(&mut lines, &self.nick());
-        let _ = self.outbox.push(lines.into_bytes());
+        let bytes = lines.into_bytes();
+        let count = bytes.iter().filter(|&&b| b == b'\n').count();
+        let extra = u32::try_from(count).unwrap_or(u32::MAX) / LINES_PER_COST;
+        if extra > 0 {
+            self.owed.fetch_add(extra, Ordering::Relaxed);
+        }
+        let _ = self.outbox.push(bytes);
+    }
+
+    /// Asks the hub `question` in the client's turn: through the pipeline behind the client's
+    /// own lines, costing one line of its rate limit plus what earlier answers owe. `None` when
+    /// it went unanswered: over the rate limit (the client has been told), or the server is
+    /// stopping.
+    async fn ask<T: Send + 'static>(
+        &self,
+        question: impl FnOnce(&RoomHub) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let cost = 1 + self.owed.swap(0, Ordering::Relaxed);
+        let query = Query::new(cost, move |hub| {
+            let _ = reply.send(question(hub));
+        });
+        let event = self.sent.event(Body::Query(query))?;
+        if !send(self.shared(), event).await {
+            return None;
+        }
+        // Dropped unanswered (rate limit, or the client left) closes the channel.
+        answer.await.ok()
+    }
+
+    /// A turn for a command answered here without the hub's help: it costs like a question.
+    async fn turn(&self) -> bool {
+        self.ask(|_| ()).await.is_some()
     }
 
     fn numeric(&self, code: &str, params: &[&str], text: &str) {
@@ -632,6 +680,22 @@ impl Session {
             }
             return true;
         }
+        // Commands answered here, without the hub, still take their turn (see the module docs).
+        let answered_here = matches!(
+            command,
+            "INVITE"
+                | "AWAY"
+                | "CAP"
+                | "PASS"
+                | "USER"
+                | "AUTHENTICATE"
+                | "MOTD"
+                | "VERSION"
+                | "HELP"
+        );
+        if answered_here && !self.turn().await {
+            return true;
+        }
         let param = |i: usize| message.param(i).unwrap_or("");
         match command {
             "PRIVMSG" | "NOTICE" => self.privmsg(command, param(0), param(1)).await,
@@ -720,9 +784,9 @@ impl Session {
                 true
             }
             "LUSERS" => {
-                let count = self.shared().hub.query(|hub| hub.member_count()).await;
-                let count = count.unwrap_or(0);
-                self.numeric("251", &[], &format!("There are {count} users on 1 server"));
+                if let Some(count) = self.ask(|hub| hub.member_count()).await {
+                    self.numeric("251", &[], &format!("There are {count} users on 1 server"));
+                }
                 true
             }
             "ISON" | "USERHOST" => {
@@ -739,7 +803,9 @@ impl Session {
                 self.chat(None, line.trim_end().to_owned()).await
             }
             other => {
-                self.numeric("421", &[other], "Unknown command");
+                if self.turn().await {
+                    self.numeric("421", &[other], "Unknown command");
+                }
                 true
             }
         }
@@ -850,12 +916,9 @@ impl Session {
         };
         let multi = self.output.has(Cap::MultiPrefix);
         let lookup = room.clone();
-        let summary = self
-            .shared()
-            .hub
-            .query(move |hub| hub.room_summary(&lookup))
-            .await
-            .flatten();
+        let Some(summary) = self.ask(move |hub| hub.room_summary(&lookup)).await else {
+            return;
+        };
         let names: Vec<String> = summary
             .map(|s| s.members)
             .unwrap_or_default()
@@ -881,10 +944,10 @@ impl Session {
     async fn who(&self, mask: &str) {
         let lookup = mask.to_owned();
         let away = self.door.away_names();
-        let rows: Vec<(String, Arc<str>, Role, bool)> = self
-            .shared()
-            .hub
-            .query(move |hub| match lookup.strip_prefix('#') {
+        /// One `352`: channel, nick, role, voice.
+        type Row = (String, Arc<str>, Role, bool);
+        let rows: Option<Vec<Row>> = self
+            .ask(move |hub| match lookup.strip_prefix('#') {
                 Some(room) => hub
                     .room_summary(&room.to_ascii_lowercase())
                     .map(|s| {
@@ -900,8 +963,10 @@ impl Session {
                     .map(|m| vec![("*".to_owned(), m.name, m.role, false)])
                     .unwrap_or_default(),
             })
-            .await
-            .unwrap_or_default();
+            .await;
+        let Some(rows) = rows else {
+            return;
+        };
         self.reply(|out, me| {
             for (room, name, role, voiced) in &rows {
                 let here = if away.iter().any(|a| **a == **name) {
@@ -924,12 +989,9 @@ impl Session {
     /// `WHOIS nick`.
     async fn whois(&self, nick: &str) {
         let lookup = nick.to_owned();
-        let found = self
-            .shared()
-            .hub
-            .query(move |hub| hub.member_summary(&lookup))
-            .await
-            .flatten();
+        let Some(found) = self.ask(move |hub| hub.member_summary(&lookup)).await else {
+            return;
+        };
         let away = found.as_ref().and_then(|m| self.door.away_of(&m.name));
         self.reply(|out, me| {
             let Some(member) = found else {
@@ -974,6 +1036,9 @@ impl Session {
     async fn mode(&mut self, message: &Message<'_>) -> bool {
         let target = message.param(0).unwrap_or("");
         if !target.starts_with('#') {
+            if !self.turn().await {
+                return true;
+            }
             if !target.eq_ignore_ascii_case(&self.nick()) {
                 self.numeric("502", &[], "Cannot change mode for other users");
             } else if let Some(modes) = message.param(1) {
@@ -991,12 +1056,12 @@ impl Session {
         };
         let Some(modes) = message.param(1) else {
             let lookup = room.clone();
-            let moderated = self
-                .shared()
-                .hub
-                .query(move |hub| hub.room_summary(&lookup).map(|s| s.moderated))
+            let Some(moderated) = self
+                .ask(move |hub| hub.room_summary(&lookup).map(|s| s.moderated))
                 .await
-                .flatten();
+            else {
+                return true;
+            };
             match moderated {
                 Some(moderated) => {
                     let modes = if moderated { "+mnt" } else { "+nt" };
@@ -1072,15 +1137,12 @@ impl Session {
 
     /// `MODE #room b`: `367`s and `368`. Bans are server-wide, so every room lists them all.
     async fn ban_list(&self, target: &str) {
-        let banned = self
-            .shared()
-            .hub
-            .query(|hub| hub.banned_names())
-            .await
-            .unwrap_or_default();
+        let Some(banned) = self.ask(|hub| hub.banned_names()).await else {
+            return;
+        };
         self.reply(|out, me| {
-            for name in &banned {
-                out.numeric("367", me, &[target, &format!("{name}!*@*")], "");
+            for (name, reason) in &banned {
+                out.numeric("367", me, &[target, &format!("{name}!*@*")], reason);
             }
             out.numeric("368", me, &[target], "End of channel ban list");
         });
@@ -1090,11 +1152,15 @@ impl Session {
         match text.filter(|t| !t.is_empty()) {
             Some(text) => {
                 let text: String = clean_text(text).chars().take(MAX_AWAY).collect();
-                self.door.set_away(self.id, self.nick(), Some(text));
+                if let Some(client) = self.sent.client() {
+                    self.door.set_away(client, Some(text));
+                }
                 self.numeric("306", &[], "You have been marked as being away");
             }
             None => {
-                self.door.set_away(self.id, self.nick(), None);
+                if let Some(client) = self.sent.client() {
+                    self.door.set_away(client, None);
+                }
                 self.numeric("305", &[], "You are no longer marked as being away");
             }
         }
@@ -1108,12 +1174,12 @@ impl Session {
             return true;
         }
         let lookup = new.to_owned();
-        let holder = self
-            .shared()
-            .hub
-            .query(move |hub| hub.member_summary(&lookup).map(|m| m.name))
+        let Some(holder) = self
+            .ask(move |hub| hub.member_summary(&lookup).map(|m| m.name))
             .await
-            .flatten();
+        else {
+            return true;
+        };
         if holder.is_some_and(|h| !h.eq_ignore_ascii_case(&self.nick())) {
             self.numeric("433", &[new], "Nickname is already in use");
             return true;
@@ -1129,18 +1195,18 @@ impl Session {
             .take(MAX_TARGETS * 4)
             .map(str::to_owned)
             .collect();
-        let online: Vec<(Arc<str>, Role)> = self
-            .shared()
-            .hub
-            .query(move |hub| {
+        let online: Option<Vec<(Arc<str>, Role)>> = self
+            .ask(move |hub| {
                 asked
                     .iter()
                     .filter_map(|n| hub.member_summary(n))
                     .map(|m| (m.name, m.role))
                     .collect()
             })
-            .await
-            .unwrap_or_default();
+            .await;
+        let Some(online) = online else {
+            return;
+        };
         let away = self.door.away_names();
         if command == "ISON" {
             let names: Vec<&str> = online.iter().map(|(n, _)| &**n).collect();

@@ -18,17 +18,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 pub use render::{JsonRender, to_json};
 
+use crate::addresses::AddressList;
+use crate::config::ClientAddressHeader;
 use crate::hub::DoorId;
-use crate::session::{Admission, SessionShared};
+use crate::session::SessionShared;
 
 /// The WebSocket's read buffer: a few chat lines.
 const WS_READ_BUFFER: usize = 4 * 1024;
@@ -44,6 +45,8 @@ pub(crate) struct WebState {
     pub(crate) door: DoorId,
     /// Origins allowed besides the page's own and localhost.
     pub(crate) origins: Arc<Vec<String>>,
+    /// The header a trusted proxy names the client in (`[web] client_address_header`).
+    pub(crate) client_address_header: ClientAddressHeader,
 }
 
 /// Serves the page and the WebSocket on `listener` (over TLS with `certificates`) until
@@ -61,24 +64,7 @@ pub(crate) async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("web page on {scheme}://{addr}/");
     }
-    let shared = &state.shared;
-    let tls = certificates.map(|certificates| listener::TlsAccept {
-        certificates,
-        handshake_timeout: shared.config.handshake_timeout,
-        stop: shared.stop_reading.clone(),
-        tasks: shared.tasks.clone(),
-        metrics: shared.metrics.clone(),
-        limits: shared.address_limits.clone(),
-        trusted_proxies: shared.trusted_proxies.clone(),
-    });
-    let listener = match listener::WebListener::new(listener, tls) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, "web listener failed");
-            return;
-        }
-    };
-    let stop = state.shared.stop_reading.clone();
+    let shared = state.shared.clone();
     let app = Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
@@ -86,52 +72,68 @@ pub(crate) async fn serve(
         .route("/favicon.ico", get(page::icon))
         .route("/ws", get(upgrade))
         .with_state(state);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    // `tap_io` gives the listener axum's peer-address plumbing (`ConnectInfo<SocketAddr>`).
-    let listener = listener.tap_io(|_| ());
-    if let Err(error) = axum::serve(listener, service)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::error!(%error, "web listener failed");
-    }
+    listener::accept_loop(listener, app, shared, certificates).await;
 }
 
-/// `GET /ws`: admission and the origin check, then the WebSocket session.
+/// `GET /ws`: the origin check and the client's address, then the WebSocket session, which takes
+/// the connection's place in the limits with it.
 async fn upgrade(
     State(state): State<WebState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(accepted): Extension<listener::Accepted>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let peer = accepted.peer;
     if !origin_allowed(&headers, &state.origins) {
-        tracing::info!(peer = %addr, origin = ?headers.get(header::ORIGIN), "cross-origin WebSocket refused");
+        tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "cross-origin WebSocket refused");
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused\n").into_response();
     }
     let shared = &state.shared;
-    let addr = if shared.trusted_proxies.contains(addr.ip()) {
-        match forwarded_client(&headers) {
+    let from_proxy = shared.trusted_proxies.contains(peer.ip());
+    let addr = if from_proxy {
+        let header = state.client_address_header;
+        match forwarded_client(&headers, header, &shared.trusted_proxies) {
             Some(client) => SocketAddr::new(client, 0),
             None if shared.require_proxy_header => {
-                tracing::info!(proxy = %addr, "request from a trusted proxy without X-Forwarded-For or Forwarded refused");
-                return (StatusCode::BAD_REQUEST, "missing X-Forwarded-For\n").into_response();
+                tracing::info!(proxy = %peer, header = header.name(), "request from a trusted proxy without a usable client address header refused");
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("missing {} header\n", header.name()),
+                )
+                    .into_response();
             }
-            None => addr,
+            None => peer,
         }
     } else {
-        addr
+        peer
     };
-    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the server is full\n").into_response();
-    };
-    let address = match shared.address_limits.admit(addr.ip()) {
-        Ok(guard) => guard,
-        Err(refusal) => {
+    // A direct peer was counted when its connection was accepted; a proxy's client is counted
+    // now, under its own address.
+    let forwarded_count = if from_proxy {
+        match shared.address_limits.admit(addr.ip()) {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                tracing::info!(peer = %addr, %refusal, "connection refused");
+                return (StatusCode::TOO_MANY_REQUESTS, format!("{refusal}\n")).into_response();
+            }
+        }
+    } else {
+        // A direct peer's connection holds its open place since accept; the session it becomes
+        // is a new connection for the per-address window.
+        if let Err(refusal) = shared.address_limits.count_new(addr.ip()) {
             tracing::info!(peer = %addr, %refusal, "connection refused");
             return (StatusCode::TOO_MANY_REQUESTS, format!("{refusal}\n")).into_response();
         }
+        None
     };
-    let admission = Admission { permit, address };
+    let Some(admission) = accepted.take_admission(forwarded_count) else {
+        // A second upgrade on one connection: hyper hands a connection over at the first.
+        return (
+            StatusCode::CONFLICT,
+            "this connection was upgraded already\n",
+        )
+            .into_response();
+    };
     let max_frame = shared.config.max_line_bytes * 4 + 1024;
     // Small buffers: tungstenite's defaults (128 KiB each way) would make every idle browser tab
     // cost a quarter of a megabyte. Frames are short; a batch is flushed at once.
@@ -147,28 +149,43 @@ async fn upgrade(
         })
 }
 
-/// The client's address as the trusted proxy in front of us saw it: the last entry of the last
-/// `Forwarded` (`for=`) or `X-Forwarded-For` header. Only the last entry is the proxy's own; the
-/// ones before it came from the client and could say anything.
-fn forwarded_client(headers: &HeaderMap) -> Option<std::net::IpAddr> {
-    let last_entry = |name: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .map(str::trim)
-    };
-    if let Some(forwarded) = last_entry("forwarded") {
-        let node = forwarded
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(key, _)| key.eq_ignore_ascii_case("for"))
-            .map(|(_, value)| value.trim_matches('"'))?;
-        return parse_node(node);
+/// The client's address as the trusted proxies in front of us saw it, from `header` alone.
+///
+/// Each proxy appends the address it took the request from, so the entries are read from the
+/// right: the last is what the nearest proxy saw; while that is itself a trusted proxy (a chain
+/// of them), the one before it is taken, and so on. The first entry that is not a trusted proxy
+/// is the client. Entries further left came from the client and could say anything, so they are
+/// never reached. An entry that is not an address (`unknown`, an obfuscated `_name`) ends the
+/// walk with nothing; when every entry is a trusted proxy, the leftmost is the client.
+fn forwarded_client(
+    headers: &HeaderMap,
+    header: ClientAddressHeader,
+    trusted: &AddressList,
+) -> Option<std::net::IpAddr> {
+    let values: Vec<&str> = headers
+        .get_all(header.name())
+        .iter()
+        .map(|value| value.to_str().ok())
+        .collect::<Option<_>>()?;
+    // Several header lines are one list, in order.
+    let entries = values.iter().flat_map(|value| value.split(','));
+    let mut client = None;
+    for entry in entries.rev() {
+        let node = match header {
+            ClientAddressHeader::XForwardedFor => Some(entry.trim()),
+            ClientAddressHeader::Forwarded => entry
+                .split(';')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+                .map(|(_, value)| value.trim().trim_matches('"')),
+        };
+        let ip = parse_node(node?)?;
+        client = Some(ip);
+        if !trusted.contains(ip) {
+            break;
+        }
     }
-    parse_node(last_entry("x-forwarded-for")?)
+    client
 }
 
 /// An address as proxies write it: `203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::1]:4711`,
@@ -227,24 +244,96 @@ mod tests {
         h
     }
 
+    fn forwarded(header: &str, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for value in values {
+            h.append(
+                axum::http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        h
+    }
+
     #[test]
     fn forwarded_addresses_take_the_proxys_entry() {
-        let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
-        assert_eq!(forwarded_client(&h), Some("203.0.113.7".parse().unwrap()));
-        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
-        assert_eq!(forwarded_client(&h), Some("198.51.100.2".parse().unwrap()));
-        let mut h = HeaderMap::new();
-        h.insert(
+        use ClientAddressHeader::{Forwarded, XForwardedFor};
+        let proxy = AddressList::new(&["127.0.0.1".into()]);
+        let client = |h: &HeaderMap, which| forwarded_client(h, which, &proxy);
+        let ip = |text: &str| Some(text.parse::<std::net::IpAddr>().unwrap());
+        let h = forwarded("x-forwarded-for", &["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(client(&h, XForwardedFor), ip("203.0.113.7"));
+        // Several lines are one list: the last entry of the last line is the proxy's.
+        let h = forwarded("x-forwarded-for", &["6.6.6.6, 203.0.113.7", "198.51.100.2"]);
+        assert_eq!(client(&h, XForwardedFor), ip("198.51.100.2"));
+        let h = forwarded(
             "forwarded",
-            "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"
-                .parse()
-                .unwrap(),
+            &["for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"],
         );
-        assert_eq!(forwarded_client(&h), Some("2001:db8::1".parse().unwrap()));
-        h.insert("forwarded", "for=unknown".parse().unwrap());
-        assert_eq!(forwarded_client(&h), None);
-        assert_eq!(forwarded_client(&HeaderMap::new()), None);
+        assert_eq!(client(&h, Forwarded), ip("2001:db8::1"));
+        assert_eq!(
+            client(&forwarded("forwarded", &["for=unknown"]), Forwarded),
+            None
+        );
+        assert_eq!(client(&HeaderMap::new(), XForwardedFor), None);
+        assert_eq!(client(&HeaderMap::new(), Forwarded), None);
+    }
+
+    /// Only the configured header counts: the other one is the client's own writing.
+    #[test]
+    fn only_the_configured_header_names_the_client() {
+        use ClientAddressHeader::{Forwarded, XForwardedFor};
+        let proxy = AddressList::new(&["127.0.0.1".into()]);
+        let mut h = forwarded("x-forwarded-for", &["203.0.113.7"]);
+        h.append("forwarded", "for=127.0.0.1".parse().unwrap());
+        assert_eq!(
+            forwarded_client(&h, XForwardedFor, &proxy),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        let mut h = forwarded("forwarded", &["for=203.0.113.7"]);
+        h.append("x-forwarded-for", "127.0.0.2".parse().unwrap());
+        assert_eq!(
+            forwarded_client(&h, Forwarded, &proxy),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_client(
+                &forwarded("forwarded", &["for=1.2.3.4"]),
+                XForwardedFor,
+                &proxy
+            ),
+            None
+        );
+    }
+
+    /// Behind a chain of trusted proxies, each one's entry is skipped from the right; the first
+    /// untrusted entry is the client, and nothing left of it is read.
+    #[test]
+    fn a_chain_of_trusted_proxies_is_walked_from_the_right() {
+        use ClientAddressHeader::{Forwarded, XForwardedFor};
+        let proxies = AddressList::new(&["127.0.0.1".into(), "10.0.0.0/8".into()]);
+        let h = forwarded(
+            "x-forwarded-for",
+            &["6.6.6.6, 203.0.113.7, 10.1.2.3", "10.9.9.9"],
+        );
+        assert_eq!(
+            forwarded_client(&h, XForwardedFor, &proxies),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        let h = forwarded("forwarded", &["for=6.6.6.6, for=203.0.113.7, for=10.1.2.3"]);
+        assert_eq!(
+            forwarded_client(&h, Forwarded, &proxies),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // Only proxies: the leftmost (the first proxy's own client) is all there is.
+        let h = forwarded("x-forwarded-for", &["10.0.0.5, 10.1.2.3"]);
+        assert_eq!(
+            forwarded_client(&h, XForwardedFor, &proxies),
+            Some("10.0.0.5".parse().unwrap())
+        );
+        // A client-written entry that is not an address, behind a trusted hop: nothing.
+        let h = forwarded("x-forwarded-for", &["bogus, 10.1.2.3"]);
+        assert_eq!(forwarded_client(&h, XForwardedFor, &proxies), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::event::ClientId;
+use crate::filters::normalize;
 
 /// Lines remembered per sender; also the largest allowed `max_repeats` plus one.
 const REMEMBERED_LINES: usize = 16;
@@ -114,13 +115,17 @@ impl RepetitionRule {
     }
 }
 
-/// FNV-1a over the normalised text's bytes without spaces and repeated bytes. Not
+/// FNV-1a over the normalised text's bytes without spaces, edge marks (`buy now!!!` is `buy
+/// now`) and repeated bytes. Not
 /// DoS-resistant, and need not be: a collision only makes two lines of one sender count as the
 /// same.
 fn skeleton_hash(normalized: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut previous = 0u8;
-    for b in normalized.bytes().filter(|b| *b != b' ') {
+    for b in normalized
+        .bytes()
+        .filter(|&b| b != b' ' && !normalize::is_edge_mark(b))
+    {
         if b != previous {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }

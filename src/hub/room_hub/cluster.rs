@@ -366,6 +366,24 @@ impl RoomHub {
                 }
             }
             ClusterInput::Shared(change) => self.apply_shared(change),
+            ClusterInput::NameLost(name) => {
+                // Two members may not share a name: this one goes, saying why (the name is not
+                // this server's to release any more; the claims forgot it already).
+                if let Some(target) = self.find(&name) {
+                    let shown = self
+                        .members
+                        .get(&target)
+                        .map_or_else(|| name.clone(), |m| m.client.name().to_string());
+                    self.expel(
+                        target,
+                        "name lost",
+                        &format!(
+                            "This server lost its link to the cluster for too long, and the name {shown} was taken on another server meanwhile. Please reconnect with another name."
+                        ),
+                        &format!("{shown} left (the name was taken on another server)"),
+                    );
+                }
+            }
             ClusterInput::NotSent(id) => self.deliver(
                 id,
                 &Delivery::coded(
@@ -423,6 +441,7 @@ impl RoomHub {
                 };
                 let keep = self.settings.rooms.history;
                 if keep > 0 {
+                    self.make_room_for_history(&room);
                     let history = self.cluster.history.entry(room.clone()).or_default();
                     if history.len() >= keep {
                         history.pop_front();
@@ -511,6 +530,27 @@ impl RoomHub {
         }
     }
 
+    /// Keeps the history of at most `[rooms] max_rooms` rooms: before a room not yet kept is
+    /// added, the room whose newest line is the oldest is forgotten (room churn would otherwise
+    /// keep an entry for every room that ever had a line).
+    fn make_room_for_history(&mut self, room: &Arc<str>) {
+        let history = &mut self.cluster.history;
+        if history.contains_key(room) || history.len() < self.settings.rooms.max_rooms {
+            return;
+        }
+        let newest_line = |lines: &VecDeque<Delivery>| match lines.back() {
+            Some(Delivery::History { at, .. }) => *at,
+            _ => std::time::SystemTime::UNIX_EPOCH,
+        };
+        let stalest = history
+            .iter()
+            .min_by_key(|(_, lines)| newest_line(lines))
+            .map(|(name, _)| name.clone());
+        if let Some(stalest) = stalest {
+            history.remove(&stalest);
+        }
+    }
+
     fn node_event(&mut self, event: NodeEvent) {
         match event {
             NodeEvent::Private { from, to, text } => {
@@ -543,6 +583,8 @@ impl RoomHub {
                     );
                 }
             }
+            // Answered by the cluster's heartbeat task, never handed to the hub.
+            NodeEvent::Hello { .. } => {}
             NodeEvent::Heartbeat { node, members } => {
                 self.cluster
                     .last_heard
@@ -664,21 +706,16 @@ impl RoomHub {
                 let duration = mute
                     .until
                     .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
-                let until = Until::after(duration);
-                self.mutes.insert(NameKey::new(&mute.name), until);
-                if let Some(target) = self.find(&mute.name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = Some(until);
+                // A mute with an end that has passed (replayed by a server that started later)
+                // is over, not "until lifted": like a lifted mute, it replaces any earlier one.
+                if mute.until.is_some() && duration.is_none() {
+                    self.lift_mute(&NameKey::new(&mute.name));
+                } else {
+                    self.put_mute(mute, Until::after(duration));
                 }
             }
             Shared::Unmute { name } => {
-                self.mutes.remove(&NameKey::new(&name));
-                if let Some(target) = self.find(&name)
-                    && let Some(member) = self.members.get_mut(&target)
-                {
-                    member.muted = None;
-                }
+                self.lift_mute(&NameKey::new(&name));
             }
             Shared::Room(stored) => {
                 let name: Arc<str> = Arc::from(stored.name.as_str());

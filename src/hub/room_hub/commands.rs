@@ -7,7 +7,6 @@ use crate::event::{ClientId, Command};
 use crate::hub::delivery::Delivery;
 use crate::names::NameKey;
 use crate::protocol;
-use crate::store::{Change, StoredMute};
 
 impl RoomHub {
     /// Carries out `command`, sent by `id` to `room`.
@@ -110,27 +109,10 @@ impl RoomHub {
         member.client.update(|info| info.name = Arc::from(new));
         self.names.remove(&old_key);
         self.names.insert(new_key.clone(), id);
-        if new_key != old_key
-            && let Some(until) = self.mutes.remove(&old_key)
-        {
-            // A mute follows the person, not the name: renaming must not lift it, now or after
-            // a reconnect.
-            self.mutes.insert(new_key, until);
-            let changes = vec![
-                Change::Unmute {
-                    name: old.to_string(),
-                },
-                Change::Mute(StoredMute {
-                    name: new.to_owned(),
-                    until: until.to_system(),
-                    reason: "muted under another name".to_owned(),
-                }),
-            ];
-            self.persist(changes, |_, result| {
-                if let Err(cause) = result {
-                    tracing::error!(%cause, "a mute could not follow a rename");
-                }
-            });
+        if new_key != old_key {
+            // A mute follows the person, not the name: the new name joins it and the old one
+            // stays in it, so neither the rename nor a reconnect under either name lifts it.
+            self.mute_follows_rename(&old_key, new);
         }
         tracing::info!(client = %id, old = %old, new = %new, "client renamed");
         let new: Arc<str> = Arc::from(new);

@@ -376,6 +376,42 @@ struct Ban {
     reason: String,
 }
 
+/// A mute. It follows the person, not a name: every name they take while muted (by `/nick`, or
+/// by reconnecting from the muted address) is added to `names`, and a guest's address is kept, so
+/// neither a rename nor a reconnect sheds it. A registered member's mute is carried by the
+/// account (its name, which only its owner can take), not by an address others may share.
+#[derive(Clone)]
+struct Mute {
+    /// The names the person has used while muted, as spelled; the first is the one muted (and
+    /// the key it is stored under).
+    names: Vec<String>,
+    /// A guest's address when muted, unless exempt.
+    addr: Option<IpAddr>,
+    until: Until,
+    /// Why, as `/mutes` shows it.
+    reason: String,
+}
+
+impl Mute {
+    /// Whether the mute holds for `name` (any case) connected from `addr` (an exempt address
+    /// never matches).
+    fn covers(&self, name: &NameKey, addr: Option<IpAddr>) -> bool {
+        self.names.iter().any(|n| NameKey::new(n) == *name)
+            || (self.addr.is_some() && self.addr == addr)
+    }
+
+    /// As the store keeps it.
+    fn stored(&self) -> crate::store::StoredMute {
+        crate::store::StoredMute {
+            name: self.names.first().cloned().unwrap_or_default(),
+            until: self.until.to_system(),
+            reason: self.reason.clone(),
+            addr: self.addr,
+            also: self.names.iter().skip(1).cloned().collect(),
+        }
+    }
+}
+
 /// The longest mute or ban with an end: anything longer lasts until a moderator lifts it. Also
 /// keeps `Instant` arithmetic far from overflowing, whatever duration a client or a filter file
 /// names.
@@ -423,8 +459,9 @@ pub struct RoomHub {
     names: HashMap<NameKey, ClientId>,
     rooms: HashMap<Arc<str>, Room>,
     bans: Vec<Ban>,
-    /// Mutes by name, so a mute outlives a reconnect (and, through the store, a restart).
-    mutes: HashMap<NameKey, Until>,
+    /// Mutes in force, by person (see [`Mute`]): a mute outlives a rename, a reconnect and,
+    /// through the store, a restart.
+    mutes: Vec<Mute>,
     default_room: Arc<str>,
     settings: HubSettings,
     requests: mpsc::Receiver<Request>,
@@ -480,7 +517,7 @@ impl RoomHub {
             names: HashMap::new(),
             rooms: HashMap::new(),
             bans: Vec::new(),
-            mutes: HashMap::new(),
+            mutes: Vec::new(),
             default_room: Arc::from(settings.rooms.default.as_str()),
             settings,
             requests: rx,
@@ -657,11 +694,8 @@ impl RoomHub {
             return Err(RegisterError::NameTaken(name.to_string()));
         }
         let id = client.id();
-        let muted = self
-            .mutes
-            .get(&key)
-            .copied()
-            .filter(|until| until.remaining(Instant::now()).is_some());
+        // A mute follows the person back: under a name it holds, or (a guest) from its address.
+        let muted = self.mute_on_arrival(&name, client.addr().ip());
         self.names.insert(key, id);
         tracing::info!(
             client = %id, name = %name, peer = %client.addr(), role = client.info().role.as_str(),
@@ -716,6 +750,11 @@ impl RoomHub {
         let Some(member) = self.members.get(&id) else {
             return;
         };
+        // A question needs no room: answered here, in its turn among the chat events.
+        if let Body::Query(query) = &event.body {
+            query.answer(self);
+            return;
+        }
         // The room a line is for: the one the client named, if it is in it; else its current.
         let room = match &event.room {
             Some(named) if member.rooms.iter().any(|r| r == named) => named.clone(),
@@ -780,6 +819,8 @@ impl RoomHub {
                 action,
                 text,
             } => self.hold(id, &room, filter, reason, action, text),
+            // Answered above.
+            Body::Query(_) => {}
             // An unparsed line means the pipeline has no parse stage: relaying it as chat would
             // leak commands into rooms, so answer instead.
             Body::Line(_) => {

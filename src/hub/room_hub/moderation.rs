@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::persistence::{audit, not_saved};
-use super::{Ban, RegisterError, RoomHub, Until};
+use super::{Ban, Mute, RegisterError, RoomHub, Until};
 use crate::event::{ClientId, Command, Role, Sanction, SanctionKind};
 use crate::hub::delivery::Delivery;
 use crate::names::NameKey;
@@ -49,16 +49,23 @@ impl RoomHub {
                     self.kick(target, &actor_name, &why);
                 }
             }
-            Command::Mute { name, duration } => {
+            Command::Mute {
+                name,
+                duration,
+                reason,
+            } => {
                 if let Some(target) = self.target(id, actor_role, &name) {
                     let duration = duration.unwrap_or(DEFAULT_MUTE);
-                    self.mute(target, &actor_name, duration, "muted by a moderator");
+                    let recorded = reason.clone().unwrap_or_default();
+                    self.mute_for(target, &actor_name, duration, &recorded, reason.as_deref());
                 }
             }
             Command::Unmute(name) => self.unmute(id, room, &actor_name, &name),
-            Command::Ban { name, duration } => {
-                self.ban(id, actor_role, &actor_name, &name, duration)
-            }
+            Command::Ban {
+                name,
+                duration,
+                reason,
+            } => self.ban(id, actor_role, &actor_name, &name, duration, reason),
             Command::Unban(name) => self.unban(id, room, &actor_name, &name),
             Command::Moderated(on) => self.set_moderated(id, room, &actor_name, on),
             Command::Voice(name) => {
@@ -67,10 +74,10 @@ impl RoomHub {
                 }
             }
             Command::Reload => self.reload(id, actor_role, &actor_name),
-            Command::Held => self.list_held(id),
+            Command::Held(page) => self.list_held(id, page),
             Command::Approve(number) => self.approve(id, &actor_name, number),
             Command::Deny { id: number, reason } => self.deny(id, &actor_name, number, reason),
-            Command::Reports => self.list_reports(id),
+            Command::Reports(page) => self.list_reports(id, page),
             Command::Resolve { id: number, note } => self.resolve(id, &actor_name, number, note),
             Command::Bans => self.list_bans(id),
             Command::Mutes => self.list_mutes(id),
@@ -160,23 +167,58 @@ impl RoomHub {
         }
     }
 
+    /// Mutes `target` for `duration`, recording `why` (a filter's sanction, or a mute from
+    /// another server of the cluster): the room is told who muted whom and for how long.
     pub(super) fn mute(&mut self, target: ClientId, who: &str, duration: Duration, why: &str) {
-        let Some(member) = self.members.get_mut(&target) else {
+        self.mute_for(target, who, duration, why, None);
+    }
+
+    /// Mutes `target` for `duration`, recording `recorded` as the reason (in `/mutes` and the
+    /// audit log) and telling its rooms — the person included — `shown` as the reason, if given.
+    /// The mute binds to the person ([`super::Mute`]): their name, every name they take while
+    /// muted, and, for a guest, the address they are connected from (unless exempt).
+    pub(super) fn mute_for(
+        &mut self,
+        target: ClientId,
+        who: &str,
+        duration: Duration,
+        recorded: &str,
+        shown: Option<&str>,
+    ) {
+        let Some(member) = self.members.get(&target) else {
             return;
         };
-        let until = Until::after(Some(duration));
-        member.muted = Some(until);
         let (whom, rooms) = (member.client.name(), member.rooms.clone());
-        self.mutes.insert(NameKey::new(&whom), until);
+        let key = NameKey::new(&whom);
+        let addr = Some(member.client.addr().ip()).filter(|ip| {
+            !self.settings.registered.contains_key(&key) && !self.settings.exempt.contains(*ip)
+        });
+        let until = Until::after(Some(duration));
+        // A new mute replaces the person's old one (a moderator shortening or extending it),
+        // keeping the names it had gathered.
+        let names = match self.mute_index(&key, None) {
+            Some(old) => self.mutes.remove(old).names,
+            None => vec![whom.to_string()],
+        };
+        let mute = Mute {
+            names,
+            addr,
+            until,
+            reason: recorded.to_owned(),
+        };
         let changes = vec![
-            Change::Mute(StoredMute {
-                name: whom.to_string(),
-                until: until.to_system(),
-                reason: why.to_owned(),
-            }),
-            audit(who, &whom, "mute", why, until),
+            Change::Mute(mute.stored()),
+            audit(who, &whom, "mute", recorded, until),
         ];
-        let announcement = format!("{whom} was muted by {who} {}", until.describe("unmuted"));
+        self.mutes.push(mute);
+        if let Some(member) = self.members.get_mut(&target) {
+            member.muted = Some(until);
+        }
+        let because = shown.map(|r| format!(": {r}")).unwrap_or_default();
+        let announcement = format!(
+            "{whom} was muted by {who} {}{because}",
+            until.describe("unmuted")
+        );
         let asker = self.find(who);
         self.persist(changes, move |hub, result| {
             for room in &rooms {
@@ -188,25 +230,120 @@ impl RoomHub {
         });
     }
 
-    fn unmute(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, name: &str) {
+    /// The index of the mute in force for `name`, or (a guest's mute) for `addr`; forgets
+    /// mutes that are over. An exempt address never matches.
+    pub(super) fn mute_index(&mut self, name: &NameKey, addr: Option<IpAddr>) -> Option<usize> {
+        let now = Instant::now();
+        self.mutes.retain(|m| m.until.remaining(now).is_some());
+        let addr = addr.filter(|ip| !self.settings.exempt.contains(*ip));
+        self.mutes.iter().position(|m| m.covers(name, addr))
+    }
+
+    /// The mute someone arriving as `name` from `addr` is under, if any. A name reached through
+    /// the address is added to the mute (and saved), so `/mutes` shows it and it holds by name
+    /// from then on.
+    pub(super) fn mute_on_arrival(&mut self, name: &str, addr: IpAddr) -> Option<Until> {
         let key = NameKey::new(name);
-        let online = self.find(name);
-        if let Some(target) = online
-            && let Some(member) = self.members.get_mut(&target)
-        {
-            member.muted = None;
+        let index = self.mute_index(&key, Some(addr))?;
+        let mute = &mut self.mutes[index];
+        let until = mute.until;
+        if !mute.names.iter().any(|n| NameKey::new(n) == key) {
+            mute.names.push(name.to_owned());
+            let change = Change::Mute(mute.stored());
+            self.persist(vec![change], |_, result| {
+                if let Err(cause) = result {
+                    tracing::error!(%cause, "a mute could not follow a reconnect under a new name");
+                }
+            });
         }
-        if self.mutes.remove(&key).is_none() && online.is_none() {
-            self.tell(id, &format!("{name} is not muted."));
+        Some(until)
+    }
+
+    /// Adds `new`, a name a muted member has just taken, to their mute (and saves it). The old
+    /// names stay: the mute holds if they come back under any of them.
+    pub(super) fn mute_follows_rename(&mut self, old: &NameKey, new: &str) {
+        let Some(index) = self.mute_index(old, None) else {
+            return;
+        };
+        let mute = &mut self.mutes[index];
+        if mute.names.iter().any(|n| n == new) {
             return;
         }
-        let rooms = match online.and_then(|t| self.members.get(&t)) {
-            Some(member) => member.rooms.clone(),
-            None => vec![room.clone()],
+        mute.names.retain(|n| !n.eq_ignore_ascii_case(new));
+        mute.names.push(new.to_owned());
+        let change = Change::Mute(mute.stored());
+        self.persist(vec![change], |_, result| {
+            if let Err(cause) = result {
+                tracing::error!(%cause, "a mute could not follow a rename");
+            }
+        });
+    }
+
+    /// Puts a mute from the store or another server in force: it replaces any mute kept under
+    /// the same name, and silences its online members at once.
+    pub(super) fn put_mute(&mut self, stored: StoredMute, until: Until) {
+        let key = NameKey::new(&stored.name);
+        self.mutes
+            .retain(|m| m.names.first().is_none_or(|n| NameKey::new(n) != key));
+        let mut names = vec![stored.name];
+        names.extend(stored.also);
+        let mute = Mute {
+            names,
+            addr: stored.addr.filter(|ip| !self.settings.exempt.contains(*ip)),
+            until,
+            reason: stored.reason,
         };
+        for member in self.members.values_mut() {
+            if mute
+                .names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&member.client.name()))
+            {
+                member.muted = Some(until);
+            }
+        }
+        self.mutes.push(mute);
+    }
+
+    /// Lifts the mute that holds for `name`, if any: every member it held speaks again. The
+    /// mute lifted.
+    pub(super) fn lift_mute(&mut self, name: &NameKey) -> Option<Mute> {
+        let index = self.mute_index(name, None)?;
+        let mute = self.mutes.remove(index);
+        for member in self.members.values_mut() {
+            let key = NameKey::new(&member.client.name());
+            if mute.covers(&key, Some(member.client.addr().ip())) {
+                member.muted = None;
+            }
+        }
+        Some(mute)
+    }
+
+    fn unmute(&mut self, id: ClientId, room: &Arc<str>, actor_name: &str, name: &str) {
+        let Some(mute) = self.lift_mute(&NameKey::new(name)) else {
+            self.tell(id, &format!("{name} is not muted."));
+            return;
+        };
+        // Told where the person is now (under whichever of the mute's names), else here.
+        let mut rooms: Vec<Arc<str>> = mute
+            .names
+            .iter()
+            .filter_map(|n| self.find(n))
+            .filter_map(|t| self.members.get(&t))
+            .flat_map(|m| m.rooms.iter().cloned())
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        if rooms.is_empty() {
+            rooms.push(room.clone());
+        }
         let changes = vec![
             Change::Unmute {
-                name: name.to_owned(),
+                name: mute
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| name.to_owned()),
             },
             audit(actor_name, name, "unmute", "", Until::Lifted),
         ];
@@ -228,6 +365,7 @@ impl RoomHub {
         actor_name: &str,
         name: &str,
         duration: Option<Duration>,
+        given: Option<String>,
     ) {
         // A ban may name someone offline; if they are online they must be a fair target.
         let online = self.find(name);
@@ -250,7 +388,12 @@ impl RoomHub {
             .and_then(|t| self.members.get(&t))
             .map(|m| m.client.addr().ip())
             .filter(|ip| !self.settings.exempt.contains(*ip));
-        let reason = format!("banned by {actor_name}");
+        // The reason as the banned are told it at every refused login, and as `/bans` lists it.
+        let because = given
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let reason = format!("banned by {actor_name}{because}");
         let key = NameKey::new(name);
         let until = Until::after(duration);
         // A new ban on a name replaces the old one (a moderator shortening or extending it).
@@ -272,8 +415,8 @@ impl RoomHub {
             self.expel(
                 target,
                 "banned",
-                &format!("You were banned by {actor_name} {shown}."),
-                &format!("{name} was banned by {actor_name} {shown}"),
+                &format!("You were banned by {actor_name} {shown}{because}."),
+                &format!("{name} was banned by {actor_name} {shown}{because}"),
             );
         }
         let changes = vec![
@@ -283,12 +426,18 @@ impl RoomHub {
                 until: until.to_system(),
                 reason: reason.clone(),
             }),
-            audit(actor_name, name, "ban", &reason, until),
+            audit(
+                actor_name,
+                name,
+                "ban",
+                given.as_deref().unwrap_or("no reason given"),
+                until,
+            ),
         ];
         self.persist_and_tell(
             id,
             changes,
-            format!("{name} is banned by {actor_name} {shown}{addr_note}."),
+            format!("{name} is banned by {actor_name} {shown}{addr_note}{because}."),
         );
     }
 
@@ -348,19 +497,30 @@ impl RoomHub {
         );
     }
 
-    /// `/mutes`: every name muted now (online or not), and for how long.
+    /// `/mutes`: every mute in force, under the name muted and the other names the person has
+    /// used since, with how long it lasts and why.
     fn list_mutes(&mut self, id: ClientId) {
         let now = Instant::now();
-        self.mutes.retain(|_, until| until.remaining(now).is_some());
+        self.mutes.retain(|m| m.until.remaining(now).is_some());
         let mut lines: Vec<String> = self
             .mutes
             .iter()
-            .map(|(name, until)| {
-                let shown = self
-                    .find(&name.to_string())
-                    .and_then(|t| self.members.get(&t))
-                    .map_or_else(|| name.to_string(), |m| m.client.name().to_string());
-                format!("{shown} {}", until.describe("unmuted"))
+            .map(|m| {
+                let (first, others) = m
+                    .names
+                    .split_first()
+                    .map_or(("", &[][..]), |(f, o)| (f.as_str(), o));
+                let also = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also {})", others.join(", "))
+                };
+                let why = if m.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", m.reason)
+                };
+                format!("{first}{also} {}{why}", m.until.describe("unmuted"))
             })
             .collect();
         if lines.is_empty() {

@@ -70,7 +70,7 @@ impl RoomHub {
         }
         for mute in snapshot.mutes {
             if let Some(until) = Until::from_system(mute.until) {
-                self.mutes.insert(NameKey::new(&mute.name), until);
+                self.put_mute(mute, until);
             }
         }
         for stored in snapshot.rooms {
@@ -197,8 +197,31 @@ impl RoomHub {
     /// What a moderator's panel starts from: the queue, and (from the store) the recent audit
     /// log. Doors without a panel render neither.
     pub(super) fn send_moderator_view(&mut self, id: crate::event::ClientId) {
-        let view = self.queue.view();
-        self.deliver(id, &view);
+        // The panel's first view is bounded like a page of `/reports`: the oldest entries that
+        // fit half the outbox, and a line saying how to see the rest. (Sent whole, a long queue
+        // made one frame larger than the outbox may hold, and the moderator was cut off.)
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let (view, held_left, reports_left) = self.queue.view(member.outbox.byte_bound() / 2);
+        let rendered = self
+            .settings
+            .doors
+            .get(member.door)
+            .render_to(&view, &member.client.name());
+        let Some(bytes) = rendered else {
+            return; // a door without a panel
+        };
+        let outbox = member.outbox.clone();
+        self.pending.queue(id, &outbox, bytes);
+        if held_left + reports_left > 0 {
+            self.tell(
+                id,
+                &format!(
+                    "The panel shows the oldest of the queue; {held_left} more held lines (/held) and {reports_left} more reports (/reports) wait."
+                ),
+            );
+        }
         let (Some(store), Some(recipient)) = (self.settings.store.clone(), self.recipient(id))
         else {
             return;

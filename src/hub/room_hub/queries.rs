@@ -96,13 +96,14 @@ impl RoomHub {
         self.members.len()
     }
 
-    /// The names banned now, as the moderators typed them.
-    pub fn banned_names(&self) -> Vec<String> {
+    /// The names banned now, as the moderators typed them, each with the ban's reason
+    /// (`banned by mod: spamming`).
+    pub fn banned_names(&self) -> Vec<(String, String)> {
         let now = Instant::now();
         self.bans
             .iter()
             .filter(|ban| ban.until.remaining(now).is_some())
-            .map(|ban| ban.shown.clone())
+            .map(|ban| (ban.shown.clone(), ban.reason.clone()))
             .collect()
     }
 }

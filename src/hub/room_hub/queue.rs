@@ -27,6 +27,54 @@ const REPORT_CONTEXT: usize = 20;
 /// Who decides when nobody did.
 const QUEUE_ACTOR: &str = "the moderation queue";
 
+/// Most entries in one page of `/reports` or `/held`, or in the web panel's first view.
+const PAGE_ENTRIES: usize = 20;
+
+/// What a line of a listing may cost in a client's outbox beyond its text, whatever the door:
+/// the `SERVER: ` prefix, IRC's `:chatpipe NOTICE nick :`, JSON's field names.
+const LINE_OVERHEAD: usize = 64;
+
+/// An estimate of the bytes `lines` take in a client's outbox on any door: twice the text (JSON
+/// escapes at most double what the line codec lets through) and [`LINE_OVERHEAD`] a line.
+fn cost(lines: &[String]) -> usize {
+    lines.iter().map(|l| 2 * l.len() + LINE_OVERHEAD).sum()
+}
+
+/// Splits `entries` (each a block of lines) into pages of at most [`PAGE_ENTRIES`] entries and
+/// [`cost`] `budget`. An entry too large for a page alone is cut to fit, saying how many of its
+/// lines were left out; so no page costs more than `budget` (past a first line, which is always
+/// kept).
+fn paginate(entries: Vec<Vec<String>>, budget: usize) -> Vec<Vec<String>> {
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    let (mut page, mut spent, mut count) = (Vec::new(), 0, 0);
+    for mut entry in entries {
+        if cost(&entry) > budget {
+            let total = entry.len();
+            let note_cost = 2 * 48 + LINE_OVERHEAD;
+            let mut kept = 1;
+            let mut used = cost(&entry[..1]) + note_cost;
+            while kept < total && used + cost(&entry[kept..=kept]) <= budget {
+                used += cost(&entry[kept..=kept]);
+                kept += 1;
+            }
+            entry.truncate(kept);
+            entry.push(format!("  ({} more lines not shown)", total - kept));
+        }
+        let entry_cost = cost(&entry);
+        if count > 0 && (count == PAGE_ENTRIES || spent + entry_cost > budget) {
+            pages.push(std::mem::take(&mut page));
+            (spent, count) = (0, 0);
+        }
+        page.extend(entry);
+        spent += entry_cost;
+        count += 1;
+    }
+    if count > 0 {
+        pages.push(page);
+    }
+    pages
+}
+
 /// A held line and when it was held, on the hub's clock.
 struct Held {
     view: Arc<HeldView>,
@@ -40,8 +88,20 @@ pub(super) struct Queue {
     reports: BTreeMap<u64, Arc<ReportView>>,
     last_held: u64,
     last_report: u64,
-    /// When each member made their recent reports, for `[moderation] reports_per_hour`.
-    reported_at: std::collections::HashMap<NameKey, VecDeque<Instant>>,
+    /// When each member (a [`Reporter`]) made their recent reports, for `[moderation]
+    /// reports_per_hour`.
+    reported_at: std::collections::HashMap<Reporter, VecDeque<Instant>>,
+    /// Who made each open report, for `[moderation] open_reports_per_member`.
+    reporters: std::collections::HashMap<u64, Reporter>,
+}
+
+/// Who a report counts against: an account, an address, or (a guest at an exempt address, or a
+/// report restored from the store) a name. A rename or a reconnect does not make a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Reporter {
+    Account(NameKey),
+    Address(std::net::IpAddr),
+    Name(NameKey),
 }
 
 impl Queue {
@@ -73,6 +133,8 @@ impl Queue {
                 context: report.context,
                 at: report.at,
             });
+            let key = NameKey::new(&report.reporter);
+            self.reporters.insert(report.id, Reporter::Name(key));
             self.reports.insert(report.id, view);
         }
         self.last_held = snapshot
@@ -85,12 +147,54 @@ impl Queue {
             .max(self.reports.keys().last().copied().unwrap_or(0));
     }
 
-    /// Everything waiting, for a moderator's panel.
-    pub(super) fn view(&self) -> Delivery {
-        Delivery::Queue {
-            held: self.held.values().map(|h| h.view.clone()).collect(),
-            reports: self.reports.values().cloned().collect(),
+    /// What waits, for a moderator's panel: the oldest held lines and reports that fit half of
+    /// `budget` bytes each (and [`PAGE_ENTRIES`] each), and how many of each were left out.
+    pub(super) fn view(&self, budget: usize) -> (Delivery, usize, usize) {
+        let half = budget / 2;
+        let (mut spent, mut held) = (0, Vec::new());
+        for h in self.held.values().take(PAGE_ENTRIES) {
+            spent += cost(&[h.view.text.to_string()]) + 4 * LINE_OVERHEAD;
+            if spent > half {
+                break;
+            }
+            held.push(h.view.clone());
         }
+        let (mut spent, mut reports) = (0, Vec::new());
+        for r in self.reports.values().take(PAGE_ENTRIES) {
+            let head = cost(std::slice::from_ref(&r.reason)) + 4 * LINE_OVERHEAD;
+            let whole = head + cost(&r.context);
+            if spent + whole <= half {
+                spent += whole;
+                reports.push(r.clone());
+                continue;
+            }
+            // The first report that does not fit whole goes with as much of its context as
+            // fits (and a line saying `/reports` has the rest); then the view is full.
+            let note = 2 * 48 + LINE_OVERHEAD;
+            if spent + head + note <= half {
+                let mut cut = ReportView::clone(r);
+                let mut used = spent + head + note;
+                let kept = cut
+                    .context
+                    .iter()
+                    .take_while(|l| {
+                        used += cost(std::slice::from_ref(*l));
+                        used <= half
+                    })
+                    .count();
+                let left = cut.context.len() - kept;
+                cut.context.truncate(kept);
+                cut.context
+                    .push(format!("({left} more lines: /reports shows them)"));
+                reports.push(Arc::new(cut));
+            }
+            break;
+        }
+        let left_out = (
+            self.held.len() - held.len(),
+            self.reports.len() - reports.len(),
+        );
+        (Delivery::Queue { held, reports }, left_out.0, left_out.1)
     }
 
     /// When the oldest held line expires, if any is held.
@@ -183,27 +287,71 @@ impl RoomHub {
         });
     }
 
-    /// `/held`.
-    pub(super) fn list_held(&mut self, id: ClientId) {
+    /// The bytes one answer to `id` may take: half its outbox's bound, so a page never makes
+    /// the client look too slow to keep up.
+    fn page_budget(&self, id: ClientId) -> usize {
+        self.members
+            .get(&id)
+            .map_or(0, |m| m.outbox.byte_bound() / 2)
+    }
+
+    /// Tells `id` page `page` (from 1) of a listing: `title` with the total, the page's lines,
+    /// and how to see the next page.
+    fn tell_page(
+        &mut self,
+        id: ClientId,
+        command: &str,
+        title: &str,
+        total: usize,
+        entries: Vec<Vec<String>>,
+        page: usize,
+    ) {
+        let mut pages = paginate(entries, self.page_budget(id).saturating_sub(256));
+        let count = pages.len();
+        if page > count {
+            self.tell(
+                id,
+                &format!("{title}: there are {count} pages; /{command} {count} is the last."),
+            );
+            return;
+        }
+        let lines = std::mem::take(&mut pages[page - 1]);
+        let mut text = if count == 1 {
+            format!("{title} ({total}):")
+        } else {
+            format!("{title} ({total}), page {page} of {count}:")
+        };
+        for line in lines {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        if page < count {
+            text.push_str(&format!("\nMore: /{command} {}", page + 1));
+        }
+        self.tell(id, &text);
+    }
+
+    /// `/held [PAGE]`.
+    pub(super) fn list_held(&mut self, id: ClientId, page: usize) {
         if self.queue.held.is_empty() {
             self.tell(id, "No lines are waiting for review.");
             return;
         }
-        let lines: Vec<String> = self
+        let entries: Vec<Vec<String>> = self
             .queue
             .held
             .values()
             .map(|h| {
                 let age = super::describe_duration(h.since.elapsed());
                 let v = &h.view;
-                format!(
+                vec![format!(
                     "#{} {} in {} ({}), {age} ago: {}",
                     v.id, v.from, v.room, v.filter, v.text
-                )
+                )]
             })
             .collect();
-        let text = format!("Held lines ({}):\n{}", lines.len(), lines.join("\n"));
-        self.tell(id, &text);
+        let total = entries.len();
+        self.tell_page(id, "held", "Held lines", total, entries, page);
     }
 
     /// Takes held line `number` out of the queue, or tells `id` there is none.
@@ -350,12 +498,17 @@ impl RoomHub {
             self.tell(id, "You cannot report yourself.");
             return;
         }
+        let reporter_key = self.reporter(id);
+        if let Some(refusal) = self.report_refusal(&reporter_key) {
+            self.tell(id, &refusal);
+            return;
+        }
         let per_hour = self.settings.moderation.reports_per_hour;
         let now = Instant::now();
         let recent = self
             .queue
             .reported_at
-            .entry(NameKey::new(&reporter))
+            .entry(reporter_key.clone())
             .or_default();
         while recent
             .front()
@@ -375,7 +528,7 @@ impl RoomHub {
         let (room, name) = (room.clone(), name.to_owned());
         let from_memory = self.recent_lines_in_memory(&room, &name);
         let Some(store) = self.settings.store.clone() else {
-            self.file_report(id, reporter, name, room, reason, from_memory);
+            self.file_report(id, reporter_key, reporter, name, room, reason, from_memory);
             return;
         };
         // The store keeps more of the room than the hub does; its answer comes back here.
@@ -397,7 +550,7 @@ impl RoomHub {
                     Err(_) => from_memory,
                 };
                 let _ = me.blocking_send(super::Request::Continue(Box::new(move |hub| {
-                    hub.file_report(id, reporter, name, room, reason, context);
+                    hub.file_report(id, reporter_key, reporter, name, room, reason, context);
                 })));
             }),
         );
@@ -429,15 +582,62 @@ impl RoomHub {
         lines.into_iter().skip(skip).collect()
     }
 
+    /// Who `id` counts as when reporting (see [`Reporter`]).
+    fn reporter(&self, id: ClientId) -> Reporter {
+        let Some(member) = self.members.get(&id) else {
+            return Reporter::Name(NameKey::new(""));
+        };
+        let key = NameKey::new(&member.client.name());
+        let addr = member.client.addr().ip();
+        if self.settings.registered.contains_key(&key) {
+            Reporter::Account(key)
+        } else if self.settings.exempt.contains(addr) {
+            Reporter::Name(key)
+        } else {
+            Reporter::Address(addr)
+        }
+    }
+
+    /// Why a report by `reporter` cannot be taken now, if the queue is at one of its bounds:
+    /// `[moderation] max_open_reports` in all, `open_reports_per_member` from one member.
+    fn report_refusal(&self, reporter: &Reporter) -> Option<String> {
+        let settings = &self.settings.moderation;
+        let open = self.queue.reports.len();
+        if open >= settings.max_open_reports {
+            return Some(format!(
+                "The moderators' queue is full ({open} open reports); your report was not taken. Try again once they have worked through it."
+            ));
+        }
+        let mine = self
+            .queue
+            .reporters
+            .values()
+            .filter(|r| *r == reporter)
+            .count();
+        if mine >= settings.open_reports_per_member {
+            return Some(format!(
+                "You have {mine} open reports, the most allowed; your report was not taken. Wait until a moderator has dealt with them."
+            ));
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn file_report(
         &mut self,
         id: ClientId,
+        reporter_key: Reporter,
         reporter: Arc<str>,
         reported: String,
         room: Arc<str>,
         reason: String,
         context: Vec<String>,
     ) {
+        // Checked again: other reports may have been filed while this one's context was read.
+        if let Some(refusal) = self.report_refusal(&reporter_key) {
+            self.tell(id, &refusal);
+            return;
+        }
         self.queue.last_report += 1;
         let number = self.queue.last_report;
         let view = Arc::new(ReportView {
@@ -450,6 +650,7 @@ impl RoomHub {
             at: SystemTime::now(),
         });
         self.queue.reports.insert(number, view.clone());
+        self.queue.reporters.insert(number, reporter_key);
         tracing::info!(report = number, reporter = %reporter, reported = %reported, room = %room, "report made");
         let record = Change::Report(ReportRecord {
             id: number,
@@ -468,30 +669,36 @@ impl RoomHub {
         self.tell_moderators(&Delivery::Reported(view));
     }
 
-    /// `/reports`.
-    pub(super) fn list_reports(&mut self, id: ClientId) {
+    /// `/reports [PAGE]`.
+    pub(super) fn list_reports(&mut self, id: ClientId, page: usize) {
         if self.queue.reports.is_empty() {
             self.tell(id, "No reports are open.");
             return;
         }
-        let mut lines = vec![format!("Open reports ({}):", self.queue.reports.len())];
-        for r in self.queue.reports.values() {
-            let age = SystemTime::now()
-                .duration_since(r.at)
-                .map(super::describe_duration)
-                .unwrap_or_default();
-            let reason = if r.reason.is_empty() {
-                "no reason given"
-            } else {
-                &r.reason
-            };
-            lines.push(format!(
-                "#{} {} reported {} in {}, {age} ago: {reason}",
-                r.id, r.reporter, r.reported, r.room
-            ));
-            lines.extend(r.context.iter().map(|l| format!("  {l}")));
-        }
-        self.tell(id, &lines.join("\n"));
+        let entries: Vec<Vec<String>> = self
+            .queue
+            .reports
+            .values()
+            .map(|r| {
+                let age = SystemTime::now()
+                    .duration_since(r.at)
+                    .map(super::describe_duration)
+                    .unwrap_or_default();
+                let reason = if r.reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &r.reason
+                };
+                let mut lines = vec![format!(
+                    "#{} {} reported {} in {}, {age} ago: {reason}",
+                    r.id, r.reporter, r.reported, r.room
+                )];
+                lines.extend(r.context.iter().map(|l| format!("  {l}")));
+                lines
+            })
+            .collect();
+        let total = entries.len();
+        self.tell_page(id, "reports", "Open reports", total, entries, page);
     }
 
     /// `/resolve N [note]`.
@@ -500,6 +707,7 @@ impl RoomHub {
             self.tell(id, &format!("No open report #{number}."));
             return;
         };
+        self.queue.reporters.remove(&number);
         let note = note.unwrap_or_default();
         let changes = vec![
             Change::Resolve {
@@ -522,5 +730,43 @@ impl RoomHub {
             outcome: "resolved",
             by: Arc::from(actor),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every entry lands on exactly one page, in order; no page passes its budget or
+    /// [`PAGE_ENTRIES`]; an entry too large alone is cut and says so.
+    #[test]
+    fn pages_keep_within_their_budget() {
+        let entries: Vec<Vec<String>> = (0..100)
+            .map(|n| {
+                let lines = if n == 7 { 500 } else { 1 + n % 5 };
+                (0..lines)
+                    .map(|l| format!("#{n} line {l} {}", "x".repeat(80)))
+                    .collect()
+            })
+            .collect();
+        let budget = 8 * 1024;
+        let pages = paginate(entries, budget);
+        let mut firsts = Vec::new();
+        for page in &pages {
+            assert!(cost(page) <= budget, "{} > {budget}", cost(page));
+            let starts = page.iter().filter(|l| l.contains(" line 0 ")).count();
+            assert!((1..=PAGE_ENTRIES).contains(&starts));
+            firsts.extend(
+                page.iter()
+                    .filter(|l| l.contains(" line 0 "))
+                    .map(|l| l[1..l.find(' ').unwrap()].parse::<usize>().unwrap()),
+            );
+        }
+        assert_eq!(firsts, (0..100).collect::<Vec<_>>());
+        let cut = pages
+            .iter()
+            .flatten()
+            .find(|l| l.contains("more lines not shown"));
+        assert!(cut.is_some(), "the 500-line entry is cut");
     }
 }
