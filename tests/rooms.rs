@@ -190,11 +190,46 @@ async fn wrong_passwords_are_throttled() {
     client.expect("SERVER: Password for alice:").await;
     client.send("nope").await;
     client.expect(WRONG_ALICE).await;
-    // Past the limit: refused without another prompt, back to choosing a name.
+    // Past the limit: refused without another prompt, and the connection ends.
     let refusal = client.next_line().await.unwrap();
     assert!(
         refusal.starts_with("SERVER: Too many failed logins; try again in"),
         "{refusal}"
+    );
+    client.expect_eof().await;
+    server.shutdown().await;
+}
+
+/// A client that types its name and password ahead while the name is throttled is refused and
+/// disconnected: the password it typed is never read as a username (which would announce it to
+/// the room and write it to the log).
+#[tokio::test]
+async fn a_throttled_login_never_takes_the_password_for_a_name() {
+    let mut config = with_accounts();
+    config.admission.login_failures = 1;
+    let server = TestServer::with_config(config).await;
+    let mut watcher = server.login("watcher").await;
+    let mut client = server.connect().await;
+    client.expect_contains("Please enter your username").await;
+    client.send("alice").await;
+    client.expect("SERVER: Password required for alice").await;
+    client.send("nope").await;
+    client.expect(WRONG_ALICE).await;
+    drop(client);
+    let mut again = server.connect().await;
+    again.expect_contains("Please enter your username").await;
+    again.send("alice\ntypedahead99").await;
+    let refusal = again.next_line().await.unwrap();
+    assert!(
+        refusal.starts_with("SERVER: Too many failed logins; try again in"),
+        "{refusal}"
+    );
+    again.expect_eof().await;
+    watcher.send("/who").await;
+    let who = watcher.expect_contains("Users in lobby").await;
+    assert!(
+        !who.contains("typedahead99"),
+        "the password became a name: {who}"
     );
     server.shutdown().await;
 }

@@ -118,7 +118,7 @@ async fn greet<R: AsyncRead + Unpin>(
                     shared.metrics.handshake_failure("too_many_attempts")
                 }
                 HandshakeEnd::Banned(_) => shared.metrics.handshake_failure("banned"),
-                HandshakeEnd::Gone | HandshakeEnd::ShuttingDown => {}
+                HandshakeEnd::Gone | HandshakeEnd::ShuttingDown | HandshakeEnd::Throttled(_) => {}
             }
             outbox.close(end.farewell().as_deref().map(server_line), false);
         }
@@ -143,6 +143,11 @@ enum HandshakeEnd {
     TooManyAttempts,
     #[error("banned")]
     Banned(String),
+    /// Too many wrong passwords for the name or from the address: the connection ends, since
+    /// the client's next line is likely the password it typed ahead, which must never be read
+    /// as a username (and so shown to the room and written to the log).
+    #[error("login throttled")]
+    Throttled(String),
     #[error("server shutting down")]
     ShuttingDown,
 }
@@ -155,6 +160,7 @@ impl HandshakeEnd {
                 Some("Too many invalid usernames or passwords. Goodbye.".into())
             }
             HandshakeEnd::Banned(why) => Some(format!("Connection refused: {why}.")),
+            HandshakeEnd::Throttled(why) => Some(format!("{why}. Goodbye.")),
             HandshakeEnd::ShuttingDown => Some(protocol::SHUTTING_DOWN.into()),
         }
     }
@@ -251,7 +257,7 @@ async fn log_in<R: AsyncRead + Unpin>(
     // thinks the prompt repeated would otherwise type the password as a name for all to see.
     for attempt in 0..MAX_NAME_ATTEMPTS {
         if let Some(refusal) = login::throttled(shared, name, addr) {
-            return Ok(Err(refusal.text));
+            return Err(HandshakeEnd::Throttled(refusal.text));
         }
         let prompt = if attempt == 0 {
             format!("Password required for {}", account.name)
