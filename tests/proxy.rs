@@ -232,3 +232,25 @@ async fn a_chain_of_trusted_proxies_on_the_web_door() {
     assert_eq!(ws_status(web, &xff("203.0.113.41, 10.0.0.7")).await, 101);
     server.shutdown().await;
 }
+
+/// A header from a trusted proxy that is there but unusable where the walk from the right reaches
+/// it (no address, or not comma-separated) is refused even when the header is not required: it
+/// used to be read as "no header", making the client the proxy itself (exempt by default, so past
+/// address bans and limits). An entry that is not even text, left of the proxy's own, is never
+/// reached and does not spoil it.
+#[tokio::test]
+async fn an_unusable_forwarded_header_is_refused_not_taken_for_the_proxy() {
+    let mut config = behind_proxy(common::test_config());
+    config.admission.require_proxy_header = false;
+    let (server, web) = TestServer::start_with_web(Server::new(config)).await;
+    for unusable in ["9.9.9.9 1.2.3.4", "unknown", "203.0.113.5, _hidden"] {
+        assert_eq!(
+            ws_status(web, &[("x-forwarded-for", unusable)]).await,
+            400,
+            "{unusable}"
+        );
+    }
+    // Without the header at all, the proxy's own address is used (not required here).
+    assert_eq!(ws_status(web, &[]).await, 101);
+    server.shutdown().await;
+}

@@ -94,6 +94,17 @@ async fn upgrade(
         let header = state.client_address_header;
         match forwarded_client(&headers, header, &shared.trusted_proxies) {
             Some(client) => SocketAddr::new(client, 0),
+            // Present but unusable (an entry that is no address where the walk reaches it, or
+            // not text): refused whatever `require_proxy_header` says, or a client could put
+            // garbage in the header and be taken for the (exempt) proxy itself.
+            None if headers.contains_key(header.name()) => {
+                tracing::info!(proxy = %peer, header = header.name(), "request from a trusted proxy with an unusable client address header refused");
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("unusable {} header\n", header.name()),
+                )
+                    .into_response();
+            }
             None if shared.require_proxy_header => {
                 tracing::info!(proxy = %peer, header = header.name(), "request from a trusted proxy without a usable client address header refused");
                 return (
@@ -162,15 +173,17 @@ fn forwarded_client(
     header: ClientAddressHeader,
     trusted: &AddressList,
 ) -> Option<std::net::IpAddr> {
-    let values: Vec<&str> = headers
+    // Several header lines are one list, in order. Split as bytes: an entry that is not text
+    // (a client's, far left) must not make the proxies' entries on its right unreadable; one
+    // the walk reaches ends it with nothing.
+    let entries: Vec<&[u8]> = headers
         .get_all(header.name())
         .iter()
-        .map(|value| value.to_str().ok())
-        .collect::<Option<_>>()?;
-    // Several header lines are one list, in order.
-    let entries = values.iter().flat_map(|value| value.split(','));
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .collect();
     let mut client = None;
-    for entry in entries.rev() {
+    for entry in entries.into_iter().rev() {
+        let entry = std::str::from_utf8(entry).ok()?;
         let node = match header {
             ClientAddressHeader::XForwardedFor => Some(entry.trim()),
             ClientAddressHeader::Forwarded => entry
@@ -253,6 +266,29 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn an_entry_that_is_not_text_left_of_the_proxys_does_not_spoil_it() {
+        let proxy = AddressList::new(&["127.0.0.1".into()]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff, 9.9.9.9").unwrap(),
+        );
+        assert_eq!(
+            forwarded_client(&h, ClientAddressHeader::XForwardedFor, &proxy),
+            Some("9.9.9.9".parse().unwrap())
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"9.9.9.9, \xff").unwrap(),
+        );
+        assert_eq!(
+            forwarded_client(&h, ClientAddressHeader::XForwardedFor, &proxy),
+            None
+        );
     }
 
     #[test]
