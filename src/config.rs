@@ -74,8 +74,8 @@ pub struct ModerationConfig {
     #[serde(with = "humantime_serde")]
     pub hold_for: Duration,
     /// Reports one member may make in an hour. A member is their account if they logged in to
-    /// one, else their address (so neither `/nick` nor a reconnect starts a new count); guests
-    /// at an address in `[admission] exempt` count by name.
+    /// one, else their address, an `[admission] exempt` one too (so neither `/nick` nor a
+    /// reconnect starts a new count).
     pub reports_per_hour: usize,
     /// Reports one member (counted as for `reports_per_hour`) may have open at once; past it a
     /// report is refused with a line saying so until a moderator resolves one.

@@ -245,7 +245,8 @@ async fn a_mute_follows_the_person() {
 }
 
 /// Item 5: a registered member's mute is carried by the account: logging in again keeps it,
-/// whatever the address, and a rename does not shed it.
+/// whatever the address, and a rename does not shed it; coming back as a guest from the same
+/// address does not either, while another registered member there is not touched.
 #[tokio::test]
 async fn a_registered_members_mute_follows_the_account() {
     let server = TestServer::with_config(without_exempt_addresses()).await;
@@ -265,10 +266,16 @@ async fn a_registered_members_mute_follows_the_account() {
     alice
         .expect_contains("SERVER: You are muted for another")
         .await;
-    // The account's mute does not reach a guest who merely shares its address.
-    let mut guest = login_at(server.addr, "housemate").await;
-    guest.send("hello").await;
-    m.expect_contains("housemate: hello").await;
+    // Back as a guest from the same address: still muted.
+    let mut guest = login_at(server.addr, "freshguest").await;
+    guest.send("I am free").await;
+    guest
+        .expect_contains("SERVER: You are muted for another")
+        .await;
+    // Another account at that address is its own person.
+    let mut root = login_with_password_at(server.addr, "root", "rootpass1").await;
+    root.send("hello").await;
+    m.expect_contains("root: hello").await;
     server.shutdown().await;
 }
 
@@ -515,6 +522,27 @@ async fn report_limits_follow_the_person_and_bound_the_queue() {
     let mut again = login_at(server.addr, "someone_else").await;
     again.send("/report eve four").await;
     again
+        .expect("SERVER: You have made 2 reports in the last hour, the most allowed; the moderators have them.")
+        .await;
+    server.shutdown().await;
+
+    // At an exempt address (loopback, by default) a guest counts by address too: renaming
+    // there does not start afresh.
+    let mut config = report_config(2, 10, 10);
+    config.admission.exempt = vec!["127.0.0.0/8".into()];
+    let server = TestServer::with_config(config).await;
+    let _eve = login_at(server.addr, "eve").await;
+    let mut guest = login_at(server.addr, "local").await;
+    for n in 1..=2 {
+        guest.send(&format!("/report eve {n}")).await;
+        guest
+            .expect_contains(&format!("have your report (#{n})"))
+            .await;
+        guest.send(&format!("/nick local{n}")).await;
+        guest.expect_contains("is now known as").await;
+    }
+    guest.send("/report eve 3").await;
+    guest
         .expect("SERVER: You have made 2 reports in the last hour, the most allowed; the moderators have them.")
         .await;
     server.shutdown().await;

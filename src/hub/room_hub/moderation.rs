@@ -176,7 +176,9 @@ impl RoomHub {
     /// Mutes `target` for `duration`, recording `recorded` as the reason (in `/mutes` and the
     /// audit log) and telling its rooms — the person included — `shown` as the reason, if given.
     /// The mute binds to the person ([`super::Mute`]): their name, every name they take while
-    /// muted, and, for a guest, the address they are connected from (unless exempt).
+    /// muted, and the address they are connected from (unless exempt), which holds for guests
+    /// arriving from it: a registered member who reconnects as a guest stays muted, while other
+    /// registered members at a shared address are not touched.
     pub(super) fn mute_for(
         &mut self,
         target: ClientId,
@@ -190,9 +192,7 @@ impl RoomHub {
         };
         let (whom, rooms) = (member.client.name(), member.rooms.clone());
         let key = NameKey::new(&whom);
-        let addr = Some(member.client.addr().ip()).filter(|ip| {
-            !self.settings.registered.contains_key(&key) && !self.settings.exempt.contains(*ip)
-        });
+        let addr = Some(member.client.addr().ip()).filter(|ip| !self.settings.exempt.contains(*ip));
         let until = Until::after(Some(duration));
         // A new mute replaces the person's old one (a moderator shortening or extending it),
         // keeping the names it had gathered.
@@ -244,7 +244,9 @@ impl RoomHub {
     /// from then on.
     pub(super) fn mute_on_arrival(&mut self, name: &str, addr: IpAddr) -> Option<Until> {
         let key = NameKey::new(name);
-        let index = self.mute_index(&key, Some(addr))?;
+        // The address catches guests only: a registered name is muted by name (its account).
+        let addr = Some(addr).filter(|_| !self.settings.registered.contains_key(&key));
+        let index = self.mute_index(&key, addr)?;
         let mute = &mut self.mutes[index];
         let until = mute.until;
         if !mute.names.iter().any(|n| NameKey::new(n) == key) {

@@ -95,8 +95,8 @@ pub(super) struct Queue {
     reporters: std::collections::HashMap<u64, Reporter>,
 }
 
-/// Who a report counts against: an account, an address, or (a guest at an exempt address, or a
-/// report restored from the store) a name. A rename or a reconnect does not make a new one.
+/// Who a report counts against: an account, a guest's address, or (a report restored from the
+/// store) a name. A rename or a reconnect does not make a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Reporter {
     Account(NameKey),
@@ -589,10 +589,10 @@ impl RoomHub {
         };
         let key = NameKey::new(&member.client.name());
         let addr = member.client.addr().ip();
+        // A guest counts by address even at an exempt one: exemption lifts connection limits and
+        // address bans, not this (a rename there would otherwise start the count afresh).
         if self.settings.registered.contains_key(&key) {
             Reporter::Account(key)
-        } else if self.settings.exempt.contains(addr) {
-            Reporter::Name(key)
         } else {
             Reporter::Address(addr)
         }
