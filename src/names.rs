@@ -55,9 +55,15 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
 pub const RESERVED_NAMES: &[&str] = &["server", "chatpipe"];
 
 /// A reserved name in any case, and its look-alikes: digits read as letters (`5erv3r`,
-/// `chatp1pe`) and `_`/`-` ignored (`s_e_r_v_e_r`), so nobody can pass for the server in a
-/// participant list.
+/// `chatp1pe`, `ch4tpipe`, `cha7pipe`), `l` and `i` alike (`chatplpe`), `_`/`-` ignored
+/// (`s_e_r_v_e_r`), and a reserved name as the first part of a name (`SERVER-bot`, whose lines
+/// read `SERVER-bot: …`), so nobody can pass for the server in a participant list or a line.
 fn looks_like_server(name: &str) -> bool {
+    let first_part = name.split(['-', '_']).next().unwrap_or(name);
+    is_reserved_skeleton(name) || is_reserved_skeleton(first_part)
+}
+
+fn is_reserved_skeleton(name: &str) -> bool {
     let skeleton: String = name
         .bytes()
         .filter(|b| *b != b'_' && *b != b'-')
@@ -65,11 +71,15 @@ fn looks_like_server(name: &str) -> bool {
             b'5' | b'$' => 's',
             b'3' => 'e',
             b'0' => 'o',
-            b'1' | b'!' => 'i',
+            b'4' => 'a',
+            b'7' => 't',
+            b'1' | b'!' | b'l' | b'|' => 'i',
             other => char::from(other),
         })
         .collect();
-    RESERVED_NAMES.contains(&skeleton.as_str())
+    RESERVED_NAMES
+        .iter()
+        .any(|reserved| skeleton == reserved.replace('l', "i"))
 }
 
 /// Checks a room name's form; callers fold case first where the protocol allows it.
@@ -136,6 +146,22 @@ mod tests {
         assert_eq!(validate_username("ChatPipe"), Err(NameError::Reserved));
         assert_eq!(validate_username("CHAT_P1PE"), Err(NameError::Reserved));
         assert_eq!(validate_username("chatpiper"), Ok(()));
+        for look_alike in [
+            "ch4tpipe",
+            "cha7pipe",
+            "chatplpe",
+            "ch4tp1pe",
+            "SERVER-bot",
+            "chatpipe_",
+        ] {
+            assert_eq!(
+                validate_username(look_alike),
+                Err(NameError::Reserved),
+                "{look_alike}"
+            );
+        }
+        assert_eq!(validate_username("lisa"), Ok(()));
+        assert_eq!(validate_username("servers"), Ok(()));
         assert_eq!(validate_username("nul\0"), Err(NameError::BadCharacter));
         assert_eq!(NameKey::new("Alice"), NameKey::new("aLICE"));
     }

@@ -125,6 +125,7 @@ pub fn clean_text(text: &str) -> Cow<'_, str> {
         match c {
             '\t' => out.push(' '),
             '\u{1b}' => skip_escape_sequence(&mut chars),
+            '\u{3}' => skip_colour_code(&mut chars),
             c if needs_cleaning(c) => {}
             c => out.push(c),
         }
@@ -135,6 +136,30 @@ pub fn clean_text(text: &str) -> Cow<'_, str> {
 fn needs_cleaning(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Skips the colours of an IRC colour code whose `^C` was just read: up to two digits of
+/// foreground, then a comma and up to two digits of background. Its digits would otherwise be
+/// left in the text (`f^C04uck` read as `f04uck`: a stray number, and a word the filters miss).
+/// A comma not followed by a digit is text and stays.
+fn skip_colour_code(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    let skip_digits = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        let mut skipped = 0;
+        while skipped < 2 && chars.peek().is_some_and(char::is_ascii_digit) {
+            chars.next();
+            skipped += 1;
+        }
+        skipped
+    };
+    if skip_digits(chars) == 0 || chars.peek() != Some(&',') {
+        return;
+    }
+    let mut ahead = chars.clone();
+    ahead.next();
+    if ahead.peek().is_some_and(char::is_ascii_digit) {
+        chars.next();
+        skip_digits(chars);
+    }
 }
 
 /// Skips the rest of an escape sequence whose ESC was just read: CSI (`ESC [ … final`), OSC and
@@ -167,6 +192,15 @@ fn skip_escape_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn irc_colour_codes_go_with_their_colours() {
+        assert_eq!(clean_text("f\u{3}04u\u{3}ck"), "fuck");
+        assert_eq!(clean_text("\u{3}4,12red on blue\u{3}"), "red on blue");
+        assert_eq!(clean_text("\u{3}04,x"), ",x");
+        assert_eq!(clean_text("\u{3}123"), "3");
+        assert_eq!(clean_text("plain \u{3}text"), "plain text");
+    }
 
     fn decode_all(codec: &mut LineCodec, input: &[u8]) -> Vec<Frame> {
         let mut buf = BytesMut::from(input);
