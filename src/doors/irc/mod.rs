@@ -7,10 +7,18 @@
 //! the room `games`); nicks are usernames, unique across every door.
 //!
 //! Modules: `message` parses a client's lines, `render` writes the server's, `output`
-//! fits each rendered line to one client's capabilities.
+//! fits each rendered line to one client's capabilities. `session` is one connection: its
+//! reading loop and the dispatch of commands, which are carried out, by concern, in
+//! `registration` (`CAP`, `PASS`, `NICK`, `USER`, SASL), `commands` (what becomes a chat line,
+//! and `AWAY`), `queries` (`NAMES`, `WHO`, `WHOIS`, `ISON`, `USERHOST`, `HELP`) and `modes`
+//! (`MODE`).
 
+mod commands;
 mod message;
+mod modes;
 mod output;
+mod queries;
+mod registration;
 mod render;
 pub(crate) mod session;
 

@@ -20,42 +20,40 @@
 //! the connection limits, handshake timeout, idle timeout (the server pings a quiet client
 //! first), bad-line count and outbox bounds are the text protocol's. Nothing a client sends can
 //! panic the session: every parameter is optional until checked.
+//!
+//! This file is the connection and what every command shares: the `Session` state, the reading
+//! loop before and after registration, `command`, which checks a command's parameters, takes the
+//! turn of the commands answered here and dispatches, and the helpers the other files use
+//! (`reply`, `ask`, `turn`, `chat`, `room_of`). One-line commands (`PART`, `TOPIC`, `KICK`,
+//! `LIST`, `QUIT`, `MOTD`, `VERSION`, `LUSERS`, the chatpipe commands) are written in the
+//! dispatch itself; the rest live by concern beside it, each file an `impl Session` block:
+//! `registration` (before the hub has the client, and `CAP`), `commands` (what becomes a chat
+//! line), `queries` (questions answered in numerics) and `modes` (`MODE`, mapped onto
+//! moderation).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use base64::Engine as _;
-use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::IrcDoor;
 use super::message::{MAX_FRAME, Malformed, Message};
-use super::output::{Cap, ClientOutput};
-use super::render::{HOST, Lines, SERVER, channel, names_reply, prefix_of};
-use crate::event::{Body, Client, ClientId, ClientInfo, Query, Role};
-use crate::hub::{Outbox, RegisterError, RoomHub};
+use super::output::ClientOutput;
+use super::render::{Lines, SERVER};
+use crate::event::{Body, ClientId, Query};
+use crate::hub::{Outbox, RoomHub};
 use crate::metrics::DropReason;
-use crate::names::{validate_room_name, validate_username};
+use crate::names::validate_room_name;
 use crate::session::Sent;
 use crate::session::connection;
 use crate::session::idle::IdleAlarm;
 use crate::session::line_codec::{Frame, clean_text};
 use crate::session::line_reader::LineReader;
-use crate::session::login;
-use crate::session::{Admission, BadLines, MAX_NAME_ATTEMPTS, SessionShared, send, send_next};
+use crate::session::{Admission, BadLines, SessionShared, send, send_next};
 
 /// The most targets of one `PRIVMSG`, `NOTICE` or `JOIN` (`TARGMAX`).
-const MAX_TARGETS: usize = 4;
-
-/// The most mode changes with a parameter in one `MODE` (`MODES`).
-const MAX_MODES: usize = 4;
-
-/// SASL data arrives in chunks of 400 base64 bytes; `PLAIN` never needs more than this.
-const MAX_SASL: usize = 1200;
-
-/// The longest away message kept (`AWAYLEN`).
-const MAX_AWAY: usize = 200;
+pub(super) const MAX_TARGETS: usize = 4;
 
 /// Lines of an answer that cost one more line of the rate limit (see the module documentation).
 pub(crate) const LINES_PER_COST: u32 = 10;
@@ -174,14 +172,14 @@ impl Session {
 }
 
 /// One connection's state.
-struct Session {
-    door: Arc<IrcDoor>,
-    id: ClientId,
-    addr: SocketAddr,
-    outbox: Outbox,
-    output: Arc<ClientOutput>,
+pub(super) struct Session {
+    pub(super) door: Arc<IrcDoor>,
+    pub(super) id: ClientId,
+    pub(super) addr: SocketAddr,
+    pub(super) outbox: Outbox,
+    pub(super) output: Arc<ClientOutput>,
     /// The client, once registered with the hub, and what it has sent.
-    sent: Arc<Sent>,
+    pub(super) sent: Arc<Sent>,
     /// What the answers written since the last question cost beyond it, charged with the next.
     owed: AtomicU32,
 }
@@ -193,36 +191,13 @@ impl Drop for Session {
     }
 }
 
-/// What registration has gathered so far.
-#[derive(Default)]
-struct Registration {
-    nick: Option<String>,
-    user: bool,
-    password: Option<String>,
-    /// `CAP LS` or `REQ` was sent and `CAP END` not yet: registration waits.
-    negotiating: bool,
-    /// SASL `PLAIN` under way: the base64 gathered so far.
-    sasl: Option<String>,
-    /// The account SASL logged in.
-    account: Option<(String, Role)>,
-    failures: usize,
-}
-
-/// What an `AUTHENTICATE` line did.
-enum SaslStep {
-    /// Nothing to do yet (more data to come, or a reply already sent).
-    Pending,
-    /// The credentials to check: account name and password.
-    Check(String, String),
-}
-
 impl Session {
-    fn shared(&self) -> &SessionShared {
+    pub(super) fn shared(&self) -> &SessionShared {
         &self.door.shared
     }
 
     /// The client's nick, or `*` before registration.
-    fn nick(&self) -> Arc<str> {
+    pub(super) fn nick(&self) -> Arc<str> {
         self.sent
             .client()
             .as_ref()
@@ -230,7 +205,7 @@ impl Session {
     }
 
     /// Queues IRC lines for this client; a long answer costs more (see the module docs).
-    fn reply(&self, build: impl FnOnce(&mut Lines, &str)) {
+    pub(super) fn reply(&self, build: impl FnOnce(&mut Lines, &str)) {
         let mut lines = Lines::default();
         build(&mut lines, &self.nick());
         let bytes = lines.into_bytes();
@@ -246,7 +221,7 @@ impl Session {
     /// own lines, costing one line of its rate limit plus what earlier answers owe. `None` when
     /// it went unanswered: over the rate limit (the client has been told), or the server is
     /// stopping.
-    async fn ask<T: Send + 'static>(
+    pub(super) async fn ask<T: Send + 'static>(
         &self,
         question: impl FnOnce(&RoomHub) -> T + Send + 'static,
     ) -> Option<T> {
@@ -264,15 +239,15 @@ impl Session {
     }
 
     /// A turn for a command answered here without the hub's help: it costs like a question.
-    async fn turn(&self) -> bool {
+    pub(super) async fn turn(&self) -> bool {
         self.ask(|_| ()).await.is_some()
     }
 
-    fn numeric(&self, code: &str, params: &[&str], text: &str) {
+    pub(super) fn numeric(&self, code: &str, params: &[&str], text: &str) {
         self.reply(|out, me| out.numeric(code, me, params, text));
     }
 
-    fn notice(&self, text: &str) {
+    pub(super) fn notice(&self, text: &str) {
         self.reply(|out, me| out.notice(me, text));
     }
 
@@ -283,301 +258,8 @@ impl Session {
         self.outbox.close(Some(lines.into_bytes()), false);
     }
 
-    /// Runs registration until the hub has taken the client; `Err` with the reason to close.
-    async fn register<R: AsyncRead + Unpin>(
-        &mut self,
-        frames: &mut LineReader<R>,
-    ) -> Result<(), String> {
-        let mut state = Registration::default();
-        loop {
-            let line = match frames.next().await {
-                None | Some(Err(_)) => return Err("connection closed".into()),
-                Some(Ok(Frame::TooLong)) => {
-                    self.numeric("417", &[], "Input line was too long");
-                    continue;
-                }
-                Some(Ok(Frame::InvalidUtf8)) => {
-                    self.notice("Invalid UTF-8; the line was discarded.");
-                    continue;
-                }
-                Some(Ok(Frame::Line(line))) => line,
-            };
-            let message = match Message::parse(&line) {
-                Ok(message) => message,
-                Err(Malformed::Empty) => continue,
-                Err(Malformed::TooLong) => {
-                    self.numeric("417", &[], "Input line was too long");
-                    continue;
-                }
-            };
-            match message.command.as_str() {
-                "CAP" => self.cap(&message, Some(&mut state.negotiating)),
-                "PASS" => match message.param(0) {
-                    Some(password) => state.password = Some(password.to_owned()),
-                    None => self.numeric("461", &["PASS"], "Not enough parameters"),
-                },
-                "NICK" => match message.param(0) {
-                    None | Some("") => self.numeric("431", &[], "No nickname given"),
-                    Some(nick) => match validate_username(nick) {
-                        Ok(()) => state.nick = Some(nick.to_owned()),
-                        Err(problem) => {
-                            self.shared().metrics.handshake_failure("invalid_name");
-                            self.numeric("432", &[nick], &format!("Erroneous nickname: {problem}"));
-                        }
-                    },
-                },
-                "USER" if message.params.len() >= 4 => state.user = true,
-                "USER" => self.numeric("461", &["USER"], "Not enough parameters"),
-                "AUTHENTICATE" => {
-                    if let SaslStep::Check(name, password) = self.authenticate(&message, &mut state)
-                    {
-                        self.check_sasl(&name, password, &mut state).await;
-                    }
-                }
-                "PING" => self.pong(&message),
-                "PONG" => {}
-                "QUIT" => return Err("Quit".into()),
-                _ => self.numeric("451", &[], "You have not registered"),
-            }
-            if state.negotiating || !state.user || state.sasl.is_some() {
-                continue;
-            }
-            let Some(nick) = state.nick.take() else {
-                continue;
-            };
-            match self.try_register(nick, &mut state).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
-                    state.failures += 1;
-                    if state.failures >= MAX_NAME_ATTEMPTS {
-                        self.shared().metrics.handshake_failure("too_many_attempts");
-                        return Err("Too many invalid nicknames or passwords".into());
-                    }
-                }
-                Err(farewell) => return Err(farewell),
-            }
-        }
-    }
-
-    /// Logs `nick` in and asks the hub to take it: `Ok(false)` when the client may try another
-    /// nick (it has been told why), `Err` when the connection should close.
-    async fn try_register(
-        &mut self,
-        nick: String,
-        state: &mut Registration,
-    ) -> Result<bool, String> {
-        let (name, role) = match state.account.clone() {
-            Some(account) => account,
-            None => match login::account(self.shared(), &nick).await {
-                Err(refusal) => return Err(refusal.text),
-                Ok(Some(account)) if state.password.is_none() => {
-                    self.numeric(
-                        "433",
-                        &[&nick],
-                        &format!(
-                            "{} is registered: log in with SASL PLAIN or PASS, or choose another nickname",
-                            account.name
-                        ),
-                    );
-                    return Ok(false);
-                }
-                Ok(_) => {
-                    let password = state.password.clone();
-                    match login::log_in(self.shared(), &nick, password, self.addr).await {
-                        Ok(login) => login,
-                        Err(refusal) if refusal.code == "wrong_password" => {
-                            self.numeric("464", &[], "Password incorrect");
-                            return Err(refusal.text);
-                        }
-                        Err(refusal) => return Err(refusal.text),
-                    }
-                }
-            },
-        };
-        let client = Arc::new(Client::new(
-            self.id,
-            self.addr,
-            ClientInfo {
-                name: Arc::from(name.as_str()),
-                room: self.shared().default_room.clone(),
-                role,
-            },
-        ));
-        let registered = self
-            .shared()
-            .hub
-            .register_at(self.door.door, client.clone(), self.outbox.clone())
-            .await;
-        match registered {
-            Ok(()) => {
-                // Before the client can send a line that could come back as an echo: the writer
-                // needs to know whose lines are its own.
-                self.output.registered(client.clone());
-                tracing::info!(client = %self.id, name = %name, peer = %self.addr, "IRC client registered");
-                self.sent.registered(client);
-                Ok(true)
-            }
-            Err(RegisterError::ShuttingDown) => Err(crate::protocol::SHUTTING_DOWN.into()),
-            Err(e @ RegisterError::Banned { .. }) => {
-                self.shared().metrics.handshake_failure("banned");
-                self.numeric("465", &[], &format!("You are banned: {e}"));
-                Err(format!("Connection refused: {e}"))
-            }
-            Err(e @ RegisterError::NameTaken(_)) => {
-                self.shared().metrics.handshake_failure("name_taken");
-                self.numeric("433", &[&name], &format!("Nickname is already in use: {e}"));
-                Ok(false)
-            }
-            Err(e @ RegisterError::ClusterUnavailable) => {
-                self.notice(&e.to_string());
-                Ok(false)
-            }
-        }
-    }
-
-    /// `CAP LS|LIST|REQ|END`. During registration, `negotiating` says whether to wait.
-    fn cap(&self, message: &Message<'_>, negotiating: Option<&mut bool>) {
-        let sub = message.param(0).unwrap_or("").to_ascii_uppercase();
-        let wait = match sub.as_str() {
-            "LS" => {
-                let v302 = message.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
-                let caps: Vec<&str> = Cap::ALL.into_iter().map(|c| c.advertised(v302)).collect();
-                self.reply(|out, me| {
-                    out.raw(&format!(":{SERVER} CAP {me} LS :{}", caps.join(" ")));
-                });
-                Some(true)
-            }
-            "LIST" => {
-                let on = self.output.enabled().join(" ");
-                self.reply(|out, me| out.raw(&format!(":{SERVER} CAP {me} LIST :{on}")));
-                None
-            }
-            "REQ" => {
-                let asked = message.param(1).unwrap_or("");
-                let wanted: Option<Vec<(Cap, bool)>> = asked
-                    .split_ascii_whitespace()
-                    .map(|name| match name.strip_prefix('-') {
-                        Some(name) => Cap::named(name).map(|cap| (cap, false)),
-                        None => Cap::named(name).map(|cap| (cap, true)),
-                    })
-                    .collect();
-                let verdict = match wanted {
-                    Some(changes) if !changes.is_empty() => {
-                        for (cap, on) in changes {
-                            self.output.set(cap, on);
-                        }
-                        "ACK"
-                    }
-                    _ => "NAK",
-                };
-                self.reply(|out, me| out.raw(&format!(":{SERVER} CAP {me} {verdict} :{asked}")));
-                Some(true)
-            }
-            "END" => Some(false),
-            _ => {
-                self.numeric("410", &[&sub], "Invalid CAP command");
-                None
-            }
-        };
-        if let (Some(negotiating), Some(wait)) = (negotiating, wait) {
-            *negotiating = wait;
-        }
-    }
-
-    /// One `AUTHENTICATE` line of SASL `PLAIN`.
-    fn authenticate(&self, message: &Message<'_>, state: &mut Registration) -> SaslStep {
-        let Some(data) = message.param(0) else {
-            self.numeric("461", &["AUTHENTICATE"], "Not enough parameters");
-            return SaslStep::Pending;
-        };
-        if state.account.is_some() {
-            self.numeric("907", &[], "You have already authenticated using SASL");
-            return SaslStep::Pending;
-        }
-        if data == "*" {
-            state.sasl = None;
-            self.numeric("906", &[], "SASL authentication aborted");
-            return SaslStep::Pending;
-        }
-        let Some(gathered) = state.sasl.as_mut() else {
-            if data.eq_ignore_ascii_case("PLAIN") {
-                state.sasl = Some(String::new());
-                self.reply(|out, _| out.raw("AUTHENTICATE +"));
-            } else {
-                self.numeric("908", &["PLAIN"], "are available SASL mechanisms");
-                self.numeric("904", &[], "SASL authentication failed");
-            }
-            return SaslStep::Pending;
-        };
-        if data != "+" {
-            gathered.push_str(data);
-        }
-        if gathered.len() > MAX_SASL {
-            state.sasl = None;
-            self.numeric("905", &[], "SASL message too long");
-            return SaslStep::Pending;
-        }
-        if data.len() == 400 {
-            return SaslStep::Pending;
-        }
-        let Some(gathered) = state.sasl.take() else {
-            return SaslStep::Pending;
-        };
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(gathered.as_bytes())
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let mut parts = decoded.as_deref().unwrap_or("").splitn(3, '\0');
-        let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
-        match (authzid, authcid, password) {
-            (Some(authzid), Some(authcid), Some(password)) => {
-                let name = if authcid.is_empty() { authzid } else { authcid };
-                SaslStep::Check(name.to_owned(), password.to_owned())
-            }
-            _ => {
-                self.numeric(
-                    "904",
-                    &[],
-                    "SASL authentication failed: not PLAIN credentials",
-                );
-                SaslStep::Pending
-            }
-        }
-    }
-
-    /// Checks SASL credentials against the accounts: `900` and `903`, or `904`.
-    async fn check_sasl(&self, name: &str, password: String, state: &mut Registration) {
-        let shared = self.shared();
-        let account = match login::account(shared, name).await {
-            Ok(Some(account)) => account,
-            Ok(None) => {
-                self.numeric("904", &[], "SASL authentication failed: no such account");
-                return;
-            }
-            Err(refusal) => {
-                self.numeric("904", &[], &refusal.text);
-                return;
-            }
-        };
-        if let Some(refusal) = login::throttled(shared, name, self.addr) {
-            self.numeric("904", &[], &refusal.text);
-            return;
-        }
-        if !login::check_password(shared, &account, self.addr, password).await {
-            self.numeric("904", &[], "SASL authentication failed");
-            return;
-        }
-        let who = format!("{0}!{0}@{HOST}", account.name);
-        self.numeric(
-            "900",
-            &[&who, &account.name],
-            &format!("You are now logged in as {}", account.name),
-        );
-        self.numeric("903", &[], "SASL authentication successful");
-        state.account = Some((account.name.clone(), account.role));
-    }
-
-    fn pong(&self, message: &Message<'_>) {
+    /// The answer to a `PING`, before registration or after.
+    pub(super) fn pong(&self, message: &Message<'_>) {
         let token = message.param(0).unwrap_or(SERVER);
         self.reply(|out, _| out.raw(&format!(":{SERVER} PONG {SERVER} :{token}")));
     }
@@ -652,7 +334,7 @@ impl Session {
 
     /// A chat line into the pipeline, for `room` (or the client's current room). False when the
     /// server is shutting down.
-    async fn chat(&mut self, room: Option<&str>, line: String) -> bool {
+    pub(super) async fn chat(&mut self, room: Option<&str>, line: String) -> bool {
         let Some(mut event) = self.sent.event(Body::Line(line)) else {
             return true;
         };
@@ -812,7 +494,7 @@ impl Session {
     }
 
     /// `#room` as a room name, or `None` after telling the client why it is not one.
-    fn room_of(&self, target: &str) -> Option<String> {
+    pub(super) fn room_of(&self, target: &str) -> Option<String> {
         let Some(name) = target.strip_prefix('#') else {
             self.numeric("403", &[target], "No such channel (channels start with #)");
             return None;
@@ -830,426 +512,4 @@ impl Session {
             }
         }
     }
-
-    /// `PRIVMSG` and `NOTICE` to rooms and nicks.
-    async fn privmsg(&mut self, command: &str, targets: &str, text: &str) -> bool {
-        if text.is_empty() {
-            self.numeric("412", &[], "No text to send");
-            return true;
-        }
-        let max = self.shared().config.max_line_bytes;
-        // CTCP is framed by \x01, which cleaning would strip: look for it first.
-        let action = text
-            .strip_prefix("\u{1}ACTION ")
-            .map(|a| clean_text(a.trim_end_matches('\u{1}')).into_owned());
-        if action.is_none() && text.starts_with('\u{1}') {
-            // Other CTCP (VERSION, PING…) is not relayed; a NOTICE is never answered.
-            if command == "PRIVMSG" {
-                self.notice("CTCP requests are not relayed here.");
-            }
-            return true;
-        }
-        let text = clean_text(text).into_owned();
-        if text.len() > max {
-            self.shared().metrics.dropped(DropReason::TooLong, 1);
-            self.numeric(
-                "417",
-                &[],
-                &format!("Line too long (the limit is {max} bytes of text); it was discarded"),
-            );
-            return true;
-        }
-        for target in targets.split(',').take(MAX_TARGETS) {
-            let line = if target.starts_with('#') {
-                let Some(room) = self.room_of(target) else {
-                    continue;
-                };
-                let line = match &action {
-                    Some(action) => format!("/me {action}"),
-                    // A line that starts with `/` is text here, never a chat command.
-                    None if text.starts_with('/') => format!("/{text}"),
-                    None => text.clone(),
-                };
-                if !self.chat(Some(&room), line).await {
-                    return false;
-                }
-                continue;
-            } else if validate_username(target).is_err() {
-                self.numeric("401", &[target], "No such nick/channel");
-                continue;
-            } else {
-                match &action {
-                    Some(action) => format!("/msg {target} * {} {action}", self.nick()),
-                    None => format!("/msg {target} {text}"),
-                }
-            };
-            if !self.chat(None, line).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    async fn join(&mut self, targets: &str) -> bool {
-        if targets == "0" {
-            self.notice("JOIN 0 is not supported here; PART the channels one by one.");
-            return true;
-        }
-        for target in targets.split(',').take(MAX_TARGETS) {
-            if let Some(room) = self.room_of(target)
-                && !self.chat(None, format!("/join {room}")).await
-            {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// `NAMES #room`: `353`s and `366`.
-    async fn names(&self, target: Option<&str>) {
-        let Some(room) = target
-            .and_then(|t| t.split(',').next())
-            .and_then(|t| self.room_of(t))
-        else {
-            self.numeric("366", &["*"], "End of /NAMES list");
-            return;
-        };
-        let multi = self.output.has(Cap::MultiPrefix);
-        let lookup = room.clone();
-        let Some(summary) = self.ask(move |hub| hub.room_summary(&lookup)).await else {
-            return;
-        };
-        let names: Vec<String> = summary
-            .map(|s| s.members)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, role, voiced)| {
-                let mark = match (role, voiced, multi) {
-                    (Role::Moderator | Role::Admin, true, true) => "@+",
-                    _ => prefix_of(role, voiced),
-                };
-                format!("{mark}{name}")
-            })
-            .collect();
-        self.reply(|out, me| {
-            if names.is_empty() {
-                out.numeric("366", me, &[&channel(&room)], "End of /NAMES list");
-            } else {
-                names_reply(out, me, &room, &names);
-            }
-        });
-    }
-
-    /// `WHO #room` or `WHO nick`: `352`s and `315`.
-    async fn who(&self, mask: &str) {
-        let lookup = mask.to_owned();
-        let away = self.door.away_names();
-        /// One `352`: channel, nick, role, voice.
-        type Row = (String, Arc<str>, Role, bool);
-        let rows: Option<Vec<Row>> = self
-            .ask(move |hub| match lookup.strip_prefix('#') {
-                Some(room) => hub
-                    .room_summary(&room.to_ascii_lowercase())
-                    .map(|s| {
-                        let shown = channel(&s.name);
-                        s.members
-                            .into_iter()
-                            .map(|(name, role, voiced)| (shown.clone(), name, role, voiced))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                None => hub
-                    .member_summary(&lookup)
-                    .map(|m| vec![("*".to_owned(), m.name, m.role, false)])
-                    .unwrap_or_default(),
-            })
-            .await;
-        let Some(rows) = rows else {
-            return;
-        };
-        self.reply(|out, me| {
-            for (room, name, role, voiced) in &rows {
-                let here = if away.iter().any(|a| **a == **name) {
-                    "G"
-                } else {
-                    "H"
-                };
-                let flags = format!("{here}{}", prefix_of(*role, *voiced));
-                out.numeric(
-                    "352",
-                    me,
-                    &[room, name, HOST, SERVER, name, &flags],
-                    &format!("0 {name}"),
-                );
-            }
-            out.numeric("315", me, &[mask], "End of /WHO list");
-        });
-    }
-
-    /// `WHOIS nick`.
-    async fn whois(&self, nick: &str) {
-        let lookup = nick.to_owned();
-        let Some(found) = self.ask(move |hub| hub.member_summary(&lookup)).await else {
-            return;
-        };
-        let away = found.as_ref().and_then(|m| self.door.away_of(&m.name));
-        self.reply(|out, me| {
-            let Some(member) = found else {
-                out.numeric("401", me, &[nick], "No such nick/channel");
-                out.numeric("318", me, &[nick], "End of /WHOIS list");
-                return;
-            };
-            let name: &str = &member.name;
-            out.numeric("311", me, &[name, name, HOST, "*"], name);
-            let mark = prefix_of(member.role, false);
-            let rooms: Vec<String> = member
-                .rooms
-                .iter()
-                .map(|r| format!("{mark}{}", channel(r)))
-                .collect();
-            if !rooms.is_empty() {
-                out.numeric("319", me, &[name], &rooms.join(" "));
-            }
-            out.numeric("312", me, &[name, SERVER], "chatpipe");
-            if member.role != Role::User {
-                out.numeric(
-                    "313",
-                    me,
-                    &[name],
-                    &format!("is a chatpipe {}", member.role.as_str()),
-                );
-            }
-            if let Some(away) = away {
-                out.numeric("301", me, &[name], &away);
-            }
-            out.numeric(
-                "317",
-                me,
-                &[name, "0", &connected_since(member.connected_for)],
-                "seconds idle, signon time",
-            );
-            out.numeric("318", me, &[name], "End of /WHOIS list");
-        });
-    }
-
-    /// `MODE`: a room's modes shown or changed (mapped onto moderation), or the client's own.
-    async fn mode(&mut self, message: &Message<'_>) -> bool {
-        let target = message.param(0).unwrap_or("");
-        if !target.starts_with('#') {
-            if !self.turn().await {
-                return true;
-            }
-            if !target.eq_ignore_ascii_case(&self.nick()) {
-                self.numeric("502", &[], "Cannot change mode for other users");
-            } else if let Some(modes) = message.param(1) {
-                // +i and +w change nothing here; anything else is unknown.
-                if modes.chars().any(|c| !matches!(c, '+' | '-' | 'i' | 'w')) {
-                    self.numeric("501", &[], "Unknown MODE flag");
-                }
-            } else {
-                self.numeric("221", &["+"], "");
-            }
-            return true;
-        }
-        let Some(room) = self.room_of(target) else {
-            return true;
-        };
-        let Some(modes) = message.param(1) else {
-            let lookup = room.clone();
-            let Some(moderated) = self
-                .ask(move |hub| hub.room_summary(&lookup).map(|s| s.moderated))
-                .await
-            else {
-                return true;
-            };
-            match moderated {
-                Some(moderated) => {
-                    let modes = if moderated { "+mnt" } else { "+nt" };
-                    self.numeric("324", &[target, modes], "");
-                }
-                None => self.numeric("403", &[target], "No such channel"),
-            }
-            return true;
-        };
-        let mut args = message.params.iter().skip(2).copied();
-        let mut adding = true;
-        let mut changes = 0;
-        for flag in modes.chars() {
-            let line = match flag {
-                '+' => {
-                    adding = true;
-                    continue;
-                }
-                '-' => {
-                    adding = false;
-                    continue;
-                }
-                'n' | 't' => continue,
-                'm' => format!("/moderated {}", if adding { "on" } else { "off" }),
-                'b' => match args.next() {
-                    None => {
-                        self.ban_list(target).await;
-                        continue;
-                    }
-                    Some(mask) => {
-                        let nick = mask.split('!').next().unwrap_or("");
-                        if validate_username(nick).is_err() {
-                            self.notice(&format!(
-                                "Bans here are by nickname (nick!*@*); `{mask}` is not one."
-                            ));
-                            continue;
-                        }
-                        format!("/{} {nick}", if adding { "ban" } else { "unban" })
-                    }
-                },
-                'v' | 'o' => {
-                    let Some(nick) = args.next() else {
-                        self.numeric("461", &["MODE"], "Not enough parameters");
-                        continue;
-                    };
-                    match (flag, adding) {
-                        ('v', true) => format!("/voice {nick}"),
-                        ('v', false) => {
-                            self.notice(
-                                "Voice is taken away by turning moderation off and on (-m, +m).",
-                            );
-                            continue;
-                        }
-                        (_, true) => format!("/role {nick} moderator"),
-                        (_, false) => format!("/role {nick} user"),
-                    }
-                }
-                other => {
-                    self.numeric("472", &[&other.to_string()], "is unknown mode char to me");
-                    continue;
-                }
-            };
-            changes += 1;
-            if changes > MAX_MODES {
-                break;
-            }
-            if !self.chat(Some(&room), line).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// `MODE #room b`: `367`s and `368`. Bans are server-wide, so every room lists them all.
-    async fn ban_list(&self, target: &str) {
-        let Some(banned) = self.ask(|hub| hub.banned_names()).await else {
-            return;
-        };
-        self.reply(|out, me| {
-            for (name, reason) in &banned {
-                out.numeric("367", me, &[target, &format!("{name}!*@*")], reason);
-            }
-            out.numeric("368", me, &[target], "End of channel ban list");
-        });
-    }
-
-    fn away(&self, text: Option<&str>) {
-        match text.filter(|t| !t.is_empty()) {
-            Some(text) => {
-                let text: String = clean_text(text).chars().take(MAX_AWAY).collect();
-                if let Some(client) = self.sent.client() {
-                    self.door.set_away(client, Some(text));
-                }
-                self.numeric("306", &[], "You have been marked as being away");
-            }
-            None => {
-                if let Some(client) = self.sent.client() {
-                    self.door.set_away(client, None);
-                }
-                self.numeric("305", &[], "You are no longer marked as being away");
-            }
-        }
-    }
-
-    /// `NICK new` after registration: refused at once when the form is wrong or the name is
-    /// online; otherwise the hub decides (registered and banned names) and announces it.
-    async fn nick_change(&mut self, new: &str) -> bool {
-        if let Err(problem) = validate_username(new) {
-            self.numeric("432", &[new], &format!("Erroneous nickname: {problem}"));
-            return true;
-        }
-        let lookup = new.to_owned();
-        let Some(holder) = self
-            .ask(move |hub| hub.member_summary(&lookup).map(|m| m.name))
-            .await
-        else {
-            return true;
-        };
-        if holder.is_some_and(|h| !h.eq_ignore_ascii_case(&self.nick())) {
-            self.numeric("433", &[new], "Nickname is already in use");
-            return true;
-        }
-        self.chat(None, format!("/nick {new}")).await
-    }
-
-    /// `ISON` (`303`) and `USERHOST` (`302`).
-    async fn presence(&self, command: &str, nicks: &[&str]) {
-        let asked: Vec<String> = nicks
-            .iter()
-            .flat_map(|n| n.split_ascii_whitespace())
-            .take(MAX_TARGETS * 4)
-            .map(str::to_owned)
-            .collect();
-        let online: Option<Vec<(Arc<str>, Role)>> = self
-            .ask(move |hub| {
-                asked
-                    .iter()
-                    .filter_map(|n| hub.member_summary(n))
-                    .map(|m| (m.name, m.role))
-                    .collect()
-            })
-            .await;
-        let Some(online) = online else {
-            return;
-        };
-        let away = self.door.away_names();
-        if command == "ISON" {
-            let names: Vec<&str> = online.iter().map(|(n, _)| &**n).collect();
-            self.numeric("303", &[], &names.join(" "));
-        } else {
-            let replies: Vec<String> = online
-                .iter()
-                .map(|(name, role)| {
-                    let op = if *role == Role::User { "" } else { "*" };
-                    let here = if away.iter().any(|a| **a == **name) {
-                        '-'
-                    } else {
-                        '+'
-                    };
-                    format!("{name}{op}={here}{name}@{HOST}")
-                })
-                .collect();
-            self.numeric("302", &[], &replies.join(" "));
-        }
-    }
-
-    fn help(&self) {
-        self.reply(|out, me| {
-            for line in [
-                "chatpipe over IRC. Channels are rooms: JOIN #games, PART #games.",
-                "Supported: PRIVMSG NOTICE JOIN PART TOPIC NAMES LIST WHO WHOIS KICK MODE NICK",
-                "  AWAY QUIT PING ISON USERHOST MOTD VERSION LUSERS CAP AUTHENTICATE.",
-                "Modes: +m/-m moderated, +v voice, +o/-o moderator role, +b/-b nick!*@* ban.",
-                "chatpipe commands, sent as they are (/quote in most clients): HELD, APPROVE n,",
-                "  DENY n [reason], REPORT nick [reason], REPORTS, RESOLVE n [note], HISTORY [n],",
-                "  MUTE nick [10m], UNMUTE nick, BANS, MUTES, REGISTER password, ROLE nick role.",
-            ] {
-                out.notice(me, line);
-            }
-        });
-    }
-}
-
-/// The signon time of a client connected for `connected_for`, in Unix seconds.
-fn connected_since(connected_for: std::time::Duration) -> String {
-    std::time::SystemTime::now()
-        .checked_sub(connected_for)
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-        .to_string()
 }
