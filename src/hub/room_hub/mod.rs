@@ -18,7 +18,8 @@
 //! [`commands`], moderation (kicks, bans) in [`moderation`] and mutes in [`mutes`], with when a
 //! sanction ends in [`until`]; room moves, settings and history in [`rooms`], account commands
 //! in [`accounts`], and the glue to the store (loading at start-up, saving changes, continuing
-//! once they are committed) in [`persistence`].
+//! once they are committed) in [`persistence`]. The moderation queue's held lines are in [`queue`], members' reports in
+//! [`reports`].
 
 mod accounts;
 mod chat;
@@ -32,6 +33,7 @@ mod mutes;
 mod persistence;
 mod queries;
 mod queue;
+mod reports;
 mod rooms;
 mod until;
 
