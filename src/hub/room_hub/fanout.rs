@@ -86,9 +86,10 @@ impl RoomHub {
     }
 
     /// [`RoomHub::broadcast`] of a chat-wide change (a member left, or was renamed), announced
-    /// room by room: a member of a door that says it once ([`Render::presence_per_room`]) and
-    /// already in `told` is skipped, and those told are added, so someone sharing several of
-    /// the rooms hears it once.
+    /// room by room: a member of a door that says it once
+    /// ([`Render::presence_per_room`](crate::hub::Render::presence_per_room)) and already in
+    /// `told` is skipped, and those told are added, so someone sharing several of the rooms
+    /// hears it once.
     pub(super) fn broadcast_once(&mut self, room: &str, delivery: &Delivery, told: &mut Told) {
         self.fan_out(room, delivery, Some(told), Audience::Everyone);
     }

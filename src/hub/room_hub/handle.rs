@@ -191,7 +191,8 @@ pub struct HubSettings {
     /// The filter rules `/reload` reloads, if the server has a filters directory.
     pub filter_rules: Option<FilterRules>,
     /// The pipeline's live filters, for the lines the worker pool leaves to the hub because
-    /// their room was not known yet ([`Event::filter_in_hub`]).
+    /// their room was not known yet
+    /// ([`Event::filter_in_hub`](crate::event::Event::filter_in_hub)).
     pub filters: FilterSet,
     /// Names that belong to accounts, with their roles: nobody else may take them with `/nick`,
     /// and only admins may ban a moderator's or admin's name while it is offline.
