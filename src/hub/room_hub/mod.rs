@@ -5,206 +5,66 @@
 //!   rooms' member lists; a text-protocol member is in exactly one (`/join` moves);
 //! - a username key maps to exactly one member; names are unique regardless of case;
 //! - a room is removed when its last member leaves, unless it is permanent;
-//! - fan-out never awaits: each recipient's [`Outbox`] takes the shared line or is full, and a
+//! - fan-out never awaits: each recipient's [`Outbox`](crate::hub::Outbox) takes the shared line or is full, and a
 //!   full outbox gets its client disconnected after the fan-out, so one slow client never delays
 //!   the others;
 //! - because one task sends everything, every member of a room sees that room's lines in the same
 //!   order.
 //!
-//! Commands live in [`commands`], moderation (mutes, kicks, bans) in [`moderation`], room moves,
-//! settings and history in [`rooms`], account commands in [`accounts`], and the glue to the
-//! store (loading at start-up, saving changes, continuing once they are committed) in
-//! [`persistence`].
+//! This file holds the hub's state, its run loop and the dispatch of events and requests. The
+//! way in from outside the pipeline ([`HubHandle`]) and the settings are in [`handle`], the
+//! member table (registration, removal) in [`members`], fan-out to outboxes in [`fanout`], who
+//! may speak and how a chat line or private message goes out in [`chat`]. Commands live in
+//! [`commands`], moderation (kicks, bans) in [`moderation`] and mutes in [`mutes`], with when a
+//! sanction ends in [`until`]; room moves, settings and history in [`rooms`], account commands
+//! in [`accounts`], and the glue to the store (loading at start-up, saving changes, continuing
+//! once they are committed) in [`persistence`]. The moderation queue's held lines are in [`queue`], members' reports in
+//! [`reports`].
 
 mod accounts;
+mod chat;
 mod cluster;
 mod commands;
+mod fanout;
+mod handle;
+mod members;
 mod moderation;
+mod mutes;
 mod persistence;
 mod queries;
 mod queue;
+mod reports;
 mod rooms;
+mod until;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use handle::{Doors, HubHandle, HubSettings, RegisterError};
 pub use queries::{MemberSummary, RoomSummary};
+pub(crate) use until::describe_duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 
-use super::delivery::{Delivery, DoorId, MAX_DOORS, Render, Scope};
-use super::outbox::{Outbox, Queued};
+use super::delivery::{Delivery, MAX_DOORS};
 use super::write_schedule::WriteSchedule;
-use crate::addresses::AddressList;
-use crate::config::RoomsConfig;
-use crate::event::{Body, Client, ClientId, Command, Event, Role};
-use crate::filters::{FilterRules, FilterSet};
-use crate::metrics::{DropReason, Metrics};
+use crate::event::{Body, ClientId, Command, Event};
+use crate::metrics::DropReason;
 use crate::names::NameKey;
 use crate::protocol;
-use crate::store::{LineKind, Store};
-
-/// Capacity of the registration channel. Registrations are rare and quick; a burst of connects
-/// waits here briefly rather than piling up.
-const REQUEST_CAPACITY: usize = 256;
-
-/// Why a username could not be registered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegisterError {
-    /// Someone connected uses the name (in any case).
-    #[error("the username {0} is already taken")]
-    NameTaken(String),
-    /// The name or the address is banned.
-    #[error("you are banned{}: {reason}", remaining.map_or_else(
-        || " until a moderator lifts the ban".to_owned(),
-        |d| format!(" for another {}", describe_duration(d))
-    ))]
-    Banned {
-        /// Why, as the moderator said.
-        reason: String,
-        /// How long the ban still lasts; `None` until lifted.
-        remaining: Option<Duration>,
-    },
-    /// The hub has stopped.
-    #[error("the server is shutting down")]
-    ShuttingDown,
-    /// The cluster could not be asked whether the name is free.
-    #[error(
-        "names cannot be checked right now (the cluster is unreachable); try again in a moment"
-    )]
-    ClusterUnavailable,
-}
-
-/// Work for the hub from outside the pipeline.
-enum Request {
-    Register {
-        client: Arc<Client>,
-        outbox: Outbox,
-        door: DoorId,
-        reply: oneshot::Sender<Result<(), RegisterError>>,
-    },
-    /// The rest of something the hub started: the store has committed (or failed to commit) a
-    /// change, or a password has been hashed, and the hub carries on from there.
-    Continue(Continuation),
-    /// News from the other servers of the cluster.
-    Cluster(crate::cluster::ClusterInput),
-}
-
-/// What [`Request::Continue`] runs, on the hub's task with the hub's state.
-pub(super) type Continuation = Box<dyn FnOnce(&mut RoomHub) + Send>;
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Request::Register { client, .. } => write!(f, "Register({})", client.id()),
-            Request::Continue(_) => write!(f, "Continue"),
-            Request::Cluster(input) => write!(f, "Cluster({input:?})"),
-        }
-    }
-}
-
-/// How sessions reach the hub outside the pipeline. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct HubHandle {
-    requests: mpsc::Sender<Request>,
-    /// In a cluster, names are claimed cluster-wide before the hub takes a client. Set at most
-    /// once: at start, or when a server that started alone joins its cluster later.
-    claims: Arc<std::sync::OnceLock<crate::cluster::NameClaims>>,
-}
-
-impl HubHandle {
-    /// Adds a client under its current name to the default room, which announces it. From then on
-    /// the hub writes to `outbox`.
-    ///
-    /// # Errors
-    /// [`RegisterError`] when the name is taken or banned, or the hub has stopped.
-    pub async fn register(&self, client: Arc<Client>, outbox: Outbox) -> Result<(), RegisterError> {
-        self.register_at(DoorId::TEXT, client, outbox).await
-    }
-
-    /// Like [`HubHandle::register`], for a client of another front door: the hub renders what it
-    /// tells the client with that door's renderer.
-    ///
-    /// # Errors
-    /// As [`HubHandle::register`].
-    pub async fn register_at(
-        &self,
-        door: DoorId,
-        client: Arc<Client>,
-        outbox: Outbox,
-    ) -> Result<(), RegisterError> {
-        let name = client.name();
-        if let Some(claims) = self.claims.get() {
-            // Boxed: claiming a name in the cluster is a large future (the NATS key-value
-            // round trips), and it would otherwise sit in every handshake, clustered or not
-            // (2.4 of a text handshake's 3.2 KB), for the whole of a join storm.
-            match Box::pin(claims.claim(&name)).await {
-                Ok(true) => {}
-                Ok(false) => return Err(RegisterError::NameTaken(name.to_string())),
-                Err(cause) => {
-                    tracing::warn!(%cause, "cannot claim a name in the cluster");
-                    return Err(RegisterError::ClusterUnavailable);
-                }
-            }
-        }
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Register {
-                client,
-                outbox,
-                door,
-                reply,
-            })
-            .await
-            .map_err(|_| RegisterError::ShuttingDown)?;
-        let registered = answer.await.unwrap_or(Err(RegisterError::ShuttingDown));
-        if registered.is_err()
-            && let Some(claims) = self.claims.get()
-        {
-            claims.release(&name);
-        }
-        registered
-    }
-
-    /// Joins a hub that started alone to its cluster: names are claimed cluster-wide from now on
-    /// (those of the members already here included) and room lines go through the stream.
-    /// False when the hub has stopped.
-    pub async fn join_cluster(&self, link: crate::cluster::ClusterLink) -> bool {
-        if self.claims.set(link.claims.clone()).is_err() {
-            return true;
-        }
-        let names = self
-            .query(|hub| {
-                hub.members
-                    .values()
-                    .map(|m| m.client.name().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
-        for name in names {
-            if !matches!(link.claims.claim(&name).await, Ok(true)) {
-                tracing::warn!(%name, "a member's name is held elsewhere in the cluster too");
-            }
-        }
-        let work: Continuation = Box::new(move |hub: &mut RoomHub| {
-            hub.settings.cluster = Some(link);
-        });
-        self.requests.send(Request::Continue(work)).await.is_ok()
-    }
-
-    /// Hands the hub news from the cluster; false when the hub has stopped.
-    pub async fn cluster_input(&self, input: crate::cluster::ClusterInput) -> bool {
-        self.requests.send(Request::Cluster(input)).await.is_ok()
-    }
-}
+use crate::store::LineKind;
+use fanout::Pending;
+use handle::{Continuation, REQUEST_CAPACITY, Request};
+use members::{Member, Told};
+use moderation::Ban;
+use mutes::Mute;
+use rooms::Room;
+use until::{MAX_SANCTION, Until};
 
 /// The hub stopped because the pipeline feeding it panicked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,239 +78,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// What the hub needs besides its inputs.
-#[derive(Debug, Clone, Default)]
-pub struct HubSettings {
-    /// Rooms: the default, history length, limits, permanent rooms.
-    pub rooms: RoomsConfig,
-    /// Addresses never banned by address.
-    pub exempt: AddressList,
-    /// The filter rules `/reload` reloads, if the server has a filters directory.
-    pub filter_rules: Option<FilterRules>,
-    /// The pipeline's live filters, for the lines the worker pool leaves to the hub because
-    /// their room was not known yet ([`Event::filter_in_hub`]).
-    pub filters: FilterSet,
-    /// Names that belong to accounts, with their roles: nobody else may take them with `/nick`,
-    /// and only admins may ban a moderator's or admin's name while it is offline.
-    pub registered: HashMap<NameKey, Role>,
-    /// Where `/reload` runs its blocking work, so shutdown waits for it.
-    pub tasks: TaskTracker,
-    /// The server's metrics.
-    pub metrics: Arc<Metrics>,
-    /// How long lines may gather before writers are woken (`[server] flush_interval`).
-    pub flush_interval: Duration,
-    /// How far apart a busy client's writes are kept (`[server] busy_flush_interval`; see
-    /// `hub::write_schedule`).
-    pub busy_flush_interval: Duration,
-    /// Where accounts, bans, mutes, room settings, history and the audit log are kept; `None`
-    /// keeps nothing beyond this process.
-    pub store: Option<Store>,
-    /// Names whose role the configuration file sets (`[[accounts]]`): `/role` and `/unregister`
-    /// leave them alone.
-    pub configured: HashSet<NameKey>,
-    /// How each front door renders deliveries; door 0 is the text protocol.
-    pub doors: Doors,
-    /// The moderation queue's settings.
-    pub moderation: crate::config::ModerationConfig,
-    /// The TLS certificate, which an admin's `/reload` reloads too.
-    pub tls: Option<crate::net::tls::TlsCertificates>,
-    /// The cluster this server is part of, if any.
-    pub cluster: Option<crate::cluster::ClusterLink>,
-}
-
-/// The renderers of the front doors, indexed by [`DoorId`]. Its `Default`, the text door
-/// alone, lives with the text renderer ([`crate::doors::text::TextRender`]).
-#[derive(Clone)]
-pub struct Doors(Vec<Arc<dyn Render>>);
-
-impl std::fmt::Debug for Doors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Doors({})", self.0.len())
-    }
-}
-
-impl Doors {
-    /// The text door's renderer as door 0, alone.
-    pub(crate) fn with_text(text: Arc<dyn Render>) -> Self {
-        Doors(vec![text])
-    }
-
-    /// Adds a door; its id. At most [`MAX_DOORS`] doors.
-    ///
-    /// # Panics
-    /// When there are already [`MAX_DOORS`]: a programming error, caught by the tests.
-    pub fn add(&mut self, render: Arc<dyn Render>) -> DoorId {
-        assert!(self.0.len() < MAX_DOORS, "at most {MAX_DOORS} front doors");
-        self.0.push(render);
-        DoorId((self.0.len() - 1) as u8)
-    }
-
-    /// The renderer of `door` (the text protocol's for an unknown door).
-    pub fn get(&self, door: DoorId) -> &Arc<dyn Render> {
-        self.0.get(usize::from(door.0)).unwrap_or(&self.0[0])
-    }
-}
-
-struct Member {
-    client: Arc<Client>,
-    outbox: Outbox,
-    door: DoorId,
-    /// The rooms the member is in, in join order; the last is where plain lines go.
-    rooms: Vec<Arc<str>>,
-    connected_at: Instant,
-    /// While set and not over, the member's lines are refused.
-    muted: Option<Until>,
-}
-
-impl Member {
-    fn role(&self) -> Role {
-        self.client.info().role
-    }
-
-    /// The room plain lines go to: the one joined last.
-    fn current_room(&self) -> Option<&Arc<str>> {
-        self.rooms.last()
-    }
-
-    /// How long the member stays muted (`Some(None)`: until unmuted), if they are.
-    fn muted_for(&self) -> Option<Option<Duration>> {
-        self.muted?.remaining(Instant::now())
-    }
-}
-
-/// Who has heard of a chat-wide change (a member left, or was renamed) announced room by room.
-/// Nothing is tracked for a member in one room: nobody could hear it twice.
-pub(super) struct Told(Option<HashSet<ClientId>>);
-
-impl Told {
-    /// For a change announced in `rooms` rooms.
-    pub(super) fn across(rooms: usize) -> Self {
-        Told((rooms > 1).then(HashSet::new))
-    }
-
-    /// Records `id` as told; false if it was already.
-    fn first_time(&mut self, id: ClientId) -> bool {
-        self.0.as_mut().is_none_or(|told| told.insert(id))
-    }
-}
-
-/// Who in a room hears a delivery.
-#[derive(Debug, Clone, Copy)]
-enum Audience {
-    Everyone,
-    /// A quiet room (above `[rooms] quiet_above`): the members whose door keeps a member list,
-    /// and the member the delivery is about.
-    MemberListsAnd(Option<ClientId>),
-}
-
-#[derive(Default)]
-struct Room {
-    /// Members in join order, with their doors and outboxes at hand for fan-out.
-    members: Vec<(ClientId, DoorId, Outbox)>,
-    /// The last chat lines (as [`Delivery::History`]), oldest first, for replay on join.
-    history: VecDeque<Delivery>,
-    /// Only moderators and voiced members may speak.
-    moderated: bool,
-    /// Names (not connections: voice survives a reconnect and a restart) that may speak while
-    /// the room is moderated.
-    voiced: HashSet<NameKey>,
-    /// Shown on join; anyone reads it with `/topic`, moderators set it.
-    topic: Option<String>,
-    /// Kept when empty because a moderator said `/room keep` (the default room and
-    /// `[rooms] permanent` are kept anyway).
-    kept: bool,
-    /// Members whose door shows member lists: [`Delivery::Members`] is built only when some.
-    watchers: usize,
-}
-
-/// A ban on a name and (unless exempt) the address it was used from.
-#[derive(Clone)]
-struct Ban {
-    /// The name as the moderator typed it, for `/bans`.
-    shown: String,
-    name: NameKey,
-    addr: Option<IpAddr>,
-    until: Until,
-    reason: String,
-}
-
-/// A mute. It follows the person, not a name: every name they take while muted (by `/nick`, or
-/// by reconnecting from the muted address) is added to `names`, and a guest's address is kept, so
-/// neither a rename nor a reconnect sheds it. A registered member's mute is carried by the
-/// account (its name, which only its owner can take), not by an address others may share.
-#[derive(Clone)]
-struct Mute {
-    /// The names the person has used while muted, as spelled; the first is the one muted (and
-    /// the key it is stored under).
-    names: Vec<String>,
-    /// A guest's address when muted, unless exempt.
-    addr: Option<IpAddr>,
-    until: Until,
-    /// Why, as `/mutes` shows it.
-    reason: String,
-}
-
-impl Mute {
-    /// Whether the mute holds for `name` (any case) connected from `addr` (an exempt address
-    /// never matches).
-    fn covers(&self, name: &NameKey, addr: Option<IpAddr>) -> bool {
-        self.names.iter().any(|n| NameKey::new(n) == *name)
-            || (self.addr.is_some() && self.addr == addr)
-    }
-
-    /// As the store keeps it.
-    fn stored(&self) -> crate::store::StoredMute {
-        crate::store::StoredMute {
-            name: self.names.first().cloned().unwrap_or_default(),
-            until: self.until.to_system(),
-            reason: self.reason.clone(),
-            addr: self.addr,
-            also: self.names.iter().skip(1).cloned().collect(),
-        }
-    }
-}
-
-/// The longest mute or ban with an end: anything longer lasts until a moderator lifts it. Also
-/// keeps `Instant` arithmetic far from overflowing, whatever duration a client or a filter file
-/// names.
-pub(crate) const MAX_SANCTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-/// When a mute or a ban ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Until {
-    /// When a moderator lifts it.
-    Lifted,
-    /// At this instant.
-    At(Instant),
-}
-
-impl Until {
-    /// `duration` from now; no duration, or one over [`MAX_SANCTION`], lasts until lifted.
-    fn after(duration: Option<Duration>) -> Until {
-        duration
-            .filter(|d| *d <= MAX_SANCTION)
-            .and_then(|d| Instant::now().checked_add(d))
-            .map_or(Until::Lifted, Until::At)
-    }
-
-    /// `None` once over; `Some(None)` until lifted; else the time left.
-    fn remaining(self, now: Instant) -> Option<Option<Duration>> {
-        match self {
-            Until::Lifted => Some(None),
-            Until::At(until) if until > now => Some(Some(until - now)),
-            Until::At(_) => None,
-        }
-    }
-
-    /// `for 5m`, or `until lifted` in the words of `lift` (`until unbanned`).
-    fn describe(self, lift: &str) -> String {
-        match self.remaining(Instant::now()) {
-            Some(Some(left)) => format!("for {}", describe_duration(left)),
-            _ => format!("until {lift}"),
-        }
-    }
 }
 
 /// The hub actor. Build it with [`RoomHub::new`], then drive it with [`RoomHub::run`].
@@ -473,38 +100,6 @@ pub struct RoomHub {
     pending: Pending,
     /// What this server knows of the other servers of its cluster.
     cluster: cluster::ClusterState,
-}
-
-/// Follow-up work from queueing lines, done after a fan-out rather than during it.
-struct Pending {
-    /// Clients found with a full outbox, disconnected once the fan-out is done.
-    too_slow: Vec<ClientId>,
-    /// Writers given lines since they were last woken, by when they are due.
-    writes: WriteSchedule,
-    /// When the event or request being handled came in (one clock reading for its whole
-    /// fan-out).
-    now: Instant,
-    /// Some outbox is past half its bounds: its writer was woken at once, and the hub should let
-    /// it run before queueing more.
-    backlogged: bool,
-}
-
-impl Pending {
-    /// Queues `line` for client `id`, leaving the wake-up of its writer to the write schedule
-    /// unless its queue is getting long.
-    fn queue(&mut self, id: ClientId, outbox: &Outbox, line: Bytes) {
-        match outbox.push_quietly(line) {
-            Ok(Queued::First { last_woken }) => {
-                self.writes.queue(id, outbox, last_woken, self.now);
-            }
-            Ok(Queued::Urgent) => {
-                outbox.wake();
-                self.backlogged = true;
-            }
-            Ok(Queued::Behind | Queued::Closed) => {}
-            Err(_) => self.too_slow.push(id),
-        }
-    }
 }
 
 impl RoomHub {
@@ -679,59 +274,6 @@ impl RoomHub {
         }
     }
 
-    fn register(
-        &mut self,
-        client: Arc<Client>,
-        outbox: Outbox,
-        door: DoorId,
-    ) -> Result<(), RegisterError> {
-        let name = client.name();
-        let key = NameKey::new(&name);
-        if let Some(ban) = self.ban_on(&key, client.addr().ip()) {
-            return Err(ban);
-        }
-        if self.names.contains_key(&key) {
-            return Err(RegisterError::NameTaken(name.to_string()));
-        }
-        let id = client.id();
-        // A mute follows the person back: under a name it holds, or (a guest) from its address.
-        let muted = self.mute_on_arrival(&name, client.addr().ip());
-        self.names.insert(key, id);
-        tracing::info!(
-            client = %id, name = %name, peer = %client.addr(), role = client.info().role.as_str(),
-            connections = self.members.len() + 1, "client joined"
-        );
-        self.members.insert(
-            id,
-            Member {
-                client,
-                outbox,
-                door,
-                rooms: Vec::new(),
-                connected_at: Instant::now(),
-                muted,
-            },
-        );
-        let room = self.default_room.clone();
-        if let Some(member) = self.members.get(&id) {
-            let welcome = Delivery::Welcome {
-                name: name.clone(),
-                role: member.role(),
-                rooms: vec![room.clone()],
-            };
-            self.deliver(id, &welcome);
-        }
-        self.enter_room(id, &room, Scope::Chat, Some(protocol::HELP_HINT));
-        if self
-            .members
-            .get(&id)
-            .is_some_and(|m| m.role() != Role::User)
-        {
-            self.send_moderator_view(id);
-        }
-        Ok(())
-    }
-
     fn handle_event(&mut self, event: Event) {
         let room_change = matches!(event.body, Body::Command(Command::Join(_) | Command::Leave))
             .then(|| event.client.clone());
@@ -845,303 +387,6 @@ impl RoomHub {
         }
     }
 
-    /// Why `id` may not speak now, if it may not: a mute silences everything; a moderated room
-    /// only what is said `in_room` (private messages are not the room's business).
-    fn refusal_to_speak(
-        &self,
-        id: ClientId,
-        room: &str,
-        in_room: bool,
-    ) -> Option<(&'static str, String)> {
-        let member = self.members.get(&id)?;
-        if let Some(left) = member.muted_for() {
-            return Some((
-                "muted",
-                match left {
-                    Some(left) => format!("You are muted for another {}.", describe_duration(left)),
-                    None => "You are muted until a moderator unmutes you.".to_owned(),
-                },
-            ));
-        }
-        let room_state = self.rooms.get(room)?;
-        if in_room
-            && room_state.moderated
-            && member.role() == Role::User
-            && !room_state
-                .voiced
-                .contains(&NameKey::new(&member.client.name()))
-        {
-            return Some((
-                "moderated",
-                format!("{room} is moderated: only moderators and voiced users may speak."),
-            ));
-        }
-        None
-    }
-
-    fn private_message(&mut self, from: ClientId, to: &str, text: &str) {
-        let Some(&target) = self.names.get(&NameKey::new(to)) else {
-            if !self.private_message_elsewhere(from, to, text) {
-                self.tell(from, &format!("No user named {to} is online."));
-            }
-            return;
-        };
-        let (Some(sender), Some(recipient)) = (self.members.get(&from), self.members.get(&target))
-        else {
-            return;
-        };
-        let (sender_name, recipient_name) = (sender.client.name(), recipient.client.name());
-        tracing::debug!(from = %from, to = %target, text = %text, "private message");
-        let text: Arc<str> = Arc::from(text);
-        let incoming = Delivery::Private {
-            from: sender_name.clone(),
-            to: recipient_name.clone(),
-            text: text.clone(),
-            outgoing: false,
-        };
-        self.deliver(target, &incoming);
-        let outgoing = Delivery::Private {
-            from: sender_name,
-            to: recipient_name,
-            text,
-            outgoing: true,
-        };
-        self.deliver(from, &outgoing);
-    }
-
-    /// A `SERVER:` line to one client.
-    fn tell(&mut self, id: ClientId, text: &str) {
-        self.deliver(id, &Delivery::notice(text));
-    }
-
-    /// Renders `delivery` for one client's door and queues it.
-    fn deliver(&mut self, id: ClientId, delivery: &Delivery) {
-        if let Some(member) = self.members.get(&id)
-            && let Some(bytes) = self
-                .settings
-                .doors
-                .get(member.door)
-                .render_to(delivery, &member.client.name())
-        {
-            self.pending.queue(id, &member.outbox, bytes);
-        }
-    }
-
-    /// Renders `delivery` once per door and puts the shared buffer into the outbox of every
-    /// member of `room`.
-    fn broadcast(&mut self, room: &str, delivery: &Delivery) {
-        self.fan_out(room, delivery, None, Audience::Everyone);
-    }
-
-    /// [`RoomHub::broadcast`] of a chat-wide change (a member left, or was renamed), announced
-    /// room by room: a member of a door that says it once ([`Render::presence_per_room`]) and
-    /// already in `told` is skipped, and those told are added, so someone sharing several of
-    /// the rooms hears it once.
-    fn broadcast_once(&mut self, room: &str, delivery: &Delivery, told: &mut Told) {
-        self.fan_out(room, delivery, Some(told), Audience::Everyone);
-    }
-
-    /// A join or a leave, to everyone in `room` — or, in a room larger than `[rooms]
-    /// quiet_above`, only to the members whose door keeps a member list, and to the member it
-    /// is about. Announcing every arrival to everyone costs a room of N members N² lines as it
-    /// fills: 10,000 clients arriving took over two minutes of CPU that way.
-    fn broadcast_presence(&mut self, room: &str, delivery: &Delivery) {
-        self.broadcast_presence_once(room, delivery, None);
-    }
-
-    /// [`RoomHub::broadcast_presence`], told once as in [`RoomHub::broadcast_once`] when `told`
-    /// is given.
-    fn broadcast_presence_once(
-        &mut self,
-        room: &str,
-        delivery: &Delivery,
-        told: Option<&mut Told>,
-    ) {
-        let limit = self.settings.rooms.quiet_above;
-        let Some(state) = self.rooms.get(room) else {
-            return;
-        };
-        // A leaving member is already out of the list: count the room as it was.
-        let size = state.members.len() + usize::from(matches!(delivery, Delivery::Left { .. }));
-        let audience = if limit == 0 || size <= limit {
-            Audience::Everyone
-        } else {
-            let about = match delivery {
-                Delivery::Joined { name, .. } | Delivery::Left { name, .. } => {
-                    self.names.get(&NameKey::new(name)).copied()
-                }
-                _ => None,
-            };
-            Audience::MemberListsAnd(about)
-        };
-        self.fan_out(room, delivery, told, audience);
-    }
-
-    /// `delivery`, rendered once per door, queued for the members of `room` in `audience`
-    /// (and not yet in `told`, for doors that say a chat-wide change once).
-    fn fan_out(
-        &mut self,
-        room: &str,
-        delivery: &Delivery,
-        mut told: Option<&mut Told>,
-        audience: Audience,
-    ) {
-        let Some(state) = self.rooms.get(room) else {
-            return;
-        };
-        let doors = &self.settings.doors;
-        let mut rendered: [Option<Option<Bytes>>; MAX_DOORS] = Default::default();
-        for (id, door, outbox) in &state.members {
-            let render = doors.get(*door);
-            if let Audience::MemberListsAnd(about) = audience
-                && !render.shows_members()
-                && about != Some(*id)
-            {
-                continue;
-            }
-            if let Some(told) = told.as_deref_mut()
-                && !render.presence_per_room()
-                && !told.first_time(*id)
-            {
-                continue;
-            }
-            let slot = &mut rendered[usize::from(door.0) % MAX_DOORS];
-            if let Some(bytes) = slot.get_or_insert_with(|| render.render(delivery)) {
-                self.pending.queue(*id, outbox, bytes.clone());
-            }
-        }
-    }
-
-    /// `SERVER: TEXT` to every member of `room` (moderation announcements).
-    fn announce(&mut self, room: &str, text: &str) {
-        let room_name: Arc<str> = Arc::from(room);
-        self.broadcast(room, &Delivery::room_notice(&room_name, text));
-    }
-
-    /// Brings the membership gauges up to date. Called wherever membership changes, before the
-    /// change is announced, so nobody can see an announcement the metrics do not yet reflect.
-    fn update_gauges(&self) {
-        let metrics = &self.settings.metrics;
-        metrics.connected_clients.set(self.members.len() as i64);
-        metrics.rooms.set(self.rooms.len() as i64);
-    }
-
-    /// Says a chat line or action in `room`: alone, at once; in a cluster, through the room
-    /// stream, which brings it back to every server (this one included) in the room's order.
-    fn say_in_room(
-        &mut self,
-        room: &Arc<str>,
-        kind: LineKind,
-        from: Arc<str>,
-        text: String,
-        reviewed: bool,
-        sender: Option<ClientId>,
-    ) {
-        if self.settings.cluster.is_some() {
-            self.publish_line(room, kind, &from, text, reviewed, sender);
-            return;
-        }
-        self.record_history(room, kind, &from, &text);
-        self.deliver_line(room, kind, from, text, reviewed);
-    }
-
-    /// Broadcasts a chat line or action to this server's members of `room` and keeps it in the
-    /// room's history.
-    fn deliver_line(
-        &mut self,
-        room: &Arc<str>,
-        kind: LineKind,
-        from: Arc<str>,
-        text: String,
-        reviewed: bool,
-    ) {
-        let text: Arc<str> = Arc::from(text);
-        let keep = self.settings.rooms.history;
-        if keep > 0
-            && let Some(state) = self.rooms.get_mut(room)
-        {
-            if state.history.len() == keep {
-                state.history.pop_front();
-            }
-            state.history.push_back(Delivery::History {
-                room: room.clone(),
-                kind,
-                from: from.clone(),
-                text: text.clone(),
-                at: std::time::SystemTime::now(),
-            });
-        }
-        let room_name = room.clone();
-        let delivery = match kind {
-            LineKind::Chat => Delivery::Message {
-                room: room_name,
-                from,
-                text,
-                reviewed,
-            },
-            LineKind::Action => Delivery::Action {
-                room: room_name,
-                from,
-                text,
-                reviewed,
-            },
-        };
-        self.broadcast(room, &delivery);
-    }
-
-    /// Sends a `SERVER:` line to every moderator and admin online.
-    fn alert_moderators(&mut self, text: &str) {
-        self.tell_moderators(&Delivery::coded("alert", text));
-    }
-
-    /// Disconnects every client found with a full outbox. Announcing one departure can fill
-    /// another outbox, so this runs until no slow client is left.
-    fn disconnect_slow_clients(&mut self) {
-        while let Some(id) = self.pending.too_slow.pop() {
-            self.remove(
-                id,
-                "too slow",
-                Some(Delivery::coded("too_slow", protocol::TOO_SLOW)),
-                true,
-            );
-        }
-    }
-
-    /// Removes a member, tells its rooms, and closes its outbox with `last` as the final line.
-    fn remove(&mut self, id: ClientId, reason: &str, last: Option<Delivery>, discard_queued: bool) {
-        let Some(member) = self.members.remove(&id) else {
-            return;
-        };
-        let name = member.client.name();
-        self.names.remove(&NameKey::new(&name));
-        for room in &member.rooms {
-            self.leave_room(id, room);
-            self.publish_left(room, &name, true);
-        }
-        self.release_name(&name);
-        let last = last.and_then(|d| self.settings.doors.get(member.door).render_to(&d, &name));
-        let discarded = member.outbox.close(last, discard_queued);
-        let metrics = &self.settings.metrics;
-        metrics.disconnect(reason);
-        if discarded > 0 {
-            metrics.dropped(DropReason::SlowClient, discarded as u64);
-        }
-        tracing::info!(
-            client = %id, name = %name, reason,
-            connected_for = ?member.connected_at.elapsed(),
-            connections = self.members.len(), "client left"
-        );
-        let mut told = Told::across(member.rooms.len());
-        for room in &member.rooms {
-            let left = Delivery::Left {
-                room: room.clone(),
-                name: name.clone(),
-                scope: Scope::Chat,
-            };
-            self.broadcast_presence_once(room, &left, Some(&mut told));
-        }
-    }
-
     fn shut_down(&mut self, why: &str) {
         tracing::info!(
             connections = self.members.len(),
@@ -1161,11 +406,6 @@ impl RoomHub {
         self.rooms.clear();
         self.names.clear();
     }
-
-    /// The member called `name` (any case), if online.
-    fn find(&self, name: &str) -> Option<ClientId> {
-        self.names.get(&NameKey::new(name)).copied()
-    }
 }
 
 /// The machine-readable code of a notice the pipeline produced, where it has one.
@@ -1181,30 +421,12 @@ fn notice_code(text: &str) -> Option<&'static str> {
     }
 }
 
-/// `1d 2h 5m 3s`-style text for a time, rounded up to whole seconds, the way every duration is
-/// written to clients (and the way `/mute` and `/ban` read them).
-pub(crate) fn describe_duration(d: Duration) -> String {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    if secs == 0 {
-        return "0s".to_owned();
-    }
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let shown: Vec<String> = parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    shown.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Client, Role};
+    use crate::hub::delivery::DoorId;
+    use crate::hub::outbox::Outbox;
 
     /// A panic while carrying out one event costs that event: the hub goes on, the sender is
     /// told, the drop is counted.
@@ -1238,28 +460,5 @@ mod tests {
                 .encode()
                 .contains("chatpipe_lines_dropped_total{reason=\"panic\"} 1")
         );
-    }
-
-    #[test]
-    fn durations_are_written_compactly() {
-        assert_eq!(describe_duration(Duration::from_secs(86_400)), "1d");
-        assert_eq!(describe_duration(Duration::from_secs(60)), "1m");
-        assert_eq!(describe_duration(Duration::from_millis(90_500)), "1m 31s");
-        assert_eq!(
-            describe_duration(Duration::from_secs(90_061)),
-            "1d 1h 1m 1s"
-        );
-        assert_eq!(describe_duration(Duration::ZERO), "0s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn huge_sanctions_last_until_lifted() {
-        assert_eq!(Until::after(Some(Duration::MAX)), Until::Lifted);
-        assert_eq!(Until::after(Some(MAX_SANCTION * 2)), Until::Lifted);
-        assert_eq!(Until::after(None), Until::Lifted);
-        let hour = Until::after(Some(Duration::from_secs(3600)));
-        assert_eq!(hour.describe("unbanned"), "for 1h");
-        tokio::time::advance(Duration::from_secs(3600)).await;
-        assert_eq!(hour.remaining(Instant::now()), None);
     }
 }

@@ -5,11 +5,34 @@
 //! renderer says so ([`Render::joins_add`]) sits in up to `[rooms] max_joined` rooms: `/join`
 //! adds a room and `/leave` drops the room the line was sent to.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::RoomHub;
 use crate::event::{ClientId, Role};
-use crate::hub::delivery::{Delivery, Recipient, Scope};
+use crate::hub::delivery::{Delivery, DoorId, Recipient, Scope};
+use crate::hub::outbox::Outbox;
+use crate::names::NameKey;
+
+#[derive(Default)]
+pub(super) struct Room {
+    /// Members in join order, with their doors and outboxes at hand for fan-out.
+    pub(super) members: Vec<(ClientId, DoorId, Outbox)>,
+    /// The last chat lines (as [`Delivery::History`]), oldest first, for replay on join.
+    pub(super) history: VecDeque<Delivery>,
+    /// Only moderators and voiced members may speak.
+    pub(super) moderated: bool,
+    /// Names (not connections: voice survives a reconnect and a restart) that may speak while
+    /// the room is moderated.
+    pub(super) voiced: HashSet<NameKey>,
+    /// Shown on join; anyone reads it with `/topic`, moderators set it.
+    pub(super) topic: Option<String>,
+    /// Kept when empty because a moderator said `/room keep` (the default room and
+    /// `[rooms] permanent` are kept anyway).
+    pub(super) kept: bool,
+    /// Members whose door shows member lists: [`Delivery::Members`] is built only when some.
+    pub(super) watchers: usize,
+}
 
 impl RoomHub {
     /// Puts `id` into `room` (creating it), announces the join to the room, tells the newcomer
