@@ -16,6 +16,9 @@
 //! machine; every change of one request is one transaction; passwords never reach the store
 //! (only Argon2 hashes do) and hashes never reach a log line.
 
+mod changes;
+mod file;
+mod queries;
 mod records;
 mod schema;
 mod worker;
@@ -27,12 +30,14 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use changes::Change;
+pub use file::{backup, open_read_only};
+use file::{configure, describe, lock_beside};
 pub use records::{
     AuditEntry, HeldRecord, HistoryLine, LineKind, ReportRecord, Snapshot, StoredAccount,
     StoredBan, StoredMute, StoredRoom,
 };
 pub use schema::{SCHEMA_VERSION, SchemaError, create_at_version};
-pub use worker::Change;
 
 use crate::config::StorageConfig;
 use crate::metrics::Metrics;
@@ -150,7 +155,7 @@ impl Store {
         if from != 0 && from != SCHEMA_VERSION {
             tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, "database upgraded");
         }
-        let snapshot = worker::load_snapshot(&conn, history).map_err(|e| fail(describe(&e)))?;
+        let snapshot = queries::load_snapshot(&conn, history).map_err(|e| fail(describe(&e)))?;
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let bounds = worker::HistoryBounds {
             per_room: config.history_keep,
@@ -240,7 +245,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let room = room.to_owned();
         self.read(
-            move |conn| worker::recent_history(conn, &room, count, 0),
+            move |conn| queries::recent_history(conn, &room, count, 0),
             done,
         )
     }
@@ -258,7 +263,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (room, sender) = (room.to_owned(), sender.to_owned());
         self.read(
-            move |conn| worker::lines_by(conn, &room, &sender, count),
+            move |conn| queries::lines_by(conn, &room, &sender, count),
             done,
         )
     }
@@ -272,7 +277,7 @@ impl Store {
         count: usize,
         done: Done<Vec<AuditEntry>>,
     ) -> Result<(), StoreError> {
-        self.read(move |conn| worker::recent_audit(conn, count), done)
+        self.read(move |conn| queries::recent_audit(conn, count), done)
     }
 
     /// The registered account called `name` (any case), if there is one.
@@ -283,7 +288,7 @@ impl Store {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let key = name.to_ascii_lowercase();
         self.read(
-            move |conn| worker::account(conn, &key),
+            move |conn| queries::account(conn, &key),
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -303,105 +308,6 @@ impl Store {
     }
 }
 
-/// Takes the lock file beside `path`, so two chatpipes never write one database.
-fn lock_beside(path: &Path) -> Result<std::fs::File, String> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot create the lock file {}: {e}", lock_path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err("locked by another chatpipe (its lock file is held); stop it first".into())
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("cannot lock {}: {e}", lock_path.display()))
-        }
-    }
-}
-
-/// WAL with full synchronisation: a commit is durable when it returns. A size cap, if set.
-fn configure(conn: &Connection, config: &StorageConfig) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // Reading the version first makes SQLite look at the file: a file that is not a database
-    // fails here, with "file is not a database".
-    schema::version(conn)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    if config.max_size > 0 {
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let pages = (config.max_size as i64 / page_size.max(512)).max(16);
-        conn.pragma_update(None, "max_page_count", pages)?;
-    }
-    Ok(())
-}
-
-/// SQLite's message for an error, without the wrapping rusqlite adds.
-fn describe(error: &rusqlite::Error) -> String {
-    match error {
-        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Opens an existing database read-only (for `chatpipe audit` and `chatpipe backup`), without
-/// its lock: a running server may hold that.
-///
-/// # Errors
-/// [`StoreError::Open`] when the file is missing or not a chatpipe database.
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let fail = |cause: String| StoreError::Open {
-        path: path.to_owned(),
-        cause,
-    };
-    if !path.is_file() {
-        return Err(fail("no such database file".into()));
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| fail(describe(&e)))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| fail(describe(&e)))?;
-    let version = schema::version(&conn).map_err(|e| fail(describe(&e)))?;
-    if version == 0 {
-        return Err(fail("not a chatpipe database (no schema)".into()));
-    }
-    if version > SCHEMA_VERSION {
-        return Err(fail(SchemaError::TooNew { found: version }.to_string()));
-    }
-    Ok(conn)
-}
-
-/// Copies the database at `from` to `to` with SQLite's online backup: consistent even while a
-/// server writes to it.
-///
-/// # Errors
-/// When either file cannot be opened or the copy fails.
-pub fn backup(from: &Path, to: &Path) -> Result<(), StoreError> {
-    let source = open_read_only(from)?;
-    if to.exists() {
-        return Err(StoreError::Open {
-            path: to.to_owned(),
-            cause: "already exists; choose a new file".into(),
-        });
-    }
-    let mut target = Connection::open(to).map_err(|e| StoreError::Open {
-        path: to.to_owned(),
-        cause: describe(&e),
-    })?;
-    let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
-    backup.run_to_completion(256, Duration::from_millis(5), None)?;
-    Ok(())
-}
-
 /// The audit log, newest last, filtered by time and actor.
 ///
 /// # Errors
@@ -411,7 +317,7 @@ pub fn audit_log(
     since: Option<std::time::SystemTime>,
     who: Option<&str>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    Ok(worker::audit_log(conn, since, who)?)
+    Ok(queries::audit_log(conn, since, who)?)
 }
 
 #[cfg(test)]
@@ -554,8 +460,8 @@ mod tests {
                 |conn| {
                     let since = SystemTime::now() - Duration::from_secs(3600);
                     Ok((
-                        worker::audit_log(conn, Some(since), None)?,
-                        worker::audit_log(conn, None, Some("MOD"))?,
+                        queries::audit_log(conn, Some(since), None)?,
+                        queries::audit_log(conn, None, Some("MOD"))?,
                     ))
                 },
                 Box::new(move |r| {
