@@ -1,5 +1,7 @@
 //! The hub in a cluster: room lines through the stream, presence of other servers' members,
-//! and moderation and private messages that cross servers.
+//! and the events other servers send this one. Commands aimed at another server's members are
+//! in [`cross_server`](super::cross_server), the replicated accounts, bans, mutes and rooms in
+//! [`shared_state`](super::shared_state).
 //!
 //! Invariants: a room line is delivered to this server's members only when it comes back from
 //! the stream, so all servers deliver the same order; this server's own joins, leaves and
@@ -11,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{RoomHub, Until};
-use crate::cluster::wire::{NodeEvent, RemoteMember, RoomEvent, Shared};
+use super::RoomHub;
+use crate::cluster::wire::{NodeEvent, RemoteMember, RoomEvent};
 use crate::cluster::{ClusterInput, Outgoing};
 use crate::event::{ClientId, Role};
 use crate::hub::delivery::{Delivery, Scope};
@@ -40,8 +42,8 @@ pub(super) struct ClusterState {
 /// A member of another server.
 #[derive(Debug, Clone)]
 pub(super) struct Remote {
-    name: Arc<str>,
-    role: Role,
+    pub(super) name: Arc<str>,
+    pub(super) role: Role,
     rooms: Vec<Arc<str>>,
     /// When its join came through the stream: a heartbeat older than that may not list it yet.
     joined_at: Option<tokio::time::Instant>,
@@ -117,84 +119,6 @@ impl RoomHub {
         if !old.eq_ignore_ascii_case(new) {
             self.release_name(old);
         }
-    }
-
-    /// A private message for a member of another server: sent there, and the sender's copy
-    /// delivered here. False when nobody of that name is on another server.
-    pub(super) fn private_message_elsewhere(
-        &mut self,
-        from: ClientId,
-        to: &str,
-        text: &str,
-    ) -> bool {
-        let Some((node, member)) = self.remote_member(to) else {
-            return false;
-        };
-        let (node, recipient) = (node.to_owned(), member.name.clone());
-        let Some(sender) = self.members.get(&from).map(|m| m.client.name()) else {
-            return true;
-        };
-        self.send_node(
-            Some(node),
-            NodeEvent::Private {
-                from: sender.to_string(),
-                to: recipient.to_string(),
-                text: text.to_owned(),
-            },
-        );
-        let outgoing = Delivery::Private {
-            from: sender,
-            to: recipient,
-            text: Arc::from(text),
-            outgoing: true,
-        };
-        self.deliver(from, &outgoing);
-        true
-    }
-
-    /// A kick or mute aimed at a member of another server: sent there. `Some(true)` when done,
-    /// `None` when the command is not of that kind or its target is not elsewhere.
-    pub(super) fn moderate_elsewhere(
-        &mut self,
-        id: ClientId,
-        actor_role: Role,
-        actor_name: &str,
-        command: &crate::event::Command,
-    ) -> Option<bool> {
-        use crate::event::Command;
-        let name = match command {
-            Command::Kick { name, .. } | Command::Mute { name, .. } => name,
-            _ => return None,
-        };
-        if self.find(name).is_some() {
-            return None;
-        }
-        let by = actor_name.to_owned();
-        let sent = match command {
-            Command::Kick { reason, .. } => {
-                let reason = reason
-                    .clone()
-                    .unwrap_or_else(|| "no reason given".to_owned());
-                self.moderate_remote(id, actor_role, name, |name| NodeEvent::Kick {
-                    name,
-                    by,
-                    reason,
-                })
-            }
-            Command::Mute { duration, .. } => {
-                let seconds = duration
-                    .unwrap_or(super::moderation::DEFAULT_MUTE)
-                    .min(super::MAX_SANCTION)
-                    .as_secs();
-                self.moderate_remote(id, actor_role, name, |name| NodeEvent::Mute {
-                    name,
-                    by,
-                    seconds,
-                })
-            }
-            _ => false,
-        };
-        sent.then_some(true)
     }
 
     /// Publishes `name`'s join of `room` (a no-op alone).
@@ -615,123 +539,5 @@ impl RoomHub {
                 self.cluster.remote.insert(node, members);
             }
         }
-    }
-
-    /// A moderator's command aimed at a member of another server: sent there. True when
-    /// `name` is such a member (the moderator has been told what happened).
-    fn moderate_remote(
-        &mut self,
-        id: ClientId,
-        actor_role: Role,
-        name: &str,
-        event: impl FnOnce(String) -> NodeEvent,
-    ) -> bool {
-        let Some((node, member)) = self.remote_member(name) else {
-            return false;
-        };
-        let (node, role, shown) = (node.to_owned(), member.role, member.name.to_string());
-        if role != Role::User && actor_role != Role::Admin {
-            self.tell(id, super::moderation::PERMISSION_DENIED);
-            return true;
-        }
-        self.send_node(Some(node.clone()), event(shown.clone()));
-        self.tell(id, &format!("Sent to {shown}'s server ({node})."));
-        true
-    }
-
-    /// Hands the shared part of `changes` (made here) to the other servers (a no-op alone).
-    pub(super) fn replicate(&mut self, changes: &[crate::store::Change]) {
-        let Some(link) = &self.settings.cluster else {
-            return;
-        };
-        let shared: Vec<Shared> = changes.iter().filter_map(Shared::of).collect();
-        if !shared.is_empty() && link.outgoing.try_send(Outgoing::State(shared)).is_err() {
-            tracing::error!("the cluster queue is full; a shared change stays on this server");
-        }
-    }
-
-    /// Makes a change another server made to the shared state: into this server's store, and
-    /// into the hub's memory (a ban expels, a mute silences, a role shows).
-    fn apply_shared(&mut self, change: Shared) {
-        let record = change.change();
-        match change {
-            Shared::Register(account) => {
-                let key = NameKey::new(&account.name);
-                if !self.settings.configured.contains(&key) {
-                    self.settings.registered.insert(key, account.role);
-                }
-            }
-            Shared::Unregister { name } => {
-                let key = NameKey::new(&name);
-                if !self.settings.configured.contains(&key) {
-                    self.settings.registered.remove(&key);
-                }
-            }
-            Shared::SetPassword { .. } => {}
-            Shared::SetRole { name, role } => {
-                self.give_role(NameKey::new(&name), &name, role);
-            }
-            Shared::Ban(ban) => {
-                let duration = ban
-                    .until
-                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
-                if ban.until.is_some() && duration.is_none() {
-                    return; // over already
-                }
-                let key = NameKey::new(&ban.name);
-                let until = Until::after(duration);
-                self.bans.retain(|b| b.name != key);
-                self.bans.push(super::Ban {
-                    shown: ban.name.clone(),
-                    name: key,
-                    addr: ban.addr,
-                    until,
-                    reason: ban.reason.clone(),
-                });
-                if let Some(target) = self.find(&ban.name) {
-                    let shown = until.describe("unbanned");
-                    self.expel(
-                        target,
-                        "banned",
-                        &format!("You were {} {shown}.", ban.reason),
-                        &format!("{} was {} {shown}", ban.name, ban.reason),
-                    );
-                }
-            }
-            Shared::Unban { name } => {
-                let key = NameKey::new(&name);
-                self.bans.retain(|b| b.name != key);
-            }
-            Shared::Mute(mute) => {
-                let duration = mute
-                    .until
-                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok());
-                // A mute with an end that has passed (replayed by a server that started later)
-                // is over, not "until lifted": like a lifted mute, it replaces any earlier one.
-                if mute.until.is_some() && duration.is_none() {
-                    self.lift_mute(&NameKey::new(&mute.name));
-                } else {
-                    self.put_mute(mute, Until::after(duration));
-                }
-            }
-            Shared::Unmute { name } => {
-                self.lift_mute(&NameKey::new(&name));
-            }
-            Shared::Room(stored) => {
-                let name: Arc<str> = Arc::from(stored.name.as_str());
-                if stored.permanent || self.rooms.contains_key(&name) {
-                    let room = self.rooms.entry(name).or_default();
-                    room.kept = stored.permanent;
-                    room.moderated = stored.moderated;
-                    room.topic = stored.topic.clone();
-                    room.voiced = stored.voiced.iter().map(|n| NameKey::new(n)).collect();
-                }
-            }
-        }
-        self.persist_here(vec![record], |_, result| {
-            if let Err(cause) = result {
-                tracing::error!(%cause, "a change from another server could not be saved here");
-            }
-        });
     }
 }

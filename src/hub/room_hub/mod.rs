@@ -18,13 +18,14 @@
 //! [`commands`], moderation (kicks, bans) in [`moderation`] and mutes in [`mutes`], with when a
 //! sanction ends in [`until`]; room moves, settings and history in [`rooms`], account commands
 //! in [`accounts`], and the glue to the store (loading at start-up, saving changes, continuing
-//! once they are committed) in [`persistence`]. The moderation queue's held lines are in [`queue`], members' reports in
+//! once they are committed) in [`persistence`]. In a cluster, room lines, presence and other servers' events are in [`cluster`], commands aimed at other servers' members in [`cross_server`], and the replicated shared state in [`shared_state`]. The moderation queue's held lines are in [`queue`], members' reports in
 //! [`reports`].
 
 mod accounts;
 mod chat;
 mod cluster;
 mod commands;
+mod cross_server;
 mod fanout;
 mod handle;
 mod members;
@@ -35,6 +36,7 @@ mod queries;
 mod queue;
 mod reports;
 mod rooms;
+mod shared_state;
 mod until;
 
 use std::collections::HashMap;
