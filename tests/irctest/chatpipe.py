@@ -169,6 +169,12 @@ class ChatpipeController(BaseServerController, DirectoryBasedController):
             [*faketime_cmd, binary(), "--config", str(self.directory / "chatpipe.toml")],
             cwd=self.directory,
         )
+        # tests/irctest/run ends every server left running after the suite (irctest leaves a
+        # few behind).
+        pidfile = os.environ.get("CHATPIPE_PIDFILE")
+        if pidfile:
+            with open(pidfile, "a") as fd:
+                fd.write(f"{self.proc.pid}\n")
 
 
 def get_irctest_controller_class() -> Type[ChatpipeController]:
