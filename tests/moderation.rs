@@ -4,9 +4,7 @@
 
 mod common;
 
-use chatpipe::config::AccountConfig;
 use chatpipe::event::Role;
-use chatpipe::passwords::hash_password;
 use chatpipe::{Config, Server};
 use common::irc::IrcClient;
 use common::web::WebClient;
@@ -16,19 +14,11 @@ use serde_json::json;
 /// A config with a moderator `mod` (password `modpass1`), an admin `root` (`rootpass1`) and a
 /// user account `alice` (`alicepass`).
 fn with_accounts() -> Config {
-    let mut config = test_config();
-    for (name, password, role) in [
+    common::config_with_accounts(&[
         ("mod", "modpass1", Role::Moderator),
         ("root", "rootpass1", Role::Admin),
         ("alice", "alicepass", Role::User),
-    ] {
-        config.accounts.push(AccountConfig {
-            name: name.into(),
-            password_hash: hash_password(password).unwrap(),
-            role,
-        });
-    }
-    config
+    ])
 }
 
 /// Sends `command` and then `/rooms`, and returns every line up to the `/rooms` answer: what

@@ -3,27 +3,17 @@
 mod common;
 
 use chatpipe::Config;
-use chatpipe::config::AccountConfig;
 use chatpipe::event::Role;
-use chatpipe::passwords::hash_password;
 use common::{TestClient, TestServer, test_config};
 
 /// A config with a moderator `mod` (password `modpass`), an admin `root` (`rootpass`) and a user
 /// account `alice` (`alicepass`).
 fn with_accounts() -> Config {
-    let mut config = test_config();
-    for (name, password, role) in [
+    common::config_with_accounts(&[
         ("mod", "modpass", Role::Moderator),
         ("root", "rootpass", Role::Admin),
         ("alice", "alicepass", Role::User),
-    ] {
-        config.accounts.push(AccountConfig {
-            name: name.into(),
-            password_hash: hash_password(password).unwrap(),
-            role,
-        });
-    }
-    config
+    ])
 }
 
 /// Logs in to a registered account.

@@ -38,12 +38,19 @@ pub fn test_config() -> Config {
 
 /// [`test_config`] with a moderator account `mod`, password `modpass12`.
 pub fn config_with_moderator() -> Config {
+    config_with_accounts(&[("mod", "modpass12", chatpipe::Role::Moderator)])
+}
+
+/// [`test_config`] with these accounts: name, password, role.
+pub fn config_with_accounts(accounts: &[(&str, &str, chatpipe::Role)]) -> Config {
     let mut config = test_config();
-    config.accounts.push(chatpipe::config::AccountConfig {
-        name: "mod".into(),
-        password_hash: chatpipe::passwords::hash_password("modpass12").unwrap(),
-        role: chatpipe::Role::Moderator,
-    });
+    for &(name, password, role) in accounts {
+        config.accounts.push(chatpipe::config::AccountConfig {
+            name: name.into(),
+            password_hash: chatpipe::passwords::hash_password(password).unwrap(),
+            role,
+        });
+    }
     config
 }
 
